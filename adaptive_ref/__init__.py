@@ -1,0 +1,30 @@
+"""adaptive-ref: an executable reference for adaptive SGD methods on any array-API backend.
+
+Each optimizer is a pair of pure functions, ``<name>_init(param) -> State`` and
+``<name>_step(param, grad, state, *, hyperparameters) -> (param, state)``, written once against
+the array API standard. :data:`REGISTRY` describes them all; :func:`make` applies one to a tree.
+Importing this package imports no array backend.
+"""
+
+from . import schedules
+from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
+from .optimizers.adam import AdamState, adam_init, adam_step, adamw_init, adamw_step
+from .optimizers.adamax import AdamaxState, adamax_init, adamax_step
+from .optimizers.nadam import NAdamState, nadam_init, nadam_step
+from .optimizers.radam import RAdamState, radam_init, radam_step
+from .optimizers.rmsprop import RMSpropState, rmsprop_init, rmsprop_step
+from .optimizers.sgd import SGDState, sgd_init, sgd_step
+from .registry import REGISTRY, get
+from .state import state_from_dict, state_to_dict
+from .tree import Group, Optimizer, make, tree_init, tree_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdagradState", "AdamState", "AdamaxState", "NAdamState", "RAdamState", "RMSpropState",
+    "SGDState", "adagrad_init", "adagrad_step", "adam_init", "adam_step", "adamax_init",
+    "adamax_step", "adamw_init", "adamw_step", "nadam_init", "nadam_step", "radam_init",
+    "radam_step", "rmsprop_init", "rmsprop_step", "sgd_init", "sgd_step",
+    "REGISTRY", "get", "make", "Optimizer", "Group", "tree_init", "tree_step",
+    "state_to_dict", "state_from_dict", "schedules", "__version__",
+]

@@ -1,0 +1,145 @@
+"""Input validation shared by every step function.
+
+Every error names the argument, the value received and what is accepted. Hyperparameters that are
+0-d arrays are checked for shape and dtype only: reading their value would force a lazy (Dask) or
+traced (JAX) computation, so their range is the caller's responsibility.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterable, Mapping
+
+import array_api_compat as aac
+
+from ._spec import HParam
+
+__all__ = ["check_arrays", "check_hparams", "is_array"]
+
+
+def is_array(x: Any) -> bool:
+    return aac.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
+
+
+def _namespace(x: Any):
+    return aac.array_namespace(x)
+
+
+def _device(x: Any):
+    try:
+        return aac.device(x)
+    except Exception:  # traced JAX arrays may not report a device
+        return None
+
+
+def check_arrays(op: str, arrays: Mapping[str, Any], *, same_shape: Iterable[str] = (),
+                 state_dtype_names: Iterable[str] = ()):
+    """Resolve the one array namespace of ``arrays`` and check them.
+
+    ``arrays`` maps argument names (``"param"``, ``"grad"``, ``"state.mu"``) to arrays, the first
+    being the parameter. Checks: every entry is an array of one namespace and one device; the
+    parameter and gradient have one real floating dtype; every name in ``same_shape`` has the
+    parameter's shape; the state arrays in ``state_dtype_names`` share one real floating dtype.
+    Returns ``(xp, param_dtype, state_dtype)``.
+    """
+    names = list(arrays)
+    first = names[0]
+    xp = None
+    for name in names:
+        x = arrays[name]
+        if not is_array(x):
+            msg = (f"{op}: {name} must be an array of an array-API namespace, "
+                   f"got {type(x).__name__}")
+            raise TypeError(msg)
+        x_xp = _namespace(x)
+        if xp is None:
+            xp = x_xp
+        elif x_xp is not xp:
+            msg = (f"{op}: {name} is a {x_xp.__name__} array but {first} is a {xp.__name__} "
+                   f"array; all arrays of one step must come from one namespace")
+            raise TypeError(msg)
+    dev = _device(arrays[first])
+    for name in names[1:]:
+        d = _device(arrays[name])
+        if dev is not None and d is not None and d != dev:
+            msg = f"{op}: {name} is on device {d} but {first} is on device {dev}"
+            raise ValueError(msg)
+    param = arrays[first]
+    pdtype = param.dtype
+    if not xp.isdtype(pdtype, "real floating"):
+        msg = (f"{op}: {first} has dtype {pdtype}; only real floating dtypes are accepted "
+               f"(integer, bool and complex parameters are not)")
+        raise TypeError(msg)
+    shape = param.shape
+    for name in same_shape:
+        x = arrays[name]
+        if x.shape != shape:
+            msg = f"{op}: {name} has shape {tuple(x.shape)} but {first} has shape {tuple(shape)}"
+            raise ValueError(msg)
+    if "grad" in arrays and arrays["grad"].dtype != pdtype:
+        msg = (f"{op}: grad has dtype {arrays['grad'].dtype} but {first} has dtype {pdtype}; "
+               f"cast the gradient to the parameter's dtype")
+        raise TypeError(msg)
+    sdtype = None
+    for name in state_dtype_names:
+        d = arrays[name].dtype
+        if sdtype is None:
+            sdtype = d
+            if not xp.isdtype(d, "real floating"):
+                msg = f"{op}: {name} has dtype {d}; state arrays must be real floating"
+                raise TypeError(msg)
+        elif d != sdtype:
+            msg = f"{op}: {name} has dtype {d} but the other state arrays have dtype {sdtype}"
+            raise TypeError(msg)
+    return xp, pdtype, (sdtype if sdtype is not None else pdtype)
+
+
+def _check_one(op: str, spec: HParam, value: Any) -> None:
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            msg = f"{op}: {spec.name} must be True or False, got {value!r}"
+            raise TypeError(msg)
+        return
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            msg = f"{op}: {spec.name}={value!r} is not accepted; use {spec.range_text()}"
+            raise ValueError(msg)
+        return
+    if is_array(value):
+        shape = getattr(value, "shape", None)
+        if shape is not None and tuple(shape) != ():
+            msg = f"{op}: {spec.name} must be a Python number or a 0-d array, got shape {tuple(shape)}"
+            raise ValueError(msg)
+        xp = _namespace(value)
+        if not xp.isdtype(value.dtype, "real floating"):
+            msg = f"{op}: {spec.name} as an array must have a real floating dtype, got {value.dtype}"
+            raise TypeError(msg)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{op}: {spec.name} must be a real number in {spec.range_text()}, got {value!r}"
+        raise TypeError(msg)
+    if not spec.contains(float(value)):
+        msg = (f"{op}: {spec.name}={value!r} is outside the accepted range "
+               f"{spec.range_text()}")
+        raise ValueError(msg)
+
+
+@lru_cache(maxsize=4096)
+def _check_cached(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
+    for spec, value in zip(specs, values):
+        _check_one(op, spec, value)
+
+
+def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
+    """Check ``values`` (in the order of ``specs``) against their ranges.
+
+    Python scalars are checked once per distinct tuple (the result is cached); arrays are checked
+    every call (they are unhashable), for shape and dtype only.
+    """
+    try:
+        _check_cached(op, specs, values)
+    except TypeError as err:
+        if "unhashable" not in str(err):
+            raise
+        for spec, value in zip(specs, values):
+            _check_one(op, spec, value)

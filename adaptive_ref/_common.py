@@ -1,0 +1,96 @@
+"""The prelude and epilogue every step function shares.
+
+``prelude`` validates the inputs and resolves the namespace; ``prepare_grad`` applies the sign
+(``maximize``) and coupled L2 decay in the order torch uses (sign first, then ``g + wd * p``);
+``scalars`` turns array hyperparameters into 0-d arrays of the scalar dtype. Each step function
+keeps its own update in its own module so its math can be read in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from . import _numerics as nx
+from ._checks import check_arrays, check_hparams, is_array
+
+__all__ = ["Prelude", "prelude", "prepare_grad", "scalars", "finish"]
+
+
+class Prelude(NamedTuple):
+    xp: Any
+    param_dtype: Any
+    dtype: Any  # compute dtype = state dtype
+    sdtype: Any  # scalar dtype (float64 where available)
+    p: Any  # param in the compute dtype
+    g: Any  # grad in the compute dtype
+
+
+def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
+    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs."""
+    if not isinstance(state, state_type):
+        got = type(state).__name__
+        msg = (f"{op}: state is a {got}, not a {state_type.__name__}; make it with {init_name} "
+               f"(a state made by another optimizer cannot be used here)")
+        raise TypeError(msg)
+    arrays = {"param": param, "grad": grad}
+    moment_names = []
+    for name, value in zip(state._fields, state):
+        if name == "count" or value is None or not is_array(value):
+            continue
+        if getattr(value, "ndim", 1) == 0 and name.endswith("product"):
+            continue  # scalar state (NAdam's mu_product) is checked separately
+        key = f"state.{name}"
+        arrays[key] = value
+        moment_names.append(key)
+    xp, pdtype, sdtype_state = check_arrays(
+        op, arrays, same_shape=["grad", *moment_names], state_dtype_names=moment_names)
+    count = state.count
+    if not is_array(count) or tuple(count.shape) != () or not xp.isdtype(count.dtype, "integral"):
+        msg = f"{op}: state.count must be a 0-d integer array, got {count!r}"
+        raise TypeError(msg)
+    sdtype = nx.scalar_dtype(xp, param, sdtype_state)
+    p = param if sdtype_state == pdtype else xp.astype(param, sdtype_state)
+    g = grad if sdtype_state == pdtype else xp.astype(grad, sdtype_state)
+    return Prelude(xp, pdtype, sdtype_state, sdtype, p, g)
+
+
+def scalars(xp, sdtype, like, *values):
+    """Array hyperparameters as 0-d arrays of the scalar dtype; Python numbers unchanged."""
+    return tuple(nx.as_scalar(xp, v, sdtype, like) if is_array(v) else v for v in values)
+
+
+def prepare_grad(xp, g, p, dtype, *, maximize: bool, weight_decay, coupled: bool):
+    """Sign first, then coupled L2 (``g + wd * p``), as every torch ``_single_tensor_*`` does."""
+    if maximize:
+        g = -g
+    if coupled and (is_array(weight_decay) or weight_decay != 0):
+        g = g + nx.to(xp, weight_decay, dtype) * p
+    return g
+
+
+def finish(xp, p_new, param_dtype):
+    """Cast the updated parameter back to the parameter's dtype."""
+    return p_new if p_new.dtype == param_dtype else xp.astype(p_new, param_dtype)
+
+
+__all__ += ["check_hparams"]
+
+
+def init_zeros(op: str, param, state_dtype=None):
+    """Validate ``param`` for ``<name>_init``; return ``(xp, zeros, count)`` for its state."""
+    import array_api_compat as aac
+
+    if not is_array(param):
+        msg = f"{op}: param must be an array of an array-API namespace, got {type(param).__name__}"
+        raise TypeError(msg)
+    xp = aac.array_namespace(param)
+    dtype = param.dtype if state_dtype is None else state_dtype
+    for what, d in (("param", param.dtype), ("state_dtype", dtype)):
+        if not xp.isdtype(d, "real floating"):
+            msg = f"{op}: {what} has dtype {d}; only real floating dtypes are accepted"
+            raise TypeError(msg)
+    z = xp.zeros(param.shape, dtype=dtype, device=aac.device(param))
+    return xp, z, nx.new_count(xp, param)
+
+
+__all__ += ["init_zeros"]

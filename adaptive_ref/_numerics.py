@@ -1,0 +1,108 @@
+"""Scalar numerics shared by the step functions: the step count, bias corrections, scalar casts.
+
+Policy (stated once, tested in ``tests/test_numerics.py``):
+
+* The step count is a 0-d integer array: int64 where the backend has it, else int32 (JAX without
+  x64). It cannot saturate silently: if ``count + 1`` overflows, the float step index becomes NaN,
+  so every bias correction, and with it every parameter, becomes NaN.
+* Scalar factors (``1 - beta**t``, ``lr / (1 - beta1**t)``, NAdam's momentum schedule, RAdam's
+  rho) are computed as 0-d arrays in the *scalar dtype*: float64 wherever the backend offers it on
+  the parameter's device (NumPy, array-api-strict, torch CPU, Dask, CuPy; JAX only with x64),
+  otherwise the state dtype. Each factor is cast to the compute dtype once, just before it meets
+  an array, the way torch's Python-float bias corrections are rounded when they meet a tensor.
+* Hyperparameters may be Python numbers or 0-d arrays; either way they enter the scalar
+  computations in the scalar dtype, so a float32 step does not depend on how lr was passed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to"]
+
+
+def _dtypes(xp, kind: str, device: Any):
+    info = xp.__array_namespace_info__()
+    try:
+        return info.dtypes(device=device, kind=kind)
+    except Exception:
+        return info.dtypes(kind=kind)
+
+
+@lru_cache(maxsize=64)
+def _scalar_dtype_cached(xp, device, fallback):
+    fl = _dtypes(xp, "real floating", device)
+    return fl["float64"] if "float64" in fl else fallback
+
+
+def scalar_dtype(xp, like, fallback):
+    """float64 where ``xp`` offers it on the device of ``like``, else ``fallback``."""
+    dev = _device_key(like)
+    try:
+        return _scalar_dtype_cached(xp, dev, fallback)
+    except TypeError:  # unhashable device
+        fl = _dtypes(xp, "real floating", dev)
+        return fl["float64"] if "float64" in fl else fallback
+
+
+def _device_key(x):
+    import array_api_compat as aac
+
+    try:
+        return aac.device(x)
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=64)
+def _count_dtype_cached(xp):
+    ints = _dtypes(xp, "signed integer", None)
+    return ints["int64"] if "int64" in ints else ints["int32"]
+
+
+def count_dtype(xp):
+    """int64 where the backend has it, else int32."""
+    return _count_dtype_cached(xp)
+
+
+def new_count(xp, like):
+    """A fresh step count (0) on the device of ``like``."""
+    return xp.zeros((), dtype=count_dtype(xp), device=_device_key(like))
+
+
+def as_scalar(xp, value, dtype, like):
+    """``value`` (Python number or 0-d array) as a 0-d array of ``dtype`` on ``like``'s device."""
+    if isinstance(value, (bool, int, float)):
+        return xp.asarray(float(value), dtype=dtype, device=_device_key(like))
+    return xp.astype(value, dtype)
+
+
+def to(xp, value, dtype):
+    """Cast a 0-d scalar array (or pass a Python number through) for use with ``dtype`` arrays."""
+    if isinstance(value, (int, float)):
+        return value
+    return xp.astype(value, dtype)
+
+
+def advance(xp, count, sdtype):
+    """Return ``(count + 1, t)``: the new count and the float step index ``t`` (1 at step one).
+
+    ``t`` is NaN when the increment overflowed the count's integer dtype.
+    """
+    nxt = count + 1
+    t = xp.astype(nxt, sdtype)
+    t = xp.where(nxt > count, t, xp.asarray(float("nan"), dtype=sdtype))
+    return nxt, t
+
+
+def power(xp, base, t):
+    """``base ** t`` with ``t`` a 0-d array; ``base`` a Python number or a 0-d array."""
+    if isinstance(base, (int, float)):
+        base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
+    return xp.pow(base, t)
+
+
+def bias_correction(xp, beta, t):
+    """``1 - beta**t``: the factor that unbiases an EMA started at zero (Kingma & Ba, Sec. 3)."""
+    return 1.0 - power(xp, beta, t)

@@ -1,0 +1,106 @@
+r"""Adagrad (diagonal).
+
+Duchi, Hazan & Singer, "Adaptive subgradient methods for online learning and stochastic
+optimization", JMLR 12 (2011) 2121-2159.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import _numerics as nx
+from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
+
+__all__ = ["AdagradState", "adagrad_init", "adagrad_step", "ADAGRAD"]
+
+
+class AdagradState(NamedTuple):
+    """count: 0-d integer step count. sum: accumulated squared gradients (+ initial value)."""
+
+    count: Any
+    sum: Any
+
+
+ADAGRAD_HPARAMS = (
+    HParam("lr", 1e-2, "learning rate", low=0.0),
+    HParam("lr_decay", 0.0, "lr at step t is lr / (1 + (t-1)*lr_decay)", low=0.0),
+    HParam("initial_accumulator_value", 0.0, "starting value of the accumulator (torch 0, "
+           "optax 0.1)", low=0.0, init=True, knob=True),
+    HParam("eps", 1e-10, "denominator guard", low=0.0),
+    HParam("eps_placement", "outside", "'outside': sqrt(sum) + eps (torch); 'inside': "
+           "sqrt(sum + eps), zero update where sum = 0 (optax)", kind="choice",
+           choices=("outside", "inside"), knob=True),
+    HParam("weight_decay", 0.0, "coupled L2 coefficient", low=0.0),
+    HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+)
+
+
+def adagrad_init(param, /, *, initial_accumulator_value=0.0, state_dtype=None) -> AdagradState:
+    """Step count 0; accumulator filled with ``initial_accumulator_value``."""
+    xp, z, count = init_zeros("adagrad_init", param, state_dtype)
+    if isinstance(initial_accumulator_value, bool) or not isinstance(
+            initial_accumulator_value, (int, float)) or not initial_accumulator_value >= 0:
+        msg = (f"adagrad_init: initial_accumulator_value must be a number >= 0, "
+               f"got {initial_accumulator_value!r}")
+        raise ValueError(msg)
+    return AdagradState(count, z + float(initial_accumulator_value))
+
+
+def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, eps_placement="outside",
+                 weight_decay=0.0, maximize=False):
+    r"""One Adagrad step.
+
+    .. math::
+
+        g &\leftarrow \pm g + \lambda\theta, \qquad s_t = s_{t-1} + g^2, \qquad
+        \eta_t = \mathrm{lr} / (1 + (t-1)\,\mathrm{lr\_decay}) \\
+        \theta_t &= \theta_{t-1} - \eta_t\, g / (\sqrt{s_t} + \epsilon)
+        \quad\text{or, eps\_placement='inside',}\quad
+        \theta_{t-1} - \eta_t\, g / \sqrt{s_t + \epsilon}
+
+    :math:`s_0` = ``initial_accumulator_value`` (an init knob; step ignores it). With
+    ``"inside"`` the update is 0 where :math:`s_t = 0`, as optax's ``scale_by_rss`` does.
+
+    Defaults (torch.optim.Adagrad): lr=1e-2, lr_decay=0, initial value 0, eps=1e-10, outside.
+    Profiles: ``torch``; ``optax`` (optax.adagrad: initial value 0.1, eps=1e-7 inside the root).
+    """
+    check_hparams("adagrad_step", ADAGRAD_HPARAMS, (lr, lr_decay, initial_accumulator_value, eps,
+                  eps_placement, weight_decay, maximize))
+    pre = prelude("adagrad_step", param, grad, state, AdagradState, "adagrad_init")
+    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    lr, lr_decay, eps, weight_decay = scalars(xp, sd, param, lr, lr_decay, eps, weight_decay)
+    p = pre.p
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=True)
+    count, t = nx.advance(xp, state.count, sd)
+    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    clr = lr / (1.0 + (t - 1.0) * lr_decay)
+    s = state.sum + g * g
+    if eps_placement == "outside":
+        p_new = p - c(clr) * (g / (xp.sqrt(s) + c(eps)))
+    else:
+        safe = xp.where(s > 0, s, xp.ones_like(s))
+        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), xp.zeros_like(s))
+        p_new = p - c(clr) * u
+    return finish(xp, p_new, pre.param_dtype), AdagradState(count, s)
+
+
+ADAGRAD = OptimizerSpec(
+    name="adagrad", title="Adagrad", init=adagrad_init, step=adagrad_step,
+    state_type=AdagradState, hparams=ADAGRAD_HPARAMS,
+    paper="Duchi, Hazan & Singer, Adaptive subgradient methods for online learning and "
+          "stochastic optimization, JMLR 12 (2011)",
+    summary="Per-coordinate step lr/sqrt(sum of squared gradients).",
+    profiles={
+        "torch": Profile("torch", dict(lr=1e-2, lr_decay=0.0, initial_accumulator_value=0.0,
+                                       eps=1e-10, eps_placement="outside", weight_decay=0.0,
+                                       maximize=False),
+                         "torch/optim/adagrad.py _single_tensor_adagrad (torch 2.13.0)"),
+        "optax": Profile("optax", dict(lr=REQUIRED, lr_decay=0.0, initial_accumulator_value=0.1,
+                                       eps=1e-7, eps_placement="inside", weight_decay=0.0,
+                                       maximize=False),
+                         "optax/_src/transform.py scale_by_rss (optax 0.2.8)"),
+    },
+)

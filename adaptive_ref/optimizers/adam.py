@@ -1,0 +1,278 @@
+r"""Adam, AMSGrad and AdamW: one update with its conventions as named knobs.
+
+Kingma & Ba, "Adam: A method for stochastic optimization", ICLR 2015, arXiv:1412.6980, Algorithm 1.
+Reddi, Kale & Kumar, "On the convergence of Adam and beyond", ICLR 2018 (AMSGrad).
+Loshchilov & Hutter, "Decoupled weight decay regularization", ICLR 2019, Algorithm 2 (AdamW).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import _numerics as nx
+from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
+
+__all__ = ["AdamState", "adam_init", "adam_step", "adamw_init", "adamw_step",
+           "ADAM", "AMSGRAD", "ADAMW"]
+
+
+class AdamState(NamedTuple):
+    """State of Adam, AMSGrad and AdamW.
+
+    count:  0-d integer array, the number of steps taken (0 after init).
+    mu:     first moment m, the parameter's shape, the state dtype.
+    nu:     second moment v (raw, not bias-corrected), shape and dtype as mu.
+    nu_max: AMSGrad's running maximum (of raw v or of bias-corrected v, per ``amsgrad_max_over``),
+            or None when AMSGrad is off.
+    """
+
+    count: Any
+    mu: Any
+    nu: Any
+    nu_max: Any = None
+
+
+def adam_init(param, /, *, amsgrad: bool = False, state_dtype=None) -> AdamState:
+    """Zero moments of ``param``'s shape; ``state_dtype`` (default: the param's dtype) for m, v."""
+    xp, z, count = init_zeros("adam_init", param, state_dtype)
+    return AdamState(count, z, xp.zeros_like(z), xp.zeros_like(z) if amsgrad else None)
+
+
+_COMMON = (
+    HParam("lr", 1e-3, "learning rate (alpha)", low=0.0),
+    HParam("beta1", 0.9, "decay rate of the first moment", low=0.0, high=1.0, high_open=True),
+    HParam("beta2", 0.999, "decay rate of the second moment", low=0.0, high=1.0, high_open=True),
+    HParam("eps", 1e-8, "denominator guard, added to sqrt of the second moment", low=0.0),
+    HParam("eps_root", 0.0, "guard added inside the square root (optax eps_root)", low=0.0),
+    HParam("eps_placement", "outside", "where eps is added: 'outside' = sqrt(v_hat) + eps "
+           "(Algorithm 1, torch Adam, optax); 'hat' = sqrt(v) + eps on the uncorrected v with "
+           "step lr*sqrt(1-b2^t)/(1-b1^t) (Kingma & Ba end of Sec. 2, torch SparseAdam)",
+           kind="choice", choices=("outside", "hat"), knob=True),
+    HParam("bias_correction", True, "divide m by 1-b1^t and v by 1-b2^t", kind="bool", knob=True),
+    HParam("amsgrad", False, "AMSGrad: use the running maximum of the second moment",
+           kind="bool", init=True, knob=True),
+    HParam("amsgrad_max_over", "raw", "AMSGrad maximum over the raw v ('raw', torch) or over "
+           "the bias-corrected v_hat ('corrected', optax)", kind="choice",
+           choices=("raw", "corrected"), knob=True),
+    HParam("maximize", False, "ascend instead of descend (the gradient is negated first)",
+           kind="bool", knob=True),
+)
+
+ADAM_HPARAMS = _COMMON + (
+    HParam("weight_decay", 0.0, "weight decay coefficient", low=0.0),
+    HParam("weight_decay_mode", "coupled", "'coupled': L2, g += wd*p before the moments (torch "
+           "Adam weight_decay); 'decoupled': p *= 1 - lr*wd before the update (torch AdamW)",
+           kind="choice", choices=("coupled", "decoupled"), knob=True),
+)
+
+ADAMW_HPARAMS = _COMMON + (
+    HParam("weight_decay", 1e-2, "decoupled weight decay coefficient (lambda)", low=0.0),
+    HParam("decay_scaling", "lr", "'lr': p *= 1 - lr*wd (torch AdamW, optax adamw); 'schedule': "
+           "p *= 1 - schedule_multiplier*wd, independent of lr (Loshchilov & Hutter Alg. 2)",
+           kind="choice", choices=("lr", "schedule"), knob=True),
+    HParam("schedule_multiplier", 1.0, "eta_t of Loshchilov & Hutter, used by "
+           "decay_scaling='schedule' (pass lr = eta_t * alpha for the paper's form)", low=0.0),
+)
+
+
+def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_placement,
+                 bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay, coupled,
+                 decay_factor):
+    """The shared Adam update; ``decay_factor`` is the scalar that multiplies p, or None."""
+    pre = prelude(op, param, grad, state, AdamState, op.replace("_step", "_init"))
+    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    if amsgrad != (state.nu_max is not None):
+        msg = (f"{op}: amsgrad={amsgrad} but the state was made with amsgrad={not amsgrad}; "
+               f"pass the same amsgrad to init and step")
+        raise ValueError(msg)
+    lr, beta1, beta2, eps, eps_root, weight_decay = scalars(
+        xp, sd, param, lr, beta1, beta2, eps, eps_root, weight_decay)
+    p = pre.p
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=coupled)
+    if decay_factor is not None:
+        p = p * nx.to(xp, decay_factor(lr, weight_decay), dtype)
+    count, t = nx.advance(xp, state.count, sd)
+    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731  (scalar -> compute dtype)
+    mu = c(beta1) * state.mu + c(1 - beta1) * g
+    nu = c(beta2) * state.nu + c(1 - beta2) * (g * g)
+    if bias_correction:
+        bc1 = nx.bias_correction(xp, beta1, t)
+        bc2 = nx.bias_correction(xp, beta2, t)
+    else:
+        bc1 = bc2 = 1.0
+    nu_max = None
+    if amsgrad:
+        if amsgrad_max_over == "raw":
+            nu_max = xp.maximum(state.nu_max, nu)
+            raw_v, corrected_v = nu_max, (nu_max / c(bc2) if bias_correction else nu_max)
+        else:
+            nu_hat = nu / c(bc2) if bias_correction else nu
+            nu_max = xp.maximum(state.nu_max, nu_hat)
+            raw_v, corrected_v = (nu_max * c(bc2) if bias_correction else nu_max), nu_max
+    else:
+        raw_v = nu
+        corrected_v = nu / c(bc2) if bias_correction else nu
+    if eps_placement == "outside":
+        v = corrected_v
+        root = xp.sqrt(v + c(eps_root)) if not _is_zero(eps_root) else xp.sqrt(v)
+        m_hat = mu / c(bc1) if bias_correction else mu
+        p_new = p - c(lr) * (m_hat / (root + c(eps)))
+    else:  # "hat": eps on the uncorrected sqrt(v), bias corrections folded into the step size
+        root = xp.sqrt(raw_v + c(eps_root)) if not _is_zero(eps_root) else xp.sqrt(raw_v)
+        step_size = lr * xp.sqrt(bc2) / bc1 if bias_correction else lr
+        p_new = p - c(step_size) * (mu / (root + c(eps)))
+    return finish(xp, p_new, pre.param_dtype), AdamState(count, mu, nu, nu_max)
+
+
+def _is_zero(x) -> bool:
+    return isinstance(x, (int, float)) and x == 0
+
+
+def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+              eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
+              amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
+              weight_decay_mode="coupled"):
+    r"""One Adam step (Kingma & Ba 2015, Algorithm 1), optionally AMSGrad.
+
+    .. math::
+
+        g &\leftarrow \pm g \;(+\, \lambda\theta \text{ if coupled}) \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g^2 \\
+        \hat m_t &= m_t / (1-\beta_1^t), \qquad \hat v_t = v_t / (1-\beta_2^t) \\
+        \theta_t &= \theta_{t-1} - \mathrm{lr}\; \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon)
+
+    With ``eps_placement="hat"`` the last line is
+    :math:`\theta_t = \theta_{t-1} - \mathrm{lr}\sqrt{1-\beta_2^t}/(1-\beta_1^t)\; m_t/(\sqrt{v_t}+\hat\epsilon)`,
+    which equals the line above with :math:`\epsilon = \hat\epsilon/\sqrt{1-\beta_2^t}`.
+    AMSGrad replaces :math:`v` by its running maximum, taken over the raw :math:`v_t`
+    (``amsgrad_max_over="raw"``, torch) or over :math:`\hat v_t` (``"corrected"``, optax).
+    ``weight_decay_mode="decoupled"`` multiplies :math:`\theta` by :math:`1-\mathrm{lr}\,\lambda`
+    before the update (torch ``decoupled_weight_decay=True``) instead of adding :math:`\lambda\theta` to g.
+
+    Symbols: lr = alpha, beta1 = :math:`\beta_1`, beta2 = :math:`\beta_2`, eps = :math:`\epsilon`,
+    eps_root = :math:`\epsilon_{root}`, weight_decay = :math:`\lambda`.
+
+    Defaults are Algorithm 1's: lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8.
+    Profiles: ``torch`` (torch.optim.Adam) is these defaults with amsgrad_max_over='raw';
+    ``optax`` (optax.adam) has no default lr and takes amsgrad's maximum over 'corrected' v.
+
+    .. warning:: torch.optim.SparseAdam and torch RAdam put eps on the *uncorrected* sqrt(v)
+       (``eps_placement="hat"``); torch and optax Adam do not.
+
+    Returns ``(new_param, new_state)``; the inputs are not modified.
+    """
+    check_hparams("adam_step", ADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
+                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
+                  weight_decay_mode))
+    decoupled = weight_decay_mode == "decoupled"
+    return _adam_update(
+        "adam_step", param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        eps_root=eps_root, eps_placement=eps_placement, bias_correction=bias_correction,
+        amsgrad=amsgrad, amsgrad_max_over=amsgrad_max_over, maximize=maximize,
+        weight_decay=weight_decay, coupled=not decoupled,
+        decay_factor=(lambda lr_, wd: 1 - lr_ * wd) if decoupled and not _is_zero(weight_decay)
+        else None)
+
+
+def adamw_init(param, /, *, amsgrad: bool = False, state_dtype=None) -> AdamState:
+    """Same state as Adam."""
+    return adam_init(param, amsgrad=amsgrad, state_dtype=state_dtype)
+
+
+def adamw_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+               eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
+               amsgrad_max_over="raw", maximize=False, weight_decay=1e-2, decay_scaling="lr",
+               schedule_multiplier=1.0):
+    r"""One AdamW step (Loshchilov & Hutter 2019, Algorithm 2): Adam with decoupled weight decay.
+
+    .. math::
+
+        \theta' &= (1 - s\,\lambda)\,\theta_{t-1}, \qquad
+        s = \mathrm{lr} \text{ (decay\_scaling='lr')} \text{ or } \eta_t \text{ ('schedule')} \\
+        \theta_t &= \theta' - \mathrm{lr}\; \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon)
+
+    with :math:`m, v, \hat m, \hat v` as in :func:`adam_step` (the gradient gets no decay term).
+    The paper writes :math:`\theta_t = \theta_{t-1} - \eta_t(\alpha\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)
+    + \lambda\theta_{t-1})`: pass ``lr = eta_t * alpha``, ``schedule_multiplier = eta_t`` and
+    ``decay_scaling="schedule"``. torch and optax multiply the decay by lr (``"lr"``), so their
+    ``weight_decay`` equals the paper's :math:`\lambda/\alpha`.
+
+    Defaults: lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2 (torch's; the paper
+    leaves lambda free). Profiles: ``torch`` (torch.optim.AdamW: wd 1e-2) and ``optax``
+    (optax.adamw: wd 1e-4, no default lr).
+    """
+    check_hparams("adamw_step", ADAMW_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
+                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
+                  decay_scaling, schedule_multiplier))
+    if _is_zero(weight_decay):
+        factor = None
+    elif decay_scaling == "lr":
+        factor = lambda lr_, wd: 1 - lr_ * wd  # noqa: E731
+    else:
+        factor = lambda lr_, wd: 1 - schedule_multiplier * wd  # noqa: E731
+    return _adam_update(
+        "adamw_step", param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        eps_root=eps_root, eps_placement=eps_placement, bias_correction=bias_correction,
+        amsgrad=amsgrad, amsgrad_max_over=amsgrad_max_over, maximize=maximize,
+        weight_decay=weight_decay, coupled=False, decay_factor=factor)
+
+
+_ADAM_TORCH = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
+                   eps_placement="outside", bias_correction=True, amsgrad_max_over="raw",
+                   maximize=False)
+_ADAM_OPTAX = dict(lr=REQUIRED, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
+                   eps_placement="outside", bias_correction=True,
+                   amsgrad_max_over="corrected", maximize=False)
+
+ADAM = OptimizerSpec(
+    name="adam", title="Adam", init=adam_init, step=adam_step, state_type=AdamState,
+    hparams=ADAM_HPARAMS,
+    paper="Kingma & Ba, Adam: A method for stochastic optimization, ICLR 2015 "
+          "(arXiv:1412.6980), Algorithm 1",
+    summary="Bias-corrected first and second moment estimates; step m_hat/(sqrt(v_hat)+eps).",
+    profiles={
+        "torch": Profile("torch", {**_ADAM_TORCH, "weight_decay": 0.0,
+                                   "weight_decay_mode": "coupled"},
+                         "torch/optim/adam.py _single_tensor_adam (torch 2.13.0)",
+                         "weight_decay is coupled L2; decoupled_weight_decay=True is 'decoupled'"),
+        "optax": Profile("optax", {**_ADAM_OPTAX, "weight_decay": 0.0,
+                                   "weight_decay_mode": "coupled"},
+                         "optax/_src/transform.py scale_by_adam (optax 0.2.8)",
+                         "coupled L2 = chain(add_decayed_weights(wd), adam(...))"),
+    },
+)
+
+AMSGRAD = OptimizerSpec(
+    name="amsgrad", title="AMSGrad", init=adam_init, step=adam_step, state_type=AdamState,
+    hparams=ADAM_HPARAMS, fixed={"amsgrad": True},
+    paper="Reddi, Kale & Kumar, On the convergence of Adam and beyond, ICLR 2018, Algorithm 2",
+    summary="Adam with the running maximum of the second moment in the denominator.",
+    profiles={
+        "torch": Profile("torch", {**_ADAM_TORCH, "amsgrad": True, "weight_decay": 0.0,
+                                   "weight_decay_mode": "coupled"},
+                         "torch/optim/adam.py _single_tensor_adam, amsgrad=True",
+                         "maximum over the raw v, then divided by sqrt(1-b2^t)"),
+        "optax": Profile("optax", {**_ADAM_OPTAX, "amsgrad": True, "weight_decay": 0.0,
+                                   "weight_decay_mode": "coupled"},
+                         "optax/_src/transform.py scale_by_amsgrad (bias_correction_nu=True)",
+                         "maximum over the bias-corrected v_hat (optax#1389)"),
+    },
+)
+
+ADAMW = OptimizerSpec(
+    name="adamw", title="AdamW", init=adamw_init, step=adamw_step, state_type=AdamState,
+    hparams=ADAMW_HPARAMS,
+    paper="Loshchilov & Hutter, Decoupled weight decay regularization, ICLR 2019, Algorithm 2",
+    summary="Adam with weight decay applied to the parameters, not added to the gradient.",
+    profiles={
+        "torch": Profile("torch", {**_ADAM_TORCH, "weight_decay": 1e-2, "decay_scaling": "lr",
+                                   "schedule_multiplier": 1.0},
+                         "torch/optim/adamw.py AdamW (Adam with decoupled_weight_decay=True)"),
+        "optax": Profile("optax", {**_ADAM_OPTAX, "weight_decay": 1e-4, "decay_scaling": "lr",
+                                   "schedule_multiplier": 1.0},
+                         "optax/_src/alias.py adamw = chain(scale_by_adam, "
+                         "add_decayed_weights, scale_by_learning_rate)"),
+    },
+)

@@ -1,0 +1,98 @@
+r"""Adamax: Adam with the infinity norm.
+
+Kingma & Ba, "Adam: A method for stochastic optimization", ICLR 2015, Sec. 7.1, Algorithm 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import _numerics as nx
+from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
+
+__all__ = ["AdamaxState", "adamax_init", "adamax_step", "ADAMAX"]
+
+
+class AdamaxState(NamedTuple):
+    """count: 0-d integer step count. mu: first moment. nu: exponentially weighted infinity norm u."""
+
+    count: Any
+    mu: Any
+    nu: Any
+
+
+ADAMAX_HPARAMS = (
+    HParam("lr", 2e-3, "learning rate", low=0.0),
+    HParam("beta1", 0.9, "decay rate of the first moment", low=0.0, high=1.0, high_open=True),
+    HParam("beta2", 0.999, "decay rate of the infinity norm", low=0.0, high=1.0,
+           high_open=True),
+    HParam("eps", 1e-8, "denominator guard", low=0.0),
+    HParam("eps_placement", "max", "'max': u = max(b2*u, |g| + eps) (torch, optax); "
+           "'outside': u = max(b2*u, |g|), step m/(u + eps)", kind="choice",
+           choices=("max", "outside"), knob=True),
+    HParam("weight_decay", 0.0, "coupled L2 coefficient", low=0.0),
+    HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+)
+
+
+def adamax_init(param, /, *, state_dtype=None) -> AdamaxState:
+    """Step count 0; zero moments."""
+    xp, z, count = init_zeros("adamax_init", param, state_dtype)
+    return AdamaxState(count, z, xp.zeros_like(z))
+
+
+def adamax_step(param, grad, state: AdamaxState, /, *, lr=2e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, eps_placement="max", weight_decay=0.0, maximize=False):
+    r"""One Adamax step (Kingma & Ba 2015, Algorithm 2).
+
+    .. math::
+
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g, \qquad
+        u_t = \max(\beta_2 u_{t-1}, |g| + \epsilon) \\
+        \theta_t &= \theta_{t-1} - \frac{\mathrm{lr}}{1-\beta_1^t}\, \frac{m_t}{u_t}
+
+    The paper has no eps; torch and optax put it inside the max (``eps_placement="max"``);
+    ``"outside"`` uses :math:`u_t = \max(\beta_2 u_{t-1}, |g|)` and divides by :math:`u_t + \epsilon`.
+
+    Defaults (Algorithm 2, torch.optim.Adamax): lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8.
+    Profiles: ``torch``; ``optax`` (optax.adamax: the same formula, no default lr).
+    """
+    check_hparams("adamax_step", ADAMAX_HPARAMS, (lr, beta1, beta2, eps, eps_placement,
+                  weight_decay, maximize))
+    pre = prelude("adamax_step", param, grad, state, AdamaxState, "adamax_init")
+    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    lr, beta1, beta2, eps, weight_decay = scalars(xp, sd, param, lr, beta1, beta2, eps,
+                                                  weight_decay)
+    p = pre.p
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=True)
+    count, t = nx.advance(xp, state.count, sd)
+    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    mu = c(beta1) * state.mu + c(1 - beta1) * g
+    if eps_placement == "max":
+        nu = xp.maximum(c(beta2) * state.nu, xp.abs(g) + c(eps))
+        denom = nu
+    else:
+        nu = xp.maximum(c(beta2) * state.nu, xp.abs(g))
+        denom = nu + c(eps)
+    clr = lr / nx.bias_correction(xp, beta1, t)
+    p_new = p - c(clr) * (mu / denom)
+    return finish(xp, p_new, pre.param_dtype), AdamaxState(count, mu, nu)
+
+
+ADAMAX = OptimizerSpec(
+    name="adamax", title="Adamax", init=adamax_init, step=adamax_step, state_type=AdamaxState,
+    hparams=ADAMAX_HPARAMS,
+    paper="Kingma & Ba, Adam: A method for stochastic optimization, ICLR 2015, Sec. 7.1, "
+          "Algorithm 2",
+    summary="Adam with an exponentially weighted infinity norm instead of the second moment.",
+    profiles={
+        "torch": Profile("torch", dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                                       eps_placement="max", weight_decay=0.0, maximize=False),
+                         "torch/optim/adamax.py _single_tensor_adamax (torch 2.13.0)"),
+        "optax": Profile("optax", dict(lr=REQUIRED, beta1=0.9, beta2=0.999, eps=1e-8,
+                                       eps_placement="max", weight_decay=0.0, maximize=False),
+                         "optax/_src/transform.py scale_by_adamax (optax 0.2.8)"),
+    },
+)

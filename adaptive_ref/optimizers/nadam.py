@@ -1,0 +1,126 @@
+r"""NAdam: Adam with Nesterov momentum.
+
+Dozat, "Incorporating Nesterov momentum into Adam", ICLR 2016 workshop, Algorithm 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import _numerics as nx
+from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
+
+__all__ = ["NAdamState", "nadam_init", "nadam_step", "NADAM"]
+
+
+class NAdamState(NamedTuple):
+    """count: 0-d integer step count. mu, nu: first and second moments.
+    mu_product: 0-d array in the scalar dtype (float64 where available), the product of the
+    momentum coefficients mu_1 ... mu_t (1 after init)."""
+
+    count: Any
+    mu: Any
+    nu: Any
+    mu_product: Any
+
+
+NADAM_HPARAMS = (
+    HParam("lr", 2e-3, "learning rate", low=0.0),
+    HParam("beta1", 0.9, "decay rate of the first moment", low=0.0, high=1.0, high_open=True),
+    HParam("beta2", 0.999, "decay rate of the second moment", low=0.0, high=1.0,
+           high_open=True),
+    HParam("eps", 1e-8, "denominator guard, outside the root of v_hat", low=0.0),
+    HParam("momentum_schedule", "torch", "'torch': mu_t = b1*(1 - 0.5*0.96^(t*psi)) "
+           "(torch.optim.NAdam); 'constant': mu_t = b1 (Dozat's constant form, optax.nadam)",
+           kind="choice", choices=("torch", "constant"), knob=True),
+    HParam("momentum_decay", 4e-3, "psi of the torch schedule (psi=0 gives mu_t = b1/2, not b1)",
+           low=0.0),
+    HParam("weight_decay", 0.0, "weight decay coefficient", low=0.0),
+    HParam("weight_decay_mode", "coupled", "'coupled': L2 (torch weight_decay); 'decoupled': "
+           "p *= 1 - lr*wd (torch decoupled_weight_decay=True, NAdamW)", kind="choice",
+           choices=("coupled", "decoupled"), knob=True),
+    HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+)
+
+
+def nadam_init(param, /, *, state_dtype=None) -> NAdamState:
+    """Step count 0; zero moments; mu_product = 1."""
+    xp, z, count = init_zeros("nadam_init", param, state_dtype)
+    sd = nx.scalar_dtype(xp, param, z.dtype)
+    return NAdamState(count, z, xp.zeros_like(z), nx.as_scalar(xp, 1.0, sd, param))
+
+
+def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+               momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
+               weight_decay_mode="coupled", maximize=False):
+    r"""One NAdam step in torch's form (torch.optim.NAdam; Dozat 2016, Algorithm 2).
+
+    .. math::
+
+        \mu_t &= \beta_1\,(1 - \tfrac12\, 0.96^{t\psi}) \;\text{('torch')}
+                 \quad\text{or}\quad \mu_t = \beta_1 \;\text{('constant')}, \qquad
+        \Pi_t = \textstyle\prod_{i\le t} \mu_i \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g^2,
+        \qquad d_t = \sqrt{v_t/(1-\beta_2^t)} + \epsilon \\
+        \theta_t &= \theta_{t-1} - \mathrm{lr}\,\frac{1-\mu_t}{1-\Pi_t}\,\frac{g}{d_t}
+                   - \mathrm{lr}\,\frac{\mu_{t+1}}{1-\Pi_t\,\mu_{t+1}}\,\frac{m_t}{d_t}
+
+    With ``"constant"`` this is optax's ``nadam``:
+    :math:`\bar m = \beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g/(1-\beta_1^t)`,
+    :math:`\theta_t = \theta_{t-1} - \mathrm{lr}\,\bar m/(\sqrt{\hat v_t}+\epsilon)`.
+    The moment EMA uses :math:`\beta_1`, not :math:`\mu_t`, in both.
+
+    Defaults (torch.optim.NAdam): lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, psi=4e-3.
+    Profiles: ``torch``; ``optax`` (constant schedule, no default lr).
+
+    .. warning:: torch keeps ``mu_product`` in its default dtype (float32 unless set to
+       float64); the reference keeps it in float64 where the backend has it.
+    """
+    check_hparams("nadam_step", NADAM_HPARAMS, (lr, beta1, beta2, eps, momentum_schedule,
+                  momentum_decay, weight_decay, weight_decay_mode, maximize))
+    pre = prelude("nadam_step", param, grad, state, NAdamState, "nadam_init")
+    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    lr, beta1, beta2, eps, momentum_decay, weight_decay = scalars(
+        xp, sd, param, lr, beta1, beta2, eps, momentum_decay, weight_decay)
+    p = pre.p
+    decoupled = weight_decay_mode == "decoupled"
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=not decoupled)
+    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    if decoupled:
+        p = p * c(1 - lr * weight_decay)
+    count, t = nx.advance(xp, state.count, sd)
+    if momentum_schedule == "torch":
+        mu_t = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, t * momentum_decay))
+        mu_next = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, (t + 1.0) * momentum_decay))
+    else:
+        mu_t = mu_next = nx.as_scalar(xp, beta1, sd, param)
+    mu_product = xp.astype(state.mu_product, sd) * mu_t
+    mu = c(beta1) * state.mu + c(1 - beta1) * g
+    nu = c(beta2) * state.nu + c(1 - beta2) * (g * g)
+    bc2 = nx.bias_correction(xp, beta2, t)
+    denom = xp.sqrt(nu / c(bc2)) + c(eps)
+    coef_g = lr * (1.0 - mu_t) / (1.0 - mu_product)
+    coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
+    p_new = p - c(coef_g) * (g / denom) - c(coef_m) * (mu / denom)
+    return (finish(xp, p_new, pre.param_dtype),
+            NAdamState(count, mu, nu, xp.astype(mu_product, state.mu_product.dtype)))
+
+
+_COMMON = dict(beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3, weight_decay=0.0,
+               weight_decay_mode="coupled", maximize=False)
+
+NADAM = OptimizerSpec(
+    name="nadam", title="NAdam", init=nadam_init, step=nadam_step, state_type=NAdamState,
+    hparams=NADAM_HPARAMS,
+    paper="Dozat, Incorporating Nesterov momentum into Adam, ICLR 2016 workshop, Algorithm 2",
+    summary="Adam with a Nesterov look-ahead on the first moment.",
+    profiles={
+        "torch": Profile("torch", dict(lr=2e-3, momentum_schedule="torch", **_COMMON),
+                         "torch/optim/nadam.py _single_tensor_nadam (torch 2.13.0)",
+                         "torch momentum_decay=1e9 makes mu_t = b1, i.e. the optax form"),
+        "optax": Profile("optax", dict(lr=REQUIRED, momentum_schedule="constant", **_COMMON),
+                         "optax/_src/alias.py nadam = adam(nesterov=True) (optax 0.2.8)"),
+    },
+)

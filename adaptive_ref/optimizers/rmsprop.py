@@ -1,0 +1,148 @@
+r"""RMSprop: plain, centred, with momentum.
+
+Tieleman & Hinton, Coursera "Neural networks for machine learning", lecture 6.5 (2012);
+centred form and momentum: Graves, "Generating sequences with recurrent neural networks",
+arXiv:1308.0850 (2013).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import _numerics as nx
+from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
+
+__all__ = ["RMSpropState", "rmsprop_init", "rmsprop_step", "RMSPROP"]
+
+
+class RMSpropState(NamedTuple):
+    """count: 0-d integer step count. nu: EMA of g^2. mu: EMA of g (centred only, else None).
+    momentum_buffer: the momentum buffer (momentum > 0 only, else None)."""
+
+    count: Any
+    nu: Any
+    mu: Any = None
+    momentum_buffer: Any = None
+
+
+RMSPROP_HPARAMS = (
+    HParam("lr", 1e-2, "learning rate", low=0.0),
+    HParam("alpha", 0.99, "decay rate of the squared-gradient average (optax: decay)",
+           low=0.0, high=1.0, high_open=True),
+    HParam("eps", 1e-8, "denominator guard", low=0.0),
+    HParam("eps_placement", "outside", "'outside': sqrt(v) + eps (torch; optax "
+           "eps_in_sqrt=False); 'inside': sqrt(v + eps) (optax default)", kind="choice",
+           choices=("outside", "inside"), knob=True),
+    HParam("centered", False, "divide by the root of the variance estimate v - mean(g)^2",
+           kind="bool", init=True, knob=True),
+    HParam("momentum", 0.0, "momentum factor (0 = none, no buffer)", low=0.0, init=True),
+    HParam("nesterov", False, "Nesterov form of the momentum (optax rmsprop nesterov)",
+           kind="bool", knob=True),
+    HParam("lr_placement", "outside", "'outside': buf accumulates g/denom, p -= lr*buf (torch); "
+           "'inside': buf accumulates lr*g/denom (optax: trace after the lr scaling)",
+           kind="choice", choices=("outside", "inside"), knob=True),
+    HParam("bias_correction", False, "divide the averages by 1 - alpha^t (optax option)",
+           kind="bool", knob=True),
+    HParam("initial_accumulator_value", 0.0, "starting value of nu (optax initial_scale)",
+           low=0.0, init=True, knob=True),
+    HParam("weight_decay", 0.0, "coupled L2 coefficient", low=0.0),
+    HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+)
+
+
+def rmsprop_init(param, /, *, centered=False, momentum=0.0, initial_accumulator_value=0.0,
+                 state_dtype=None) -> RMSpropState:
+    """Step count 0; nu = initial value; zero mu (centred) and momentum buffer (momentum > 0)."""
+    xp, z, count = init_zeros("rmsprop_init", param, state_dtype)
+    has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
+    return RMSpropState(count, z + float(initial_accumulator_value),
+                        xp.zeros_like(z) if centered else None,
+                        xp.zeros_like(z) if has_buf else None)
+
+
+def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, eps=1e-8,
+                 eps_placement="outside", centered=False, momentum=0.0, nesterov=False,
+                 lr_placement="outside", bias_correction=False, initial_accumulator_value=0.0,
+                 weight_decay=0.0, maximize=False):
+    r"""One RMSprop step.
+
+    .. math::
+
+        g &\leftarrow \pm g + \lambda\theta, \qquad
+        v_t = \alpha v_{t-1} + (1-\alpha) g^2, \qquad
+        \bar g_t = \alpha \bar g_{t-1} + (1-\alpha) g \;\text{(centred)} \\
+        w_t &= v_t - \bar g_t^2 \text{ (centred) or } v_t
+        \quad (\text{each average divided by } 1-\alpha^t \text{ if bias\_correction}) \\
+        d_t &= \sqrt{w_t} + \epsilon \;\text{(outside) or}\; \sqrt{w_t + \epsilon} \;\text{(inside)} \\
+        \theta_t &= \theta_{t-1} - \mathrm{lr}\, g/d_t \quad\text{(no momentum)}, \qquad
+        b_t = \mu b_{t-1} + g/d_t,\; \theta_t = \theta_{t-1} - \mathrm{lr}\, b_t \quad\text{(momentum)}
+
+    With ``lr_placement="inside"`` the buffer accumulates :math:`\mathrm{lr}\, g/d_t`
+    and :math:`\theta_t = \theta_{t-1} - b_t`; Nesterov steps along :math:`u + \mu b_t`.
+    The centred variance is not clamped at 0 (neither framework does).
+
+    Defaults (torch.optim.RMSprop): lr=1e-2, alpha=0.99, eps=1e-8 outside the root.
+    Profiles: ``torch``; ``optax`` (optax.rmsprop: decay 0.9, eps inside the root, lr inside the
+    momentum buffer).
+    """
+    check_hparams("rmsprop_step", RMSPROP_HPARAMS, (lr, alpha, eps, eps_placement, centered,
+                  momentum, nesterov, lr_placement, bias_correction, initial_accumulator_value,
+                  weight_decay, maximize))
+    pre = prelude("rmsprop_step", param, grad, state, RMSpropState, "rmsprop_init")
+    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    has_mom = not (isinstance(momentum, (int, float)) and momentum == 0)
+    if centered != (state.mu is not None):
+        msg = (f"rmsprop_step: centered={centered} but the state was made with "
+               f"centered={not centered}; pass the same value to rmsprop_init")
+        raise ValueError(msg)
+    if has_mom and state.momentum_buffer is None:
+        msg = ("rmsprop_step: momentum is not 0 but the state has no momentum buffer; "
+               "pass the same momentum to rmsprop_init")
+        raise ValueError(msg)
+    lr, alpha, eps, momentum, weight_decay = scalars(xp, sd, param, lr, alpha, eps, momentum,
+                                                     weight_decay)
+    p = pre.p
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=True)
+    count, t = nx.advance(xp, state.count, sd)
+    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    nu = c(alpha) * state.nu + c(1 - alpha) * (g * g)
+    mu = c(alpha) * state.mu + c(1 - alpha) * g if centered else None
+    bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
+    nu_hat = nu / c(bc) if bias_correction else nu
+    if centered:
+        mu_hat = mu / c(bc) if bias_correction else mu
+        w = nu_hat - mu_hat * mu_hat
+    else:
+        w = nu_hat
+    denom = xp.sqrt(w) + c(eps) if eps_placement == "outside" else xp.sqrt(w + c(eps))
+    u = g / denom
+    if state.momentum_buffer is None:
+        return finish(xp, p - c(lr) * u, pre.param_dtype), RMSpropState(count, nu, mu, None)
+    inside = lr_placement == "inside"
+    x = c(lr) * u if inside else u
+    buf = c(momentum) * state.momentum_buffer + x
+    direction = x + c(momentum) * buf if nesterov else buf
+    p_new = p - direction if inside else p - c(lr) * direction
+    return finish(xp, p_new, pre.param_dtype), RMSpropState(count, nu, mu, buf)
+
+
+_COMMON = dict(centered=False, momentum=0.0, nesterov=False, bias_correction=False,
+               initial_accumulator_value=0.0, weight_decay=0.0, maximize=False)
+
+RMSPROP = OptimizerSpec(
+    name="rmsprop", title="RMSprop", init=rmsprop_init, step=rmsprop_step,
+    state_type=RMSpropState, hparams=RMSPROP_HPARAMS,
+    paper="Tieleman & Hinton, Coursera lecture 6.5 (2012); Graves, arXiv:1308.0850 (2013)",
+    summary="Divide the gradient by a running root-mean-square of recent gradients.",
+    profiles={
+        "torch": Profile("torch", dict(lr=1e-2, alpha=0.99, eps=1e-8, eps_placement="outside",
+                                       lr_placement="outside", **_COMMON),
+                         "torch/optim/rmsprop.py _single_tensor_rmsprop (torch 2.13.0)"),
+        "optax": Profile("optax", dict(lr=REQUIRED, alpha=0.9, eps=1e-8, eps_placement="inside",
+                                       lr_placement="inside", **_COMMON),
+                         "optax/_src/alias.py rmsprop -> scale_by_rms / scale_by_stddev, trace",
+                         "eps_in_sqrt=False gives eps_placement='outside'"),
+    },
+)

@@ -1,0 +1,116 @@
+r"""SGD with momentum, dampening and Nesterov momentum.
+
+Robbins & Monro 1951; heavy-ball momentum (Polyak 1964); Nesterov momentum in the form of
+Sutskever et al., "On the importance of initialization and momentum in deep learning", ICML 2013.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .. import _numerics as nx
+from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
+
+__all__ = ["SGDState", "sgd_init", "sgd_step", "SGD"]
+
+
+class SGDState(NamedTuple):
+    """count: 0-d integer step count. momentum_buffer: the param's shape, or None without momentum."""
+
+    count: Any
+    momentum_buffer: Any = None
+
+
+SGD_HPARAMS = (
+    HParam("lr", 1e-3, "learning rate", low=0.0),
+    HParam("momentum", 0.0, "momentum factor mu (0 = plain SGD, no buffer)", low=0.0, init=True),
+    HParam("dampening", 0.0, "dampening d: the buffer adds (1-d)*g", low=0.0, high=1.0),
+    HParam("nesterov", False, "Nesterov momentum: step along g + mu*buf", kind="bool", knob=True),
+    HParam("weight_decay", 0.0, "coupled L2 coefficient (g += wd*p)", low=0.0),
+    HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+    HParam("lr_placement", "outside", "'outside': buf holds no lr, p -= lr*buf (torch, optax "
+           "sgd); 'inside': buf accumulates lr*g, p -= buf (differs under a changing lr)",
+           kind="choice", choices=("outside", "inside"), knob=True),
+    HParam("dampen_first_step", False, "apply dampening on step 1 too; torch does not (it sets "
+           "buf = g on step 1)", kind="bool", knob=True),
+)
+
+
+def sgd_init(param, /, *, momentum=0.0, state_dtype=None) -> SGDState:
+    """Step count 0; a zero momentum buffer when ``momentum`` is not 0."""
+    xp, z, count = init_zeros("sgd_init", param, state_dtype)
+    has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
+    return SGDState(count, z if has_buf else None)
+
+
+def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampening=0.0,
+             nesterov=False, weight_decay=0.0, maximize=False, lr_placement="outside",
+             dampen_first_step=False):
+    r"""One SGD step with optional momentum.
+
+    .. math::
+
+        g &\leftarrow \pm g + \lambda\theta \\
+        b_t &= \begin{cases} g & t = 1 \text{ (unless dampen\_first\_step)} \\
+                \mu b_{t-1} + (1-d)\, g & \text{otherwise} \end{cases} \\
+        \theta_t &= \theta_{t-1} - \mathrm{lr}\,(g + \mu b_t \text{ if Nesterov else } b_t)
+
+    Without momentum, :math:`\theta_t = \theta_{t-1} - \mathrm{lr}\, g`. With
+    ``lr_placement="inside"`` the buffer accumulates :math:`\mathrm{lr}\,(1-d)\,g` and
+    :math:`\theta_t = \theta_{t-1} - (\mathrm{lr}\,g + \mu b_t \text{ or } b_t)`; the two agree for a
+    constant lr. Nesterov needs momentum > 0 and dampening 0 (as torch checks).
+
+    Defaults (torch.optim.SGD): lr=1e-3, momentum=0, dampening=0, nesterov=False, wd=0.
+    Profiles: ``torch``; ``optax`` (optax.sgd: no default lr, no dampening, the buffer starts at 0,
+    which on step 1 gives the same b_1 = g).
+    """
+    check_hparams("sgd_step", SGD_HPARAMS, (lr, momentum, dampening, nesterov, weight_decay,
+                  maximize, lr_placement, dampen_first_step))
+    pre = prelude("sgd_step", param, grad, state, SGDState, "sgd_init")
+    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    has_mom = not (isinstance(momentum, (int, float)) and momentum == 0)
+    if nesterov and (not has_mom or not (isinstance(dampening, (int, float)) and dampening == 0)):
+        msg = "sgd_step: nesterov=True needs momentum > 0 and dampening = 0"
+        raise ValueError(msg)
+    if has_mom and state.momentum_buffer is None:
+        msg = ("sgd_step: momentum is not 0 but the state has no momentum buffer; "
+               "pass the same momentum to sgd_init")
+        raise ValueError(msg)
+    lr, momentum, dampening, weight_decay = scalars(xp, sd, param, lr, momentum, dampening,
+                                                    weight_decay)
+    p = pre.p
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=True)
+    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    count = state.count + 1
+    if state.momentum_buffer is None:
+        return finish(xp, p - c(lr) * g, pre.param_dtype), SGDState(count, None)
+    inside = lr_placement == "inside"
+    x = c(lr) * g if inside else g
+    buf = c(momentum) * state.momentum_buffer + c(1 - dampening) * x
+    if not dampen_first_step:
+        buf = xp.where(state.count == 0, x, buf)
+    direction = x + c(momentum) * buf if nesterov else buf
+    p_new = p - direction if inside else p - c(lr) * direction
+    return finish(xp, p_new, pre.param_dtype), SGDState(count, buf)
+
+
+SGD = OptimizerSpec(
+    name="sgd", title="SGD", init=sgd_init, step=sgd_step, state_type=SGDState,
+    hparams=SGD_HPARAMS,
+    paper="Robbins & Monro 1951; momentum: Polyak 1964; Nesterov form: Sutskever et al., ICML 2013",
+    summary="Stochastic gradient descent with optional (Nesterov) momentum and dampening.",
+    profiles={
+        "torch": Profile("torch", dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+                                       weight_decay=0.0, maximize=False, lr_placement="outside",
+                                       dampen_first_step=False),
+                         "torch/optim/sgd.py _single_tensor_sgd (torch 2.13.0)"),
+        "optax": Profile("optax", dict(lr=REQUIRED, momentum=0.0, dampening=0.0, nesterov=False,
+                                       weight_decay=0.0, maximize=False, lr_placement="outside",
+                                       dampen_first_step=False),
+                         "optax/_src/alias.py sgd -> optax/transforms/_accumulation.py trace",
+                         "optax has no dampening; weight decay = add_decayed_weights chained "
+                         "before sgd"),
+    },
+)

@@ -1,0 +1,62 @@
+"""State save/load: every optimizer state to and from a plain dict of arrays and scalars.
+
+``state_to_dict(state)`` gives ``{"type": "AdamState", "count": ..., "mu": ..., ...}`` (``None``
+for absent buffers); ``state_from_dict(d)`` rebuilds the NamedTuple. Arrays are kept as they are
+(same namespace, dtype and device), so save/load is exact; ``to_numpy=True`` converts leaves for
+writing to disk with ``numpy.savez``. Trees of states (see :mod:`adaptive_ref.tree`) map leaf-wise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["state_to_dict", "state_from_dict", "state_types"]
+
+
+def state_types() -> dict[str, type]:
+    """Every registered optimizer's state type, by class name."""
+    from .registry import REGISTRY
+
+    return {spec.state_type.__name__: spec.state_type for spec in REGISTRY.values()}
+
+
+def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
+    types = state_types()
+    name = type(state).__name__
+    if name not in types or not isinstance(state, types[name]):
+        msg = f"state_to_dict: {name} is not the state of a registered optimizer"
+        raise TypeError(msg)
+    out: dict[str, Any] = {"type": name}
+    for field, value in zip(state._fields, state):
+        if to_numpy and value is not None:
+            import numpy as np
+
+            value = np.asarray(value)
+        out[field] = value
+    return out
+
+
+def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
+    """Rebuild a state; with ``like`` (an array), numpy leaves are moved to its namespace/device."""
+    types = state_types()
+    name = d.get("type")
+    if name not in types:
+        msg = f"state_from_dict: type {name!r} is not one of {', '.join(sorted(types))}"
+        raise ValueError(msg)
+    tp = types[name]
+    missing = [f for f in tp._fields if f not in d and f not in tp._field_defaults]
+    if missing:
+        msg = f"state_from_dict: {name} needs the fields {', '.join(missing)}"
+        raise ValueError(msg)
+    extra = sorted(set(d) - set(tp._fields) - {"type"})
+    if extra:
+        msg = f"state_from_dict: {name} has no fields {', '.join(extra)}"
+        raise ValueError(msg)
+    values = {f: d.get(f, tp._field_defaults.get(f)) for f in tp._fields}
+    if like is not None:
+        import array_api_compat as aac
+
+        xp = aac.array_namespace(like)
+        dev = aac.device(like)
+        values = {f: (None if v is None else xp.asarray(v, device=dev)) for f, v in values.items()}
+    return tp(**values)
