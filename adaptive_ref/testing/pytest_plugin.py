@@ -1,0 +1,33 @@
+"""pytest plugin: a ``backend`` / ``xp`` fixture over every installed array backend.
+
+Use it from another project's ``conftest.py`` with ``pytest_plugins =
+["adaptive_ref.testing.pytest_plugin"]``. Backends that are not installed are skipped with the
+reason; ``ADAPTIVE_REF_BACKENDS`` narrows the set.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .backends import Backend, selected_backends
+
+
+def _params():
+    return [pytest.param(b, id=b.value) for b in selected_backends()]
+
+
+@pytest.fixture(params=_params())
+def backend(request) -> Backend:
+    """One array backend; skipped (with the reason) where it is not installed."""
+    b: Backend = request.param
+    reason = b.missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    b.setup()
+    return b
+
+
+@pytest.fixture
+def xp(backend):
+    """The array-API namespace of ``backend``."""
+    return backend.xp
