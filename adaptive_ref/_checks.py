@@ -17,8 +17,13 @@ from ._spec import HParam
 __all__ = ["check_arrays", "check_hparams", "is_array"]
 
 
+_SCALARS = (int, float, complex, bool, str, type(None))
+
+
 def is_array(x: Any) -> bool:
-    return aac.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
+    if isinstance(x, _SCALARS):  # fast path: hyperparameters are mostly Python scalars
+        return False
+    return aac.is_array_api_obj(x)
 
 
 def _namespace(x: Any):
@@ -124,9 +129,14 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
         raise ValueError(msg)
 
 
+_SPECS_BY_ID: dict[int, tuple[HParam, ...]] = {}
+
+
 @lru_cache(maxsize=4096)
-def _check_cached(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
-    for spec, value in zip(specs, values):
+def _check_cached(op: str, specs_id: int, values: tuple) -> None:
+    # keyed by the id of the (module-level, immortal) spec tuple: hashing the HParams themselves
+    # on every call would cost more than the check
+    for spec, value in zip(_SPECS_BY_ID[specs_id], values):
         _check_one(op, spec, value)
 
 
@@ -136,8 +146,11 @@ def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     Python scalars are checked once per distinct tuple (the result is cached); arrays are checked
     every call (they are unhashable), for shape and dtype only.
     """
+    key = id(specs)
+    if key not in _SPECS_BY_ID:
+        _SPECS_BY_ID[key] = specs
     try:
-        _check_cached(op, specs, values)
+        _check_cached(op, key, values)
     except TypeError as err:
         if "unhashable" not in str(err):
             raise
