@@ -50,8 +50,8 @@ class HParam:
             return "True or False"
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        lo = "(" if self.low_open else "["
-        hi = ")" if self.high_open else "]"
+        lo = "(" if self.low_open or self.low == -math.inf else "["
+        hi = ")" if self.high_open or self.high == math.inf else "]"
         return f"{lo}{self.low:g}, {self.high:g}{hi}"
 
     def contains(self, value: float) -> bool:
