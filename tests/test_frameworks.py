@@ -32,8 +32,8 @@ formula, not fitted to the observed difference.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
