@@ -1,0 +1,108 @@
+"""What every fused wrapper shares: the fast-path check, the step count, scalar casts, threading.
+
+The fused path takes NumPy float32/float64 arrays of one dtype (parameter, gradient and state)
+and Python-number hyperparameters. Anything else (another backend, mixed dtypes, 0-d array
+hyperparameters, invalid input) goes to the reference step function, which validates it and
+raises the reference's errors; the pure wrappers then return exactly what the reference returns.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+from ._kernels import BLOCK
+
+__all__ = ["fast_dtype", "advance", "power", "is_zero", "numbers", "parallel_for", "flat", "outputs",
+           "write_back", "EMPTY"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+EMPTY = {d: np.empty(0, d) for d in _FLOATS}
+PARALLEL_MIN = 4 * BLOCK  # below this a thread launch costs more than it saves
+
+
+def fast_dtype(param, grad, arrays, count, inplace: bool):
+    """The common dtype when the fused kernels apply, else None (use the reference)."""
+    if type(param) is not np.ndarray or type(grad) is not np.ndarray:
+        return None
+    dt = param.dtype
+    if dt not in _FLOATS or grad.dtype != dt:
+        return None
+    shape = param.shape
+    if grad.shape != shape:
+        return None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or a.dtype != dt or a.shape != shape:
+            return None
+        if inplace and not (a.flags.c_contiguous and a.flags.writeable):
+            return None
+    if inplace and not (param.flags.c_contiguous and param.flags.writeable):
+        return None
+    if not isinstance(count, (np.ndarray, np.integer)) or count.ndim != 0 \
+            or count.dtype.kind != "i":
+        return None
+    return dt
+
+
+def advance(count):
+    """``(count + 1, t)`` exactly as :func:`adaptive_ref._numerics.advance` (t NaN on overflow)."""
+    nxt = count + 1
+    return nxt, (float(nxt) if nxt > count else math.nan)
+
+
+@lru_cache(maxsize=4096)
+def power(base: float, t: float) -> float:
+    """``base ** t`` by NumPy's float64 ``power`` ufunc on 0-d arrays, as the reference computes
+    it (:func:`adaptive_ref._numerics.power`); Python's ``**`` (the C library's ``pow``) differs
+    from it in the last bit for some arguments (0.999 ** 7)."""
+    return float(np.power(np.asarray(base, dtype=np.float64), np.asarray(t, dtype=np.float64)))
+
+
+def is_zero(x) -> bool:
+    return isinstance(x, (int, float)) and x == 0
+
+
+def numbers(*values) -> bool:
+    """True when every value is a Python int or float (array hyperparameters use the reference)."""
+    for v in values:
+        if type(v) is not float and type(v) is not int:
+            return False
+    return True
+
+
+def parallel_for(n: int) -> bool:
+    return n >= PARALLEL_MIN and numba.get_num_threads() > 1
+
+
+def flat(a):
+    """A 1-D C-contiguous view (or copy, for a non-contiguous input) of ``a``."""
+    return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+
+
+def outputs(shape, dt, k: int):
+    """``k`` fresh arrays of ``shape`` and their flat views."""
+    outs = [np.empty(shape, dt) for _ in range(k)]
+    return outs, [o.reshape(-1) for o in outs]
+
+
+def write_back(param, state, new_param, new_state, what: str):
+    """In-place fallback: copy the reference's result into ``param`` and the state arrays."""
+    for name, old, new in [("param", param, new_param)] + [
+            (f"state.{f}", o, n) for f, o, n in zip(state._fields, state, new_state)]:
+        if name == "state.count" or old is None or np.ndim(old) == 0:
+            continue
+        if type(old) is not np.ndarray or not old.flags.writeable:
+            msg = f"{what}: {name} must be a writeable NumPy array to be updated in place"
+            raise TypeError(msg)
+        np.copyto(old, new, casting="unsafe")
+    fields = {f: o for f, o in zip(state._fields, state)}
+    fields["count"] = new_state.count
+    for f, n in zip(new_state._fields, new_state):
+        if np.ndim(n) == 0 and f != "count":
+            fields[f] = n
+    return param, type(state)(**fields)
