@@ -28,3 +28,9 @@ __all__ = [
     "REGISTRY", "get", "make", "Optimizer", "Group", "tree_init", "tree_step",
     "state_to_dict", "state_from_dict", "schedules", "__version__",
 ]
+
+from .sparse import (RowSparse, lazy_adam_init, lazy_adam_step, rowwise_adagrad_init,  # noqa: E402
+                     rowwise_adagrad_step, sparse_adagrad_init, sparse_adagrad_step)
+
+__all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
+            "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]

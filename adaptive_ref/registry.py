@@ -13,12 +13,14 @@ from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
 from .optimizers.sgd import SGD
+from .sparse import LAZY_ADAM, ROWWISE_ADAGRAD, SPARSE_ADAGRAD
 
 __all__ = ["REGISTRY", "get", "names", "OptimizerSpec", "HParam", "Profile", "REQUIRED"]
 
 _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW, ADAMAX, NADAM,
                                      RADAM)
 
+_SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 
