@@ -218,8 +218,8 @@ def optimizer_page(spec) -> str:
     others = [p for p in spec.profiles if p not in PROFILES]
     cols = present + others
     if not cols:
-        parts.append("No framework profile: neither torch.optim nor optax ships this method, so "
-                     "only the reference defaults above apply.\n")
+        parts.append("The registry gives this entry no framework profile, so only the reference "
+                     "defaults above apply.\n")
     else:
         parts.append(
             "`spec.settings(profile)` starts from the reference defaults and applies the "
