@@ -9,6 +9,12 @@ The per-optimizer pages (``docs/optimizers/``) and the generated tables (``docs/
 are written by ``docs/_ext/registry_pages.py`` at the start of every build, from
 :data:`adaptive_ref.REGISTRY`; they are git-ignored. The figures are drawn by the scripts in
 ``docs/figures/`` through matplotlib's ``plot`` directive while the pages are read.
+
+Writing a page (MyST Markdown): math as ``$...$``, ``$$...$$`` or a ``{math}`` block; a check that
+must run as ``{doctest}`` fenced block (a plain ```` ```python ```` block with ``>>>`` is not run);
+``:skipif: torch is None`` (also ``jax``, ``da``) for a block that needs an optional backend;
+reST-only directives such as ``plot`` inside an ``{eval-rst}`` block. New top-level pages and
+``derivations/*`` are picked up by the toctrees that ``registry_pages.more_toctree`` writes.
 """
 
 from __future__ import annotations
