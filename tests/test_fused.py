@@ -121,7 +121,7 @@ def cases(draw, name, dtype):
     init_kw = {k: kw[k] for k in INIT_KNOBS if k in kw}
     state = _init_fn(name)(p, **init_kw)
     fields = {}
-    for f, value in zip(state._fields, state):
+    for f, value in zip(state._fields, state, strict=True):
         if f == "count":
             fields[f] = np.asarray(count, dtype=value.dtype)
         elif value is None or f == "mu_product":
@@ -143,7 +143,7 @@ def _same(ref, got):
     assert isinstance(fp, np.ndarray)
     assert fp.dtype == rp.dtype and fp.shape == rp.shape
     assert np.array_equal(fp, rp, equal_nan=True), "param differs"
-    for f, a, b in zip(rs._fields, rs, fs):
+    for f, a, b in zip(rs._fields, rs, fs, strict=True):
         if a is None:
             assert b is None, f
             continue
@@ -168,7 +168,7 @@ def test_fused_step_is_bit_identical(name, dtype, data):
     ref = _quiet(getattr(ar, f"{name}_step"), p, g, state, **kw)
     got = _quiet(getattr(fused, f"{name}_step"), p, g, state, **kw)
     _same(ref, got)
-    for before, after in zip(copies, (p, g, *[s for s in state if s is not None])):
+    for before, after in zip(copies, (p, g, *[s for s in state if s is not None]), strict=True):
         assert np.array_equal(before, after, equal_nan=True), "an input was modified"
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from ._kernels import BLOCK
 
-__all__ = ["fast_dtype", "advance", "power", "is_zero", "numbers", "parallel_for", "flat", "outputs",
-           "write_back", "EMPTY"]
+__all__ = ["fast_dtype", "advance", "power", "is_zero", "numbers", "parallel_for", "flat",
+           "outputs", "write_back", "EMPTY"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 EMPTY = {d: np.empty(0, d) for d in _FLOATS}
@@ -93,16 +93,16 @@ def outputs(shape, dt, k: int):
 def write_back(param, state, new_param, new_state, what: str):
     """In-place fallback: copy the reference's result into ``param`` and the state arrays."""
     for name, old, new in [("param", param, new_param)] + [
-            (f"state.{f}", o, n) for f, o, n in zip(state._fields, state, new_state)]:
+            (f"state.{f}", o, n) for f, o, n in zip(state._fields, state, new_state, strict=True)]:
         if name == "state.count" or old is None or np.ndim(old) == 0:
             continue
         if type(old) is not np.ndarray or not old.flags.writeable:
             msg = f"{what}: {name} must be a writeable NumPy array to be updated in place"
             raise TypeError(msg)
         np.copyto(old, new, casting="unsafe")
-    fields = {f: o for f, o in zip(state._fields, state)}
+    fields = {f: o for f, o in zip(state._fields, state, strict=True)}
     fields["count"] = new_state.count
-    for f, n in zip(new_state._fields, new_state):
+    for f, n in zip(new_state._fields, new_state, strict=True):
         if np.ndim(n) == 0 and f != "count":
             fields[f] = n
     return param, type(state)(**fields)

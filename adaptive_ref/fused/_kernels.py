@@ -21,7 +21,7 @@ LLVM's vectoriser (its overlap check fails and it runs the scalar loop).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from numba import njit, prange
@@ -62,7 +62,7 @@ def _max(a, b):
 _nmax = njit(inline="always", **_OPTS)(_max)
 
 
-@lru_cache(maxsize=None)
+@cache
 def adam_kernel(maximize: bool, wd_mode: int, ams: int, bc: bool, hat: bool, use_er: bool,
                 inplace: bool, parallel: bool):
     """Adam/AMSGrad/AdamW. wd_mode: 0 none, 1 coupled (g + wd p), 2 decoupled (p * decay).
@@ -70,7 +70,7 @@ def adam_kernel(maximize: bool, wd_mode: int, ams: int, bc: bool, hat: bool, use
 
     def block(lo, hi, p, g, m, v, vmax, po, mo, vo, vmo,
               b1, omb1, b2, omb2, bc1, bc2, lr, eps, eps_root, wd, decay, step):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi
@@ -118,13 +118,13 @@ def adam_kernel(maximize: bool, wd_mode: int, ams: int, bc: bool, hat: bool, use
     return _compile(block, _flag_name("adam", flags), parallel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def sgd_kernel(maximize: bool, coupled: bool, has_buf: bool, inside: bool, nesterov: bool,
                first: bool, inplace: bool, parallel: bool):
     """SGD. ``first``: the step where the buffer is set to x (count == 0, no dampen_first_step)."""
 
     def block(lo, hi, p, g, b, po, bo, lr, wd, mom, omd):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi
@@ -154,12 +154,12 @@ def sgd_kernel(maximize: bool, coupled: bool, has_buf: bool, inside: bool, neste
     return _compile(block, _flag_name("sgd", flags), parallel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def adagrad_kernel(maximize: bool, coupled: bool, inside: bool, inplace: bool, parallel: bool):
     """Adagrad; ``inside``: g / sqrt(s + eps), 0 where s is not > 0."""
 
     def block(lo, hi, p, g, s, po, so, clr, eps, wd, zero):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi
@@ -186,14 +186,14 @@ def adagrad_kernel(maximize: bool, coupled: bool, inside: bool, inplace: bool, p
     return _compile(block, _flag_name("adagrad", flags), parallel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def rmsprop_kernel(maximize: bool, coupled: bool, centered: bool, bc: bool, inside_eps: bool,
                    has_buf: bool, lr_inside: bool, nesterov: bool, inplace: bool,
                    parallel: bool):
     """RMSprop: plain, centred, with momentum; bias correction divides both averages."""
 
     def block(lo, hi, p, g, v, m, b, po, vo, mo, bo, lr, alpha, oma, eps, mom, wd, bcf):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi
@@ -237,13 +237,13 @@ def rmsprop_kernel(maximize: bool, coupled: bool, centered: bool, bc: bool, insi
     return _compile(block, _flag_name("rmsprop", flags), parallel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def adamax_kernel(maximize: bool, coupled: bool, eps_in_max: bool, inplace: bool,
                   parallel: bool):
     """Adamax; ``eps_in_max``: u = max(b2 u, |g| + eps), else max(b2 u, |g|) and u + eps."""
 
     def block(lo, hi, p, g, m, u, po, mo, uo, b1, omb1, b2, eps, clr, wd):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi
@@ -271,12 +271,12 @@ def adamax_kernel(maximize: bool, coupled: bool, eps_in_max: bool, inplace: bool
     return _compile(block, _flag_name("adamax", flags), parallel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def nadam_kernel(maximize: bool, coupled: bool, decoupled: bool, inplace: bool, parallel: bool):
     """NAdam (torch form): p - coef_g (g/d) - coef_m (m/d), d = sqrt(v / bc2) + eps."""
 
     def block(lo, hi, p, g, m, v, po, mo, vo, b1, omb1, b2, omb2, bc2, eps, cg, cm, wd, decay):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi
@@ -302,14 +302,14 @@ def nadam_kernel(maximize: bool, coupled: bool, decoupled: bool, inplace: bool, 
     return _compile(block, _flag_name("nadam", flags), parallel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def radam_kernel(maximize: bool, coupled: bool, decoupled: bool, hat: bool, use_er: bool,
                  rectify: bool, inplace: bool, parallel: bool):
     """RAdam; ``rectify`` (rho_t above the threshold) is a per-step scalar, hence a flag."""
 
     def block(lo, hi, p, g, m, v, po, mo, vo, b1, omb1, b2, omb2, bc1, bc2, sbc2, lr, eps,
               eps_root, rect, one, wd, decay):
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
                 gi = -gi

@@ -21,13 +21,14 @@ def flat_tree(tree, dtype=None):
     """Return ``(flat, views)``: a 1-D buffer holding every leaf and a tree of views into it."""
     leaves, treedef = optree.tree_flatten(tree, namespace="adaptive_ref")
     if not leaves:
-        raise ValueError("flat_tree: the tree has no leaves")
+        msg = "flat_tree: the tree has no leaves"
+        raise ValueError(msg)
     if dtype is None:
         dtype = leaves[0].dtype
     sizes = [int(np.size(x)) for x in leaves]
     flat = np.empty(sum(sizes), dtype=dtype)
     views, start = [], 0
-    for x, n in zip(leaves, sizes):
+    for x, n in zip(leaves, sizes, strict=True):
         v = flat[start:start + n].reshape(np.shape(x))
         v[...] = x
         views.append(v)

@@ -27,8 +27,18 @@ from ..optimizers import radam as _radam
 from ..optimizers import rmsprop as _rmsprop
 from ..optimizers import sgd as _sgd
 from . import _kernels as K
-from ._dispatch import (EMPTY, advance, power, fast_dtype, flat, is_zero, numbers, outputs,
-                        parallel_for, write_back)
+from ._dispatch import (
+    EMPTY,
+    advance,
+    fast_dtype,
+    flat,
+    is_zero,
+    numbers,
+    outputs,
+    parallel_for,
+    power,
+    write_back,
+)
 
 __all__ = []
 
