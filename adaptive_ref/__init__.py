@@ -10,10 +10,19 @@ from . import schedules
 from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
 from .optimizers.adam import AdamState, adam_init, adam_step, adamw_init, adamw_step
 from .optimizers.adamax import AdamaxState, adamax_init, adamax_step
+from .optimizers.full_matrix_adagrad import (
+    FullMatrixAdagradState,
+    full_matrix_adagrad_init,
+    full_matrix_adagrad_step,
+)
+from .optimizers.ivon import IVONState, ivon_init, ivon_sample, ivon_step
 from .optimizers.nadam import NAdamState, nadam_init, nadam_step
 from .optimizers.radam import RAdamState, radam_init, radam_step
 from .optimizers.rmsprop import RMSpropState, rmsprop_init, rmsprop_step
+from .optimizers.rootfree import RootFreeState, rootfree_init, rootfree_step
 from .optimizers.sgd import SGDState, sgd_init, sgd_step
+from .optimizers.shampoo import ShampooState, shampoo_init, shampoo_step
+from .optimizers.von import VONState, von_init, von_sample, von_step
 from .registry import REGISTRY, get
 from .state import state_from_dict, state_to_dict
 from .tree import Group, Optimizer, make, tree_init, tree_step
@@ -27,10 +36,21 @@ __all__ = [
     "radam_step", "rmsprop_init", "rmsprop_step", "sgd_init", "sgd_step",
     "REGISTRY", "get", "make", "Optimizer", "Group", "tree_init", "tree_step",
     "state_to_dict", "state_from_dict", "schedules", "__version__",
+    "VONState", "von_init", "von_step", "von_sample", "IVONState", "ivon_init", "ivon_step",
+    "ivon_sample", "RootFreeState", "rootfree_init", "rootfree_step", "ShampooState",
+    "shampoo_init", "shampoo_step", "FullMatrixAdagradState", "full_matrix_adagrad_init",
+    "full_matrix_adagrad_step",
 ]
 
-from .sparse import (RowSparse, lazy_adam_init, lazy_adam_step, rowwise_adagrad_init,  # noqa: E402
-                     rowwise_adagrad_step, sparse_adagrad_init, sparse_adagrad_step)
+from .sparse import (  # noqa: E402
+                                             RowSparse,
+                                             lazy_adam_init,
+                                             lazy_adam_step,
+                                             rowwise_adagrad_init,
+                                             rowwise_adagrad_step,
+                                             sparse_adagrad_init,
+                                             sparse_adagrad_step,
+)
 
 __all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
             "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]

@@ -9,16 +9,21 @@ from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
+from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
+from .optimizers.ivon import IVON
 from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
+from .optimizers.rootfree import ROOTFREE
 from .optimizers.sgd import SGD
+from .optimizers.shampoo import SHAMPOO
+from .optimizers.von import VON
 from .sparse import LAZY_ADAM, ROWWISE_ADAGRAD, SPARSE_ADAGRAD
 
 __all__ = ["REGISTRY", "get", "names", "OptimizerSpec", "HParam", "Profile", "REQUIRED"]
 
 _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW, ADAMAX, NADAM,
-                                     RADAM)
+                                     RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
