@@ -81,7 +81,9 @@ def as_scalar(xp, value, dtype, like):
 def to(xp, value, dtype):
     """Cast a 0-d scalar array (or pass a Python number through) for use with ``dtype`` arrays."""
     if isinstance(value, (int, float)):
-        return value
+        # A NumPy float64 scalar (what 0-d NumPy arithmetic returns) subclasses float but is
+        # not weakly typed under NEP 50: float32 array * np.float64 would compute in float64.
+        return float(value) if hasattr(value, "dtype") else value
     return xp.astype(value, dtype)
 
 
