@@ -45,13 +45,10 @@ def _np_state(backend, s):
     return [None if x is None else backend.to_numpy(x) for x in s]
 
 
-def _index_sets(rng, steps=STEPS, *, unique=True, n=N):
-    out = []
-    for _ in range(steps):
-        k = int(rng.integers(1, n))
-        idx = rng.choice(n, size=k, replace=not unique)
-        out.append(idx)
-    return out
+def _index_sets(rng, steps=STEPS, *, unique=True, n=N, k=3):
+    """Random row sets of a fixed size k (fixed shapes keep JAX's eager compile cache warm;
+    the property tests in test_sparse_rows.py vary k)."""
+    return [rng.choice(n, size=k, replace=not unique) for _ in range(steps)]
 
 
 # ------------------------------------------------------------------ every row present == dense
