@@ -32,8 +32,13 @@ import time
 import numpy as np
 
 from adaptive_ref import adam_init, adam_step
-from adaptive_ref.sparse import (RowSparse, lazy_adam_init, lazy_adam_step, sparse_adagrad_init,
-                                 sparse_adagrad_step)
+from adaptive_ref.sparse import (
+    RowSparse,
+    lazy_adam_init,
+    lazy_adam_step,
+    sparse_adagrad_init,
+    sparse_adagrad_step,
+)
 
 
 def _median_time(fn, reps: int) -> float:
