@@ -1,4 +1,4 @@
-"""Adam fp32 step: the reference, the fused paths, torch.optim and optax against the bandwidth limit.
+"""Adam fp32 step: the reference, the fused paths, torch.optim and optax vs the bandwidth limit.
 
 One command (from the repository root)::
 

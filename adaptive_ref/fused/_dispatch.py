@@ -49,8 +49,16 @@ def fast_dtype(param, grad, arrays, count, inplace: bool):
     return dt
 
 
+_IMAX = {np.dtype(t): np.iinfo(t).max for t in (np.int8, np.int16, np.int32, np.int64)}
+
+
 def advance(count):
-    """``(count + 1, t)`` exactly as :func:`adaptive_ref._numerics.advance` (t NaN on overflow)."""
+    """``(count + 1, t)`` exactly as :func:`adaptive_ref._numerics.advance` (t NaN on overflow):
+    the new count a NumPy scalar of the count's dtype, as ``count + 1`` gives."""
+    dt = count.dtype
+    c = int(count)
+    if c < _IMAX.get(dt, c):
+        return dt.type(c + 1), float(c + 1)
     nxt = count + 1
     return nxt, (float(nxt) if nxt > count else math.nan)
 

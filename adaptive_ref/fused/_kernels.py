@@ -5,7 +5,7 @@ Each ``<name>_kernel(flags)`` returns a compiled function specialised on the con
 vectorise it; a loop with run-time knob branches runs about 5x slower). Kernels are compiled on
 first use and cached on disk (``cache=True``).
 
-Rules that keep the kernels bit-identical to the reference (see docs/performance.md):
+Rules that keep the kernels bit-identical to the reference (docs/performance.md):
 
 * ``fastmath=False`` (no FMA contraction, no reassociation) and ``error_model="numpy"``;
 * every scalar arrives already cast to the array dtype (the wrappers do it, as NumPy 2 does when a
@@ -13,10 +13,11 @@ Rules that keep the kernels bit-identical to the reference (see docs/performance
 * each expression copies the reference's grouping: ``b2 * v + omb2 * (g * g)``, never
   ``omb2 * g * g``; ``max`` follows ``numpy.maximum`` (a NaN in either argument wins).
 
-Kernel arguments: ``(p, g, <state arrays>, <outputs>, <scalars>)``, all arrays 1-D and
-C-contiguous. In the in-place kernels the output arguments are ignored (pass empty arrays) and
-``p`` and the state arrays are overwritten; separate outputs would alias the inputs and defeat
-LLVM's vectoriser (its overlap check fails and it runs the scalar loop).
+Kernel arguments: ``(n, p, g, <state arrays>, <outputs>, c)``, all arrays 1-D and
+C-contiguous; ``c`` holds the scalars, already in the array dtype (one array argument dispatches
+faster than a dozen scalars). In the in-place kernels the output arguments are ignored (pass
+empty arrays) and ``p`` and the state arrays are overwritten; separate outputs would alias the
+inputs and defeat LLVM's vectoriser (its overlap check fails and it runs the scalar loop).
 """
 
 from __future__ import annotations
@@ -68,8 +69,19 @@ def adam_kernel(maximize: bool, wd_mode: int, ams: int, bc: bool, hat: bool, use
     """Adam/AMSGrad/AdamW. wd_mode: 0 none, 1 coupled (g + wd p), 2 decoupled (p * decay).
     ams: 0 off, 1 max over raw v, 2 max over corrected v."""
 
-    def block(lo, hi, p, g, m, v, vmax, po, mo, vo, vmo,
-              b1, omb1, b2, omb2, bc1, bc2, lr, eps, eps_root, wd, decay, step):
+    def block(lo, hi, p, g, m, v, vmax, po, mo, vo, vmo, c):
+        b1 = c[0]
+        omb1 = c[1]
+        b2 = c[2]
+        omb2 = c[3]
+        bc1 = c[4]
+        bc2 = c[5]
+        lr = c[6]
+        eps = c[7]
+        eps_root = c[8]
+        wd = c[9]
+        decay = c[10]
+        step = c[11]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
@@ -123,7 +135,11 @@ def sgd_kernel(maximize: bool, coupled: bool, has_buf: bool, inside: bool, neste
                first: bool, inplace: bool, parallel: bool):
     """SGD. ``first``: the step where the buffer is set to x (count == 0, no dampen_first_step)."""
 
-    def block(lo, hi, p, g, b, po, bo, lr, wd, mom, omd):
+    def block(lo, hi, p, g, b, po, bo, c):
+        lr = c[0]
+        wd = c[1]
+        mom = c[2]
+        omd = c[3]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
@@ -158,7 +174,11 @@ def sgd_kernel(maximize: bool, coupled: bool, has_buf: bool, inside: bool, neste
 def adagrad_kernel(maximize: bool, coupled: bool, inside: bool, inplace: bool, parallel: bool):
     """Adagrad; ``inside``: g / sqrt(s + eps), 0 where s is not > 0."""
 
-    def block(lo, hi, p, g, s, po, so, clr, eps, wd, zero):
+    def block(lo, hi, p, g, s, po, so, c):
+        clr = c[0]
+        eps = c[1]
+        wd = c[2]
+        zero = c[3]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
@@ -192,7 +212,14 @@ def rmsprop_kernel(maximize: bool, coupled: bool, centered: bool, bc: bool, insi
                    parallel: bool):
     """RMSprop: plain, centred, with momentum; bias correction divides both averages."""
 
-    def block(lo, hi, p, g, v, m, b, po, vo, mo, bo, lr, alpha, oma, eps, mom, wd, bcf):
+    def block(lo, hi, p, g, v, m, b, po, vo, mo, bo, c):
+        lr = c[0]
+        alpha = c[1]
+        oma = c[2]
+        eps = c[3]
+        mom = c[4]
+        wd = c[5]
+        bcf = c[6]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
@@ -242,7 +269,13 @@ def adamax_kernel(maximize: bool, coupled: bool, eps_in_max: bool, inplace: bool
                   parallel: bool):
     """Adamax; ``eps_in_max``: u = max(b2 u, |g| + eps), else max(b2 u, |g|) and u + eps."""
 
-    def block(lo, hi, p, g, m, u, po, mo, uo, b1, omb1, b2, eps, clr, wd):
+    def block(lo, hi, p, g, m, u, po, mo, uo, c):
+        b1 = c[0]
+        omb1 = c[1]
+        b2 = c[2]
+        eps = c[3]
+        clr = c[4]
+        wd = c[5]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
@@ -275,7 +308,17 @@ def adamax_kernel(maximize: bool, coupled: bool, eps_in_max: bool, inplace: bool
 def nadam_kernel(maximize: bool, coupled: bool, decoupled: bool, inplace: bool, parallel: bool):
     """NAdam (torch form): p - coef_g (g/d) - coef_m (m/d), d = sqrt(v / bc2) + eps."""
 
-    def block(lo, hi, p, g, m, v, po, mo, vo, b1, omb1, b2, omb2, bc2, eps, cg, cm, wd, decay):
+    def block(lo, hi, p, g, m, v, po, mo, vo, c):
+        b1 = c[0]
+        omb1 = c[1]
+        b2 = c[2]
+        omb2 = c[3]
+        bc2 = c[4]
+        eps = c[5]
+        cg = c[6]
+        cm = c[7]
+        wd = c[8]
+        decay = c[9]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:
@@ -307,8 +350,21 @@ def radam_kernel(maximize: bool, coupled: bool, decoupled: bool, hat: bool, use_
                  rectify: bool, inplace: bool, parallel: bool):
     """RAdam; ``rectify`` (rho_t above the threshold) is a per-step scalar, hence a flag."""
 
-    def block(lo, hi, p, g, m, v, po, mo, vo, b1, omb1, b2, omb2, bc1, bc2, sbc2, lr, eps,
-              eps_root, rect, one, wd, decay):
+    def block(lo, hi, p, g, m, v, po, mo, vo, c):
+        b1 = c[0]
+        omb1 = c[1]
+        b2 = c[2]
+        omb2 = c[3]
+        bc1 = c[4]
+        bc2 = c[5]
+        sbc2 = c[6]
+        lr = c[7]
+        eps = c[8]
+        eps_root = c[9]
+        rect = c[10]
+        one = c[11]
+        wd = c[12]
+        decay = c[13]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
             gi = g[i]
             if maximize:

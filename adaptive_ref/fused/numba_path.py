@@ -69,19 +69,18 @@ def _adam_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_root, eps_
     n = param.size
     kern = K.adam_kernel(maximize, wd_mode, ams, bool(bias_correction),
                          eps_placement == "hat", not is_zero(eps_root), inplace, parallel_for(n))
-    ty = dt.type
-    scal = (ty(beta1), ty(1 - beta1), ty(beta2), ty(1 - beta2), ty(bc1), ty(bc2), ty(lr),
-            ty(eps), ty(eps_root), ty(wd), ty(decay), ty(step))
+    scal = np.array((beta1, (1 - beta1), beta2, (1 - beta2), bc1, bc2, lr,
+            eps, eps_root, wd, decay, step), dtype=dt)
     e = EMPTY[dt]
     if inplace:
         vm = state.nu_max.reshape(-1) if amsgrad else e
         kern(n, param.reshape(-1), grad.reshape(-1) if grad.flags.c_contiguous else flat(grad),
-             state.mu.reshape(-1), state.nu.reshape(-1), vm, e, e, e, e, *scal)
+             state.mu.reshape(-1), state.nu.reshape(-1), vm, e, e, e, e, scal)
         return param, _adam.AdamState(count, state.mu, state.nu, state.nu_max)
     outs, fo = outputs(param.shape, dt, 4 if amsgrad else 3)
     kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu),
          flat(state.nu_max) if amsgrad else e, fo[0], fo[1], fo[2], fo[3] if amsgrad else e,
-         *scal)
+         scal)
     return outs[0], _adam.AdamState(count, outs[1], outs[2], outs[3] if amsgrad else None)
 
 
@@ -206,15 +205,14 @@ def _sgd_run(param, grad, state, inplace, lr, momentum, dampening, nesterov, wei
     n = param.size
     kern = K.sgd_kernel(maximize, not is_zero(weight_decay), has_buf, lr_placement == "inside",
                         bool(nesterov), first, inplace, parallel_for(n))
-    ty = dt.type
-    scal = (ty(lr), ty(weight_decay), ty(momentum), ty(1 - dampening))
+    scal = np.array((lr, weight_decay, momentum, (1 - dampening)), dtype=dt)
     e = EMPTY[dt]
     if inplace:
-        kern(n, param.reshape(-1), flat(grad), buf.reshape(-1) if has_buf else e, e, e, *scal)
+        kern(n, param.reshape(-1), flat(grad), buf.reshape(-1) if has_buf else e, e, e, scal)
         return param, _sgd.SGDState(count, buf)
     outs, fo = outputs(param.shape, dt, 2 if has_buf else 1)
     kern(n, flat(param), flat(grad), flat(buf) if has_buf else e, fo[0],
-         fo[1] if has_buf else e, *scal)
+         fo[1] if has_buf else e, scal)
     return outs[0], _sgd.SGDState(count, outs[1] if has_buf else None)
 
 
@@ -266,14 +264,13 @@ def _adagrad_run(param, grad, state, inplace, lr, lr_decay, eps, eps_placement, 
     n = param.size
     kern = K.adagrad_kernel(maximize, not is_zero(weight_decay), eps_placement == "inside",
                             inplace, parallel_for(n))
-    ty = dt.type
-    scal = (ty(clr), ty(eps), ty(weight_decay), ty(0))
+    scal = np.array((clr, eps, weight_decay, 0), dtype=dt)
     e = EMPTY[dt]
     if inplace:
-        kern(n, param.reshape(-1), flat(grad), state.sum.reshape(-1), e, e, *scal)
+        kern(n, param.reshape(-1), flat(grad), state.sum.reshape(-1), e, e, scal)
         return param, _adagrad.AdagradState(count, state.sum)
     outs, fo = outputs(param.shape, dt, 2)
-    kern(n, flat(param), flat(grad), flat(state.sum), fo[0], fo[1], *scal)
+    kern(n, flat(param), flat(grad), flat(state.sum), fo[0], fo[1], scal)
     return outs[0], _adagrad.AdagradState(count, outs[1])
 
 
@@ -331,20 +328,19 @@ def _rmsprop_run(param, grad, state, inplace, lr, alpha, eps, eps_placement, cen
     kern = K.rmsprop_kernel(maximize, not is_zero(weight_decay), bool(centered),
                             bool(bias_correction), eps_placement == "inside", has_buf,
                             lr_placement == "inside", bool(nesterov), inplace, parallel_for(n))
-    ty = dt.type
-    scal = (ty(lr), ty(alpha), ty(1 - alpha), ty(eps), ty(momentum), ty(weight_decay), ty(bcf))
+    scal = np.array((lr, alpha, (1 - alpha), eps, momentum, weight_decay, bcf), dtype=dt)
     e = EMPTY[dt]
     if inplace:
         kern(n, param.reshape(-1), flat(grad), state.nu.reshape(-1),
              state.mu.reshape(-1) if centered else e, buf.reshape(-1) if has_buf else e,
-             e, e, e, e, *scal)
+             e, e, e, e, scal)
         return param, _rmsprop.RMSpropState(count, state.nu, state.mu, buf)
     k = 2 + bool(centered) + has_buf
     outs, fo = outputs(param.shape, dt, k)
     mo = fo[2] if centered else e
     bo = fo[-1] if has_buf else e
     kern(n, flat(param), flat(grad), flat(state.nu), flat(state.mu) if centered else e,
-         flat(buf) if has_buf else e, fo[0], fo[1], mo, bo, *scal)
+         flat(buf) if has_buf else e, fo[0], fo[1], mo, bo, scal)
     return outs[0], _rmsprop.RMSpropState(count, outs[1], outs[2] if centered else None,
                                           outs[-1] if has_buf else None)
 
@@ -407,15 +403,14 @@ def _adamax_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_placemen
     n = param.size
     kern = K.adamax_kernel(maximize, not is_zero(weight_decay), eps_placement == "max", inplace,
                            parallel_for(n))
-    ty = dt.type
-    scal = (ty(beta1), ty(1 - beta1), ty(beta2), ty(eps), ty(clr), ty(weight_decay))
+    scal = np.array((beta1, (1 - beta1), beta2, eps, clr, weight_decay), dtype=dt)
     e = EMPTY[dt]
     if inplace:
         kern(n, param.reshape(-1), flat(grad), state.mu.reshape(-1), state.nu.reshape(-1),
-             e, e, e, *scal)
+             e, e, e, scal)
         return param, _adamax.AdamaxState(count, state.mu, state.nu)
     outs, fo = outputs(param.shape, dt, 3)
-    kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu), *fo, *scal)
+    kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu), *fo, scal)
     return outs[0], _adamax.AdamaxState(count, outs[1], outs[2])
 
 
@@ -479,17 +474,16 @@ def _nadam_run(param, grad, state, inplace, lr, beta1, beta2, eps, momentum_sche
     n = param.size
     kern = K.nadam_kernel(maximize, not decoupled and not is_zero(weight_decay), decoupled,
                           inplace, parallel_for(n))
-    ty = dt.type
-    scal = (ty(beta1), ty(1 - beta1), ty(beta2), ty(1 - beta2), ty(bc2), ty(eps), ty(coef_g),
-            ty(coef_m), ty(weight_decay), ty(1 - lr * weight_decay))
+    scal = np.array((beta1, (1 - beta1), beta2, (1 - beta2), bc2, eps, coef_g,
+            coef_m, weight_decay, (1 - lr * weight_decay)), dtype=dt)
     e = EMPTY[dt]
     new_mp = np.float64(mu_product)
     if inplace:
         kern(n, param.reshape(-1), flat(grad), state.mu.reshape(-1), state.nu.reshape(-1),
-             e, e, e, *scal)
+             e, e, e, scal)
         return param, _nadam.NAdamState(count, state.mu, state.nu, new_mp)
     outs, fo = outputs(param.shape, dt, 3)
-    kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu), *fo, *scal)
+    kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu), *fo, scal)
     return outs[0], _nadam.NAdamState(count, outs[1], outs[2], new_mp)
 
 
@@ -558,17 +552,16 @@ def _radam_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_root, eps
     kern = K.radam_kernel(maximize, not decoupled and not is_zero(weight_decay), decoupled,
                           eps_placement == "hat", not is_zero(eps_root), bool(rectify), inplace,
                           parallel_for(n))
-    ty = dt.type
-    scal = (ty(beta1), ty(1 - beta1), ty(beta2), ty(1 - beta2), ty(bc1), ty(bc2),
-            ty(math.sqrt(bc2) if bc2 >= 0 else math.nan), ty(lr), ty(eps), ty(eps_root),
-            ty(rect), ty(1.0), ty(weight_decay), ty(1 - lr * weight_decay))
+    scal = np.array((beta1, (1 - beta1), beta2, (1 - beta2), bc1, bc2,
+            (math.sqrt(bc2) if bc2 >= 0 else math.nan), lr, eps, eps_root,
+            rect, 1.0, weight_decay, (1 - lr * weight_decay)), dtype=dt)
     e = EMPTY[dt]
     if inplace:
         kern(n, param.reshape(-1), flat(grad), state.mu.reshape(-1), state.nu.reshape(-1),
-             e, e, e, *scal)
+             e, e, e, scal)
         return param, _radam.RAdamState(count, state.mu, state.nu)
     outs, fo = outputs(param.shape, dt, 3)
-    kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu), *fo, *scal)
+    kern(n, flat(param), flat(grad), flat(state.mu), flat(state.nu), *fo, scal)
     return outs[0], _radam.RAdamState(count, outs[1], outs[2])
 
 
