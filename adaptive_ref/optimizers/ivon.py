@@ -59,7 +59,7 @@ def ivon_init(param, /, *, hess_init=1.0, state_dtype=None) -> IVONState:
 def ivon_sample(param, state: IVONState, noise, /, *, ess=1e4, weight_decay=1e-4):
     r"""The sample :math:`\theta + \sigma z`, :math:`\sigma = 1/\sqrt{\text{ess}(h + \delta)}`,
     at which the caller evaluates the gradient that it then passes to :func:`ivon_step`
-    the same ``noise = z`` (standard normal, drawn by the caller)."""
+    with the same ``noise = z`` (standard normal, drawn by the caller)."""
     xp, _, _ = check_arrays("ivon_sample", {"param": param, "noise": noise, "state.hess":
                                             state.hess}, same_shape=["noise", "state.hess"])
     prec = ess * (state.hess + weight_decay)

@@ -88,7 +88,7 @@ def inverse_root(mat, power: float, *, floor=None):
     a = mat if mat.dtype == sd else xp.astype(mat, sd)
     a = (a + xp.permute_dims(a, (1, 0))) / 2  # symmetric to the last bit
     lam, q = la.eigh(a)
-    lo = float(floor) if floor is not None else float(xp.finfo(sd).tiny)
+    lo = float(floor) if floor is not None else float(xp.finfo(sd).smallest_normal)
     lam = xp.maximum(lam, xp.asarray(lo, dtype=sd, device=aac.device(lam)))
     scaled = q * (lam ** (-1.0 / power))[None, :]
     out = xp.matmul(scaled, xp.permute_dims(q, (1, 0)))
