@@ -22,7 +22,9 @@ _SCALARS = (int, float, complex, bool, str, type(None))
 
 def is_array(x: Any) -> bool:
     if isinstance(x, _SCALARS):  # fast path: hyperparameters are mostly Python scalars
-        return False
+        # NumPy scalars (np.float64 subclasses float) are 0-d arrays: NumPy returns them from
+        # arithmetic on 0-d arrays, so a step on a 0-d param must accept its own output.
+        return type(x) not in _SCALARS and aac.is_numpy_array(x)
     return aac.is_array_api_obj(x)
 
 
@@ -110,7 +112,7 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
             msg = f"{op}: {spec.name}={value!r} is not accepted; use {spec.range_text()}"
             raise ValueError(msg)
         return
-    if is_array(value):
+    if is_array(value) and not isinstance(value, (int, float)):  # np.float64: a number
         shape = getattr(value, "shape", None)
         if shape is not None and tuple(shape) != ():
             msg = f"{op}: {spec.name} must be a Python number or a 0-d array, got shape {tuple(shape)}"

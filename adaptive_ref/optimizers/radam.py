@@ -34,7 +34,7 @@ RADAM_HPARAMS = (
            "uncorrected root (torch); 'outside': 1/(sqrt(v_hat) + eps) (optax)", kind="choice",
            choices=("hat", "outside"), knob=True),
     HParam("threshold", 5.0, "rectify when rho_t exceeds it (paper 4; official code, torch and "
-           "optax 5)", low=0.0),
+           "optax 5); at least 4, since r_t is imaginary for 2 < rho_t < 4", low=4.0),
     HParam("threshold_inclusive", False, "rectify when rho_t >= threshold (optax) instead of > "
            "(torch)", kind="bool", knob=True),
     HParam("weight_decay", 0.0, "weight decay coefficient", low=0.0),
