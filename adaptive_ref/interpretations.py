@@ -8,8 +8,9 @@ the current parameter :math:`\phi_t`, and work on any array-API namespace (taken
 inputs). The matrix routes flatten the parameter to a vector of length ``n`` and build full
 ``n x n`` matrices: they are for checking identities on small problems, not for training.
 
-* :func:`least_squares_step`: ``argmin_phi m^T(phi - phi_t) + (1/(2 lr)) (phi - phi_t)^T H (phi - phi_t)``
-  with ``H = diag(sqrt(v_hat) + eps)``, solved with ``xp.linalg.solve`` on the full matrix.
+* :func:`least_squares_step`:
+  ``argmin_phi m^T(phi - phi_t) + (1/(2 lr)) (phi - phi_t)^T H (phi - phi_t)`` with ``H =
+  diag(sqrt(v_hat) + eps)``, solved with ``xp.linalg.solve`` on the full matrix.
 * :func:`gaussian_tilt` / :func:`bayes_tilt_step`: prior ``N(phi_t, lr H^{-1})`` times
   ``exp(-m_hat^T phi)``, posterior computed in natural parameters; mean = Adam's iterate,
   covariance = the prior's.
@@ -92,8 +93,9 @@ def least_squares_step(phi, m_hat, v_hat, *, lr, eps):
             + \tfrac{1}{2\,\mathrm{lr}}(\phi-\phi_t)^\top H (\phi-\phi_t),
         \qquad H = \operatorname{diag}(\sqrt{\hat v}+\epsilon)
 
-    Setting the gradient to zero gives the linear system :math:`H(\phi-\phi_t) = -\mathrm{lr}\,\hat m`,
-    solved here with ``xp.linalg.solve`` on the full ``n x n`` matrix ``H`` (no use is made of its
+    Setting the gradient to zero gives the linear system
+    :math:`H(\phi-\phi_t) = -\mathrm{lr}\,\hat m`, solved here with ``xp.linalg.solve`` on the
+    full ``n x n`` matrix ``H`` (no use is made of its
     being diagonal). Returns the new parameter in ``phi``'s shape. Equals
     :func:`~adaptive_ref.adam_step`'s iterate (eps outside the root, bias-corrected moments).
     """
@@ -143,7 +145,8 @@ def gaussian_tilt(mean, cov, a) -> GaussianPosterior:
 
 def bayes_tilt_step(phi, m_hat, v_hat, *, lr, eps) -> GaussianPosterior:
     r"""Bayes procedure 1, stated exactly: prior :math:`\mathcal N(\phi_t, \mathrm{lr}\,H^{-1})`,
-    pseudo-likelihood :math:`\exp(-\hat m^\top\phi)`, :math:`H = \operatorname{diag}(\sqrt{\hat v}+\epsilon)`.
+    pseudo-likelihood :math:`\exp(-\hat m^\top\phi)`,
+    :math:`H = \operatorname{diag}(\sqrt{\hat v}+\epsilon)`.
 
     The posterior is :math:`\mathcal N(\phi_t - \mathrm{lr}\,H^{-1}\hat m,\; \mathrm{lr}\,H^{-1})`:
     its mean is Adam's iterate and its covariance is the prior's (the step learns nothing about
@@ -180,8 +183,9 @@ def kalman_update(mean, cov, y, obs_cov) -> GaussianPosterior:
 
 
 def kalman_gain(v_hat, *, s2):
-    r"""The full gain :math:`K = \Sigma(V+\Sigma)^{-1}` for :math:`\Sigma = s^2\operatorname{diag}(\sqrt{\hat v})`,
-    :math:`V = \operatorname{diag}(\hat v)`, as an ``n x n`` matrix computed by ``solve``.
+    r"""The full gain :math:`K = \Sigma(V+\Sigma)^{-1}` for
+    :math:`\Sigma = s^2\operatorname{diag}(\sqrt{\hat v})`, :math:`V = \operatorname{diag}(\hat
+    v)`, as an ``n x n`` matrix computed by ``solve``.
     Exactly :math:`\operatorname{diag}(s^2/(\sqrt{\hat v}+s^2))`."""
     xp = aac.array_namespace(v_hat)
     la = _linalg("kalman_gain", xp)
@@ -198,8 +202,9 @@ def kalman_gain_approx(v_hat, *, s2):
 
 
 def kalman_adam_step(phi, m_hat, v_hat, *, s2) -> GaussianPosterior:
-    r"""Bayes procedure 2 with the full gain: prior :math:`\mathcal N(\phi_t, s^2\operatorname{diag}(\sqrt{\hat v}))`,
-    pseudo-observation :math:`y = \phi_t - \hat m` with noise :math:`V = \operatorname{diag}(\hat v)`.
+    r"""Bayes procedure 2 with the full gain: prior
+    :math:`\mathcal N(\phi_t, s^2\operatorname{diag}(\sqrt{\hat v}))`, pseudo-observation
+    :math:`y = \phi_t - \hat m` with noise :math:`V = \operatorname{diag}(\hat v)`.
 
     Mean :math:`\phi_t - K\hat m = \phi_t - s^2\hat m/(\sqrt{\hat v}+s^2)`: exactly Adam with
     ``lr = eps = s2``. Covariance :math:`s^2\hat v/(\sqrt{\hat v}+s^2)` on the diagonal, below
@@ -217,7 +222,8 @@ def kalman_adam_step_decoupled(phi, m_hat, v_hat, *, lr, eps) -> GaussianPosteri
     :math:`y = \phi_t - (\mathrm{lr}/\epsilon)\hat m`, noise :math:`\operatorname{diag}(\hat v)`.
 
     Gain :math:`\epsilon/(\sqrt{\hat v}+\epsilon)`, so the mean is
-    :math:`\phi_t - \mathrm{lr}\,\hat m/(\sqrt{\hat v}+\epsilon)`: Adam with any ``lr``, ``eps > 0``.
+    :math:`\phi_t - \mathrm{lr}\,\hat m/(\sqrt{\hat v}+\epsilon)`: Adam with any ``lr``,
+    ``eps > 0``.
     """
     xp = aac.array_namespace(phi, m_hat, v_hat)
     v = _flat(xp, v_hat)
@@ -230,7 +236,8 @@ def kalman_adam_step_decoupled(phi, m_hat, v_hat, *, lr, eps) -> GaussianPosteri
 
 
 def adabayes_fp_rate(v_hat, *, eta, sigma2):
-    r"""AdaBayes-FP's precision :math:`\lambda = \frac{1}{2\sigma^2} + \sqrt{\hat v/\eta^2 + \frac{1}{4\sigma^4}}`
+    r"""AdaBayes-FP's precision
+    :math:`\lambda = \frac{1}{2\sigma^2} + \sqrt{\hat v/\eta^2 + \frac{1}{4\sigma^4}}`
     (Aitchison 2020): the steady state of a Kalman filter whose prior drifts with variance
     :math:`\eta^2` per step towards a stationary :math:`\sigma^2`."""
     xp = aac.array_namespace(v_hat)
@@ -241,8 +248,9 @@ def adabayes_fp_rate(v_hat, *, eta, sigma2):
 def adabayes_fp_step(phi, m_hat, v_hat, *, eta, sigma2):
     r"""One AdaBayes-FP step, :math:`\phi_{t+1} = \phi_t - \hat m/\lambda` (weight drift off).
 
-    With :math:`a = 1/(2\sigma^2)`, :math:`b = \sqrt{\hat v}/\eta`: :math:`\lambda = a + \sqrt{a^2+b^2}`,
-    while Adam with ``lr = eta``, ``eps = eta/sigma2`` divides by :math:`D = 2a + b`. Since
+    With :math:`a = 1/(2\sigma^2)`, :math:`b = \sqrt{\hat v}/\eta`:
+    :math:`\lambda = a + \sqrt{a^2+b^2}`, while Adam with ``lr = eta``, ``eps = eta/sigma2``
+    divides by :math:`D = 2a + b`. Since
     :math:`D/2 \le a+\sqrt{a^2+b^2} \le D`, the AdaBayes-FP step lies between that Adam step and
     twice it (per coordinate, same sign). Limits: :math:`\sigma^2\to\infty` is Adam
     (lr ``eta``, eps 0); :math:`\hat v\to 0` is momentum SGD with lr :math:`\sigma^2`.
