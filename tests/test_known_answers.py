@@ -1,0 +1,328 @@
+"""Known answers: a few steps of every optimizer on a 2-coordinate problem, computed by hand.
+
+The oracles below are written from the papers and the frameworks' documented formulas
+(``shared/reference/theory.md``, ``conventions.md``), not from ``adaptive_ref``'s code. They take
+the same float64 inputs, converted exactly (``Fraction(x)`` / ``Decimal(x)`` of a float is its exact
+binary value), and compute in exact rational arithmetic (SGD: ``fractions.Fraction``) or in 50-digit
+``decimal.Decimal`` (everything with a square root), so the oracle's own error is ~1e-50.
+
+Tolerance. The gradients keep one sign per coordinate (coordinate 0 positive, 1 negative), so
+the moment averages add same-sign terms and every quantity in an update is a product, quotient,
+square root or same-sign sum of rounded values: each step's update carries at most ~10 U of
+relative error (U = 2**-53; the longest chain, NAdam's two-term update, has about 10 roundings),
+and each addition to the parameter one more rounding. The check is
+``|p - p_exact| <= 20 U (|p_0| + sum_t |Delta_t|)`` per coordinate: the bound with a 2x margin.
+Centred RMSprop subtracts (v - mean^2); the cases below keep that difference >= 0.2 v, which
+costs at most a factor 5 on two roundings, inside the margin.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, getcontext
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from adaptive_ref.registry import REGISTRY
+
+getcontext().prec = 50
+U = 2.0**-53
+
+P0 = (0.75, -1.25)
+GRADS = ((0.5, -2.0), (0.25, -1.5), (1.0, -0.75), (0.375, -3.0), (2.0, -0.5), (0.125, -1.0),
+         (0.625, -2.5))
+
+
+def D(x) -> Decimal:
+    return Decimal(x)  # exact for floats
+
+
+# -------------------------------------------------------------------------------- oracles
+
+
+def sgd_oracle(p, grads, lrs, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
+               maximize=False, lr_placement="outside", dampen_first_step=False):
+    F = Fraction
+    p = F(p)
+    mu, d, wd = F(momentum), F(dampening), F(weight_decay)
+    buf, out = None, []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g, lr = F(g), F(lr)
+        if maximize:
+            g = -g
+        g = g + wd * p
+        if mu == 0:
+            p = p - lr * g
+            out.append(p)
+            continue
+        x = lr * g if lr_placement == "inside" else g
+        if t == 1 and not dampen_first_step:
+            buf = x
+        else:
+            buf = mu * (buf if buf is not None else 0) + (1 - d) * x
+        direction = x + mu * buf if nesterov else buf
+        p = p - direction if lr_placement == "inside" else p - lr * direction
+        out.append(p)
+    return out
+
+
+def adagrad_oracle(p, grads, lrs, lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                   eps_placement="outside", weight_decay=0.0, maximize=False):
+    p, s, out = D(p), D(initial_accumulator_value), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        g = g + D(weight_decay) * p
+        s = s + g * g
+        clr = D(lr) / (1 + (t - 1) * D(lr_decay))
+        if eps_placement == "outside":
+            u = g / (s.sqrt() + D(eps))
+        else:
+            u = g / (s + D(eps)).sqrt() if s > 0 else D(0)
+        p = p - clr * u
+        out.append(p)
+    return out
+
+
+def rmsprop_oracle(p, grads, lrs, alpha=0.99, eps=1e-8, eps_placement="outside", centered=False,
+                   momentum=0.0, nesterov=False, lr_placement="outside", bias_correction=False,
+                   initial_accumulator_value=0.0, weight_decay=0.0, maximize=False):
+    a = D(alpha)
+    p, v, m, buf, out = D(p), D(initial_accumulator_value), D(0), D(0), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        g = g + D(weight_decay) * p
+        v = a * v + (1 - a) * g * g
+        m = a * m + (1 - a) * g
+        bc = 1 - a**t if bias_correction else D(1)
+        w = v / bc - (m / bc) ** 2 if centered else v / bc
+        den = w.sqrt() + D(eps) if eps_placement == "outside" else (w + D(eps)).sqrt()
+        u = g / den
+        if momentum == 0:
+            p = p - D(lr) * u
+        else:
+            x = D(lr) * u if lr_placement == "inside" else u
+            buf = D(momentum) * buf + x
+            direction = x + D(momentum) * buf if nesterov else buf
+            p = p - direction if lr_placement == "inside" else p - D(lr) * direction
+        out.append(p)
+    return out
+
+
+def adam_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
+                eps_placement="outside", bias_correction=True, amsgrad=False,
+                amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
+                weight_decay_mode="coupled", decay_scaling=None, schedule_multiplier=1.0):
+    """Kingma & Ba Algorithm 1; AMSGrad (torch: max over raw v; optax: over v_hat); AdamW."""
+    b1, b2 = D(beta1), D(beta2)
+    p, m, v, vmax, out = D(p), D(0), D(0), D(0), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        lr = D(lr)
+        if decay_scaling is not None:  # AdamW
+            s = lr if decay_scaling == "lr" else D(schedule_multiplier)
+            p = p * (1 - s * D(weight_decay))
+        elif weight_decay_mode == "decoupled":
+            p = p * (1 - lr * D(weight_decay))
+        else:
+            g = g + D(weight_decay) * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        bc1, bc2 = (1 - b1**t, 1 - b2**t) if bias_correction else (D(1), D(1))
+        if amsgrad and amsgrad_max_over == "raw":
+            vmax = max(vmax, v)
+            v_raw = vmax
+        elif amsgrad:
+            vmax = max(vmax, v / bc2)
+            v_raw = vmax * bc2
+        else:
+            v_raw = v
+        if eps_placement == "outside":
+            p = p - lr * (m / bc1) / ((v_raw / bc2 + D(eps_root)).sqrt() + D(eps))
+        else:  # eps on the uncorrected root, bias corrections in the step size
+            p = p - lr * bc2.sqrt() / bc1 * m / ((v_raw + D(eps_root)).sqrt() + D(eps))
+        out.append(p)
+    return out
+
+
+def adamax_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, eps_placement="max",
+                  weight_decay=0.0, maximize=False):
+    """Kingma & Ba Algorithm 2; torch/optax put eps inside the max."""
+    b1, b2 = D(beta1), D(beta2)
+    p, m, u, out = D(p), D(0), D(0), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        g = g + D(weight_decay) * p
+        m = b1 * m + (1 - b1) * g
+        if eps_placement == "max":
+            u = max(b2 * u, abs(g) + D(eps))
+            den = u
+        else:
+            u = max(b2 * u, abs(g))
+            den = u + D(eps)
+        p = p - D(lr) / (1 - b1**t) * m / den
+        out.append(p)
+    return out
+
+
+def nadam_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, momentum_schedule="torch",
+                 momentum_decay=4e-3, weight_decay=0.0, weight_decay_mode="coupled",
+                 maximize=False):
+    """torch.optim.NAdam (mu_t = b1 (1 - 0.5 * 0.96^(t psi))) and optax.nadam (mu_t = b1)."""
+    b1, b2 = D(beta1), D(beta2)
+
+    def mu(t):
+        if momentum_schedule == "constant":
+            return b1
+        return b1 * (1 - D("0.5") * D(0.96) ** (t * D(momentum_decay)))
+
+    p, m, v, prod, out = D(p), D(0), D(0), D(1), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        lr = D(lr)
+        if weight_decay_mode == "decoupled":
+            p = p * (1 - lr * D(weight_decay))
+        else:
+            g = g + D(weight_decay) * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        prod = prod * mu(t)
+        den = (v / (1 - b2**t)).sqrt() + D(eps)
+        p = (p - lr * (1 - mu(t)) / (1 - prod) * g / den
+             - lr * mu(t + 1) / (1 - prod * mu(t + 1)) * m / den)
+        out.append(p)
+    return out
+
+
+def radam_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
+                 eps_placement="hat", threshold=5.0, threshold_inclusive=False, weight_decay=0.0,
+                 weight_decay_mode="coupled", maximize=False):
+    """Liu et al. Algorithm 2 as torch (eps on sqrt(v), rho_t > 5) and optax (on sqrt(v_hat))."""
+    b1, b2 = D(beta1), D(beta2)
+    rho_inf = 2 / (1 - b2) - 1
+    p, m, v, out = D(p), D(0), D(0), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        lr = D(lr)
+        if weight_decay_mode == "decoupled":
+            p = p * (1 - lr * D(weight_decay))
+        else:
+            g = g + D(weight_decay) * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        bc1, bc2 = 1 - b1**t, 1 - b2**t
+        rho_t = rho_inf - 2 * t * b2**t / bc2
+        on = rho_t >= D(threshold) if threshold_inclusive else rho_t > D(threshold)
+        if on:
+            r = ((rho_t - 4) * (rho_t - 2) * rho_inf
+                 / ((rho_inf - 4) * (rho_inf - 2) * rho_t)).sqrt()
+            if eps_placement == "hat":
+                adapt = bc2.sqrt() / ((v + D(eps_root)).sqrt() + D(eps))
+            else:
+                adapt = 1 / ((v / bc2 + D(eps_root)).sqrt() + D(eps))
+            p = p - lr * (m / bc1) * r * adapt
+        else:
+            p = p - lr * (m / bc1)
+        out.append(p)
+    return out
+
+
+ORACLES = {"sgd": sgd_oracle, "adagrad": adagrad_oracle, "rmsprop": rmsprop_oracle,
+           "adam": adam_oracle, "amsgrad": adam_oracle, "adamw": adam_oracle,
+           "adamax": adamax_oracle, "nadam": nadam_oracle, "radam": radam_oracle}
+
+# (optimizer, settings, steps); settings are the step's keywords; "lrs" gives a per-step lr
+CASES = [
+    ("sgd", dict(lr=0.1), 3),
+    ("sgd", dict(lr=0.1, momentum=0.9), 3),
+    ("sgd", dict(lr=0.1, momentum=0.9, dampening=0.5), 3),
+    ("sgd", dict(lr=0.1, momentum=0.9, dampening=0.5, dampen_first_step=True), 3),
+    ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True), 3),
+    ("sgd", dict(lr=0.1, momentum=0.5, weight_decay=0.1, maximize=True), 3),
+    ("sgd", dict(lrs=(0.1, 0.05, 0.025), momentum=0.9, lr_placement="inside"), 3),
+    ("sgd", dict(lrs=(0.1, 0.05, 0.025), momentum=0.9, lr_placement="outside"), 3),
+    ("adagrad", dict(lr=0.1), 3),
+    ("adagrad", dict(lr=0.1, eps=1e-7, eps_placement="inside", initial_accumulator_value=0.1), 3),
+    ("adagrad", dict(lr=0.1, lr_decay=0.1, weight_decay=0.1, maximize=True), 3),
+    ("rmsprop", dict(lr=0.01), 3),
+    ("rmsprop", dict(lr=0.01, alpha=0.9, eps_placement="inside"), 3),
+    ("rmsprop", dict(lr=0.01, alpha=0.5, centered=True), 3),
+    ("rmsprop", dict(lr=0.01, momentum=0.9), 3),
+    ("rmsprop", dict(lrs=(0.01, 0.005, 0.02), momentum=0.9, lr_placement="inside",
+                     nesterov=True), 3),
+    ("rmsprop", dict(lr=0.01, bias_correction=True, initial_accumulator_value=0.1,
+                     weight_decay=0.1), 3),
+    ("adam", dict(lr=1e-3), 3),
+    ("adam", dict(lr=1e-2, eps=1e-3, eps_root=1e-4), 3),
+    ("adam", dict(lr=1e-2, eps=1e-3, eps_placement="hat"), 3),
+    ("adam", dict(lr=1e-2, bias_correction=False), 3),
+    ("adam", dict(lr=1e-2, weight_decay=0.1), 3),
+    ("adam", dict(lr=1e-2, weight_decay=0.1, weight_decay_mode="decoupled", maximize=True), 3),
+    ("amsgrad", dict(lr=1e-2, amsgrad=True, amsgrad_max_over="raw"), 4),
+    ("amsgrad", dict(lr=1e-2, amsgrad=True, amsgrad_max_over="corrected", beta2=0.9), 4),
+    ("amsgrad", dict(lr=1e-2, amsgrad=True, eps_placement="hat", eps=1e-3), 4),
+    ("adamw", dict(lr=1e-2), 3),
+    ("adamw", dict(lr=1e-2, weight_decay=0.1, decay_scaling="schedule",
+                   schedule_multiplier=0.5), 3),
+    ("adamax", dict(lr=2e-3), 3),
+    ("adamax", dict(lr=2e-3, eps=1e-3, eps_placement="outside", weight_decay=0.1), 3),
+    ("nadam", dict(lr=2e-3), 3),
+    ("nadam", dict(lr=2e-3, momentum_schedule="constant"), 3),
+    ("nadam", dict(lr=2e-3, momentum_decay=0.5, weight_decay=0.1), 3),
+    ("nadam", dict(lr=2e-3, weight_decay=0.1, weight_decay_mode="decoupled"), 3),
+    ("radam", dict(lr=1e-3), 7),
+    ("radam", dict(lr=1e-3, eps_placement="outside", threshold_inclusive=True, eps_root=1e-4), 7),
+    ("radam", dict(lr=1e-3, threshold=4.0, weight_decay=0.1), 7),
+    ("radam", dict(lr=1e-3, weight_decay=0.1, weight_decay_mode="decoupled", beta2=0.99), 7),
+]
+
+
+def _dec(x) -> Decimal:
+    """A Fraction or Decimal as a 50-digit Decimal."""
+    if isinstance(x, Fraction):
+        return D(x.numerator) / D(x.denominator)
+    return x
+
+
+def _id(case):
+    name, kw, _ = case
+    return name + "-" + ",".join(f"{k}={v}" for k, v in kw.items())
+
+
+def test_every_optimizer_of_issue_2_has_known_answers():
+    covered = {name for name, _, _ in CASES}
+    assert covered == set(ORACLES)
+    for name in ORACLES:
+        assert name in REGISTRY
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+def test_known_answer(case):
+    name, kw, steps = case
+    kw = dict(kw)
+    lrs = kw.pop("lrs", None) or (kw.get("lr", REGISTRY[name].defaults()["lr"]),) * steps
+    spec = REGISTRY[name]
+    settings = {**{k: v for k, v in kw.items() if k != "lr"}}
+    oracle_kw = {k: v for k, v in settings.items() if k != "amsgrad" or name != "adamw"}
+    if name == "adamw":
+        oracle_kw.setdefault("weight_decay", 1e-2)
+        oracle_kw.setdefault("decay_scaling", "lr")
+    if name == "amsgrad":
+        oracle_kw["amsgrad"] = True
+    grads = GRADS[:steps]
+    p = np.array(P0)
+    state = spec.init(p, **spec.init_kwargs(spec.settings(None, **settings)))
+    got = []
+    for g, lr in zip(grads, lrs, strict=True):
+        p, state = spec.step(p, np.array(g), state, lr=lr, **settings)
+        got.append(p.copy())
+    for i in range(2):
+        exact = [_dec(e) for e in ORACLES[name](P0[i], [g[i] for g in grads], lrs,
+                                                 **oracle_kw)]
+        steps_sum = sum(abs(float(b - a)) for a, b in zip([D(P0[i]), *exact[:-1]], exact,
+                                                            strict=True))
+        tol = 20 * U * (abs(P0[i]) + steps_sum)
+        for t, (g_t, e_t) in enumerate(zip(got, exact, strict=True), start=1):
+            err = abs(D(float(g_t[i])) - D(e_t))
+            assert err <= D(tol), (f"{name} step {t} coordinate {i}: {g_t[i]!r} vs exact "
+                                   f"{e_t:.20e} (error {float(err):.3g}, tolerance {tol:.3g})")
