@@ -82,7 +82,9 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
         p_new = p - c(clr) * (g / (xp.sqrt(s) + c(eps)))
     else:
         safe = xp.where(s > 0, s, xp.ones_like(s))
-        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), xp.zeros_like(s))
+        # g * 0, not 0, where s is not > 0: a NaN gradient (s = NaN) still propagates, as in
+        # optax's where(s > 0, rsqrt(s + eps), 0) * g
+        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), g * 0.0)
         p_new = p - c(clr) * u
     return finish(xp, p_new, pre.param_dtype), AdagradState(count, s)
 
