@@ -31,3 +31,24 @@ def backend(request) -> Backend:
 def xp(backend):
     """The array-API namespace of ``backend``."""
     return backend.xp
+
+
+# ---- golden cases ----------------------------------------------------------------------------
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "golden(optimizer=None, *, profile=None, dtype=None, kind=None): parametrise "
+        "the test's `golden_case` argument over the committed golden cases (adaptive_ref.testing)")
+
+
+def pytest_generate_tests(metafunc):
+    """``@pytest.mark.golden("adam", profile="torch")`` + a ``golden_case`` argument: one test
+    per golden case, with the case id as the test id."""
+    if "golden_case" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("golden")
+    args = marker.args if marker else ()
+    kwargs = dict(marker.kwargs) if marker else {}
+    from .golden import load_golden_cases
+
+    cases = load_golden_cases(*args, **kwargs)
+    metafunc.parametrize("golden_case", cases, ids=[c.id for c in cases])

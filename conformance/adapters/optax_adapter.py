@@ -1,0 +1,216 @@
+"""optax as an implementation under the ``optax`` profile: ``optax-eager`` (the update called
+op by op) and ``optax-jit`` (the whole step under ``jax.jit``).
+
+Each case is built as an optax chain from the canonical settings:
+``[scale(-1) if maximize] + [add_decayed_weights if coupled L2] + scaler + [add_decayed_weights
+if decoupled] + scale_by_learning_rate`` (SGD, Adagrad and RMSprop use their aliases, which
+contain the lr scaling). A scheduled lr becomes an optax schedule over the step count; torch's
+Adagrad ``lr_decay`` is the schedule ``lr / (1 + count * lr_decay)``. Each parameter gets its
+own transformation (per-group cases). float64 cases enable ``jax_enable_x64``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Adapter, unsupported
+
+__all__ = ["OptaxAdapter"]
+
+_FIELDS = {"mu": "mu", "nu": "nu", "nu_max": "nu_max", "sum_of_squares": "sum",
+           "trace": "momentum_buffer"}
+
+
+def _why_not(opt: str, hp: dict, scheduled: bool) -> str | None:
+    def need(name, value, why):
+        return None if hp.get(name, value) == value else why
+
+    checks = []
+    if opt in ("lazy_adam", "sparse_adagrad"):
+        return "optax has no sparse-gradient optimizer"
+    if opt == "sgd":
+        checks += [need("dampening", 0.0, "optax.sgd has no dampening")]
+        if hp["momentum"] != 0 and scheduled:
+            checks.append(need("lr_placement", "outside", "optax.sgd keeps lr outside the trace"))
+    elif opt == "adagrad":
+        checks.append(need("eps_placement", "inside", "optax.adagrad puts eps inside the root"))
+        if hp["lr_decay"] != 0 and scheduled:
+            checks.append("lr_decay together with an lr schedule")
+    elif opt == "rmsprop":
+        if hp["momentum"] != 0:
+            checks.append(need("lr_placement", "inside",
+                               "optax.rmsprop applies momentum after the lr scaling"))
+        elif hp["nesterov"]:
+            checks.append("optax.rmsprop nesterov needs momentum")
+    elif opt in ("adam", "amsgrad", "adamw"):
+        checks += [need("eps_placement", "outside", "optax puts eps on sqrt(v_hat)"),
+                   need("bias_correction", True, "optax.scale_by_adam always bias-corrects")]
+        if hp.get("amsgrad"):
+            checks.append(need("amsgrad_max_over", "corrected",
+                               "optax.amsgrad takes the maximum over the bias-corrected v_hat"))
+        if opt == "adamw":
+            checks.append(need("decay_scaling", "lr", "optax.adamw multiplies the decay by lr"))
+    elif opt == "adamax":
+        checks.append(need("eps_placement", "max", "optax.adamax puts eps inside the max"))
+    elif opt == "nadam":
+        checks.append(need("momentum_schedule", "constant",
+                           "optax.nadam has no momentum schedule (constant b1)"))
+    elif opt == "radam":
+        checks += [need("eps_placement", "outside", "optax.radam puts eps on sqrt(v_hat)"),
+                   need("threshold_inclusive", True, "optax.radam rectifies when rho >= 5")]
+    else:
+        return f"optax has no counterpart of {opt}"
+    for c in checks:
+        if c:
+            return c
+    return None
+
+
+def _transform(opt: str, hp: dict, schedule):
+    import jax.numpy as jnp
+    import optax
+
+    lr = hp["lr"] if schedule is None else schedule
+    pre, post = [], []
+    if hp.get("maximize"):
+        pre.append(optax.scale(-1.0))
+    wd = hp.get("weight_decay", 0.0)
+    decoupled = opt == "adamw" or hp.get("weight_decay_mode") == "decoupled"
+    if wd and not decoupled:
+        pre.append(optax.add_decayed_weights(wd))
+    if opt == "sgd":
+        core = optax.sgd(lr, momentum=hp["momentum"] or None, nesterov=hp["nesterov"])
+    elif opt == "adagrad":
+        if hp["lr_decay"]:
+            lr0, d = hp["lr"], hp["lr_decay"]
+            lr = lambda count: lr0 / (1.0 + jnp.asarray(count) * d)  # noqa: E731
+        core = optax.adagrad(lr, initial_accumulator_value=hp["initial_accumulator_value"],
+                             eps=hp["eps"])
+    elif opt == "rmsprop":
+        core = optax.rmsprop(lr, decay=hp["alpha"], eps=hp["eps"],
+                             initial_scale=hp["initial_accumulator_value"],
+                             eps_in_sqrt=hp["eps_placement"] == "inside",
+                             centered=hp["centered"], momentum=hp["momentum"] or None,
+                             nesterov=hp["nesterov"], bias_correction=hp["bias_correction"])
+    else:
+        b = dict(b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"])
+        if opt in ("adam", "amsgrad", "adamw"):
+            scaler = (optax.scale_by_amsgrad(**b, eps_root=hp["eps_root"]) if hp.get("amsgrad")
+                      else optax.scale_by_adam(**b, eps_root=hp["eps_root"]))
+        elif opt == "adamax":
+            scaler = optax.scale_by_adamax(**b)
+        elif opt == "nadam":
+            scaler = optax.scale_by_adam(**b, nesterov=True)
+        else:  # radam
+            scaler = optax.scale_by_radam(**b, eps_root=hp["eps_root"],
+                                          threshold=hp["threshold"])
+        if wd and decoupled:
+            post.append(optax.add_decayed_weights(wd))
+        core = optax.chain(scaler, *post, optax.scale_by_learning_rate(lr))
+    return optax.chain(*pre, core)
+
+
+def _state_fields(state) -> dict:
+    """Canonical fields from an optax state tree (first occurrence wins)."""
+    out = {}
+
+    def walk(s):
+        if isinstance(s, tuple) and hasattr(s, "_fields"):
+            names = s._fields
+            if any(f in _FIELDS for f in names):
+                for f in names:
+                    if f in _FIELDS and _FIELDS[f] not in out:
+                        out[_FIELDS[f]] = np.asarray(getattr(s, f))
+                if "count" in names and "count" not in out:
+                    out["count"] = int(np.asarray(s.count))
+                return
+        if isinstance(s, (tuple, list)):
+            for x in s:
+                walk(x)
+
+    walk(state)
+    return out
+
+
+class OptaxAdapter(Adapter):
+    profile = "optax"
+
+    def __init__(self, jit: bool = False):
+        self.jit = jit
+        self.name = "optax-jit" if jit else "optax-eager"
+        self.description = "optax, update under jax.jit" if jit else "optax, eager update"
+
+    def missing(self):
+        try:
+            import optax  # noqa: F401
+        except Exception as err:
+            return f"optax is not installed ({type(err).__name__})"
+        return None
+
+    def version(self):
+        import optax
+
+        return optax.__version__
+
+    def supports(self, case):
+        for p in case.params:
+            why = _why_not(case.optimizer, case.param_hparams(p.name),
+                           case.lr_schedule is not None)
+            if why:
+                return unsupported(why)
+        return None
+
+    def run(self, case):
+        # float64 cases need jax_enable_x64; float32 cases run with it *off*, as a float32 user
+        # runs optax (with x64 on, optax's Python-float scalars such as b2**count would be
+        # computed in float64). The setting is restored afterwards.
+        import jax
+
+        old = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", case.dtype == "float64")
+        try:
+            return super().run(case)
+        finally:
+            jax.config.update("jax_enable_x64", old)
+
+    def build(self, case):
+        import jax
+        import jax.numpy as jnp
+
+        schedule = None
+        if case.lr_schedule is not None:
+            table = jnp.asarray(np.asarray(case.lr_schedule, dtype=np.float64), dtype=case.dtype)
+            schedule = lambda count: table[count]  # noqa: E731
+        params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
+        txs = {k: _transform(case.optimizer, case.param_hparams(k), schedule) for k in params}
+        states = {k: txs[k].init(params[k]) for k in params}
+
+        def update(params, states, grads):
+            new_p, new_s = {}, {}
+            for k in params:
+                u, new_s[k] = txs[k].update(grads[k], states[k], params[k])
+                new_p[k] = params[k] + u
+            return new_p, new_s
+
+        fn = jax.jit(update) if self.jit else update
+        return {"params": params, "states": states, "update": fn, "dtype": case.dtype,
+                "optimizer": case.optimizer}
+
+    def step(self, h, grads, lr):
+        import jax.numpy as jnp
+
+        g = {k: jnp.asarray(v) for k, v in grads.items()}
+        h["params"], h["states"] = h["update"](h["params"], h["states"], g)
+
+    def read_params(self, h):
+        return {k: np.asarray(v) for k, v in h["params"].items()}
+
+    def read(self, h):
+        state = {k: _state_fields(s) for k, s in h["states"].items()}
+        if h["optimizer"] == "rmsprop":
+            # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
+            # step (-lr * u); the canonical buffer holds +lr * u.
+            for fields in state.values():
+                if "momentum_buffer" in fields:
+                    fields["momentum_buffer"] = -fields["momentum_buffer"]
+        return self.read_params(h), state

@@ -1,0 +1,97 @@
+"""The reference itself as an implementation, on any array backend (and the worked example of
+an adapter: docs/conformance.md shows this class).
+
+It runs every profile's cases (the reference has every convention as a knob). On NumPy in float64
+it *is* the generator of the goldens, so it must match them bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adaptive_ref import registry
+from adaptive_ref.testing.backends import Backend
+
+from .base import Adapter
+
+__all__ = ["ReferenceAdapter"]
+
+
+def _rewrap(x):
+    # NumPy turns the result of arithmetic on 0-d arrays into a NumPy scalar (np.float64), which
+    # the step functions then reject as "not an array"; make it a 0-d array again. This is a
+    # known deviation of NumPy from the array API (0-d arrays), not a change of any value.
+    return np.asarray(x) if isinstance(x, np.generic) else x
+
+
+class ReferenceAdapter(Adapter):
+    profile = None
+
+    def __init__(self, backend: Backend = Backend.NUMPY, compute_dtype: str | None = None):
+        self.backend = backend
+        self.compute_dtype = compute_dtype  # "float64": run float32 cases in float64 (goldens)
+        self.name = f"reference-{backend.value}"
+        self.description = f"adaptive_ref step functions on {backend.value}"
+
+    def missing(self):
+        return self.backend.missing_reason()
+
+    def version(self):
+        import adaptive_ref
+
+        return adaptive_ref.__version__
+
+    def supports(self, case):
+        if case.optimizer not in registry.REGISTRY:
+            return f"unsupported: {case.optimizer} is not registered"
+        return None
+
+    def build(self, case):
+        spec = registry.get(case.optimizer)
+        b = self.backend
+        params = {k: b.asarray(self._cast(v)) for k, v in case.init_params().items()}
+        states = {k: spec.init(params[k], **spec.init_kwargs(case.param_hparams(k)))
+                  for k in params}
+        return {"spec": spec, "case": case, "params": params, "states": states}
+
+    def step(self, h, grads, lr):
+        spec, case = h["spec"], h["case"]
+        step = h.get("step", 0) + 1
+        h["step"] = step
+        sparse = {p.name: p.grad for p in case.params
+                  if p.grad is not None and p.grad.get("row_fraction") is not None}
+        for k, g in grads.items():
+            kw = case.param_hparams(k)
+            if lr is not None:
+                kw["lr"] = lr
+            g = self._cast(g)
+            if k in sparse:  # row-sparse: hand over the active rows only (indices + value rows)
+                from adaptive_ref.sparse import RowSparse
+
+                from ..rng import active_rows
+
+                rows = active_rows(sparse[k], g.shape, step)
+                garr = RowSparse(self.backend.asarray(rows.astype(np.int64)),
+                                 self.backend.asarray(g[rows]))
+            else:
+                garr = self.backend.asarray(g)
+            p, st = spec.step(h["params"][k], garr, h["states"][k], **kw)
+            h["params"][k], h["states"][k] = _rewrap(p), type(st)(*map(_rewrap, st))
+
+    def _cast(self, a):
+        return a if self.compute_dtype is None else np.asarray(a).astype(self.compute_dtype)
+
+    def read(self, h):
+        b = self.backend
+        params = {k: np.asarray(b.to_numpy(v)) for k, v in h["params"].items()}
+        state = {}
+        for k, st in h["states"].items():
+            fields = {}
+            for name, v in zip(st._fields, st, strict=False):
+                if v is None:
+                    continue
+                a = np.asarray(b.to_numpy(v))
+                fields[name] = int(a) if name == "count" else (
+                    float(a) if name.endswith("product") else a)
+            state[k] = fields
+        return params, state

@@ -1,0 +1,223 @@
+"""torch.optim as an implementation under the ``torch`` profile, one adapter per code path:
+``torch-forloop`` (``foreach=False``, the single-tensor path), ``torch-foreach``
+(``foreach=True``) and ``torch-fused`` (``fused=True``; SGD, Adagrad, Adam, AdamW only).
+
+Each parameter gets its own param group carrying its hyperparameters (per-group cases); a
+scheduled lr is written into every group before each step. float64 cases run with
+``torch.set_default_dtype(torch.float64)`` (restored afterwards) so that NAdam's ``mu_product``
+and the ``step`` scalars are float64 too; without it NAdam differs by ~2e-7 (a documented
+finding, docs/conformance.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .base import Adapter, unsupported
+
+__all__ = ["TorchAdapter", "TORCH_CLASSES"]
+
+TORCH_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam",
+                 "radam": "RAdam", "lazy_adam": "SparseAdam", "sparse_adagrad": "Adagrad"}
+SPARSE = {"lazy_adam", "sparse_adagrad"}  # fed sparse COO gradients (single-tensor path only)
+FUSED = {"sgd", "adagrad", "adam", "amsgrad", "adamw"}
+
+# canonical hyperparameter -> the value torch's code hard-wires (anything else is unsupported)
+_FIXED = {
+    "sgd": {"dampen_first_step": False},
+    "adagrad": {"eps_placement": "outside"},
+    "rmsprop": {"eps_placement": "outside", "nesterov": False, "bias_correction": False,
+                "initial_accumulator_value": 0.0},
+    "adam": {"eps_root": 0.0, "eps_placement": "outside", "bias_correction": True},
+    "adamw": {"eps_root": 0.0, "eps_placement": "outside", "bias_correction": True,
+              "decay_scaling": "lr"},
+    "adamax": {"eps_placement": "max"},
+    "nadam": {},
+    "radam": {"eps_root": 0.0, "eps_placement": "hat", "threshold": 5.0,
+              "threshold_inclusive": False},
+}
+_FIXED["amsgrad"] = _FIXED["adam"]
+_FIXED["lazy_adam"] = {"eps_placement": "hat", "bias_correction": True, "absent_rows": "lazy"}
+_FIXED["sparse_adagrad"] = {"eps_placement": "outside"}
+
+_STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "sum": "sum",
+          "square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum_buffer",
+          "exp_inf": "nu", "mu_product": "mu_product", "step": "count"}
+
+
+def _kwargs(opt: str, hp: dict) -> dict:
+    """torch keyword arguments for the canonical settings ``hp``."""
+    kw = {"lr": hp["lr"], "maximize": hp["maximize"]}
+    if opt == "lazy_adam":
+        kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
+    elif opt == "sparse_adagrad":
+        kw.update(lr_decay=hp["lr_decay"], eps=hp["eps"],
+                  initial_accumulator_value=hp["initial_accumulator_value"])
+    elif opt == "sgd":
+        kw.update(momentum=hp["momentum"], dampening=hp["dampening"],
+                  weight_decay=hp["weight_decay"], nesterov=hp["nesterov"])
+    elif opt == "adagrad":
+        kw.update(lr_decay=hp["lr_decay"], weight_decay=hp["weight_decay"],
+                  initial_accumulator_value=hp["initial_accumulator_value"], eps=hp["eps"])
+    elif opt == "rmsprop":
+        kw.update(alpha=hp["alpha"], eps=hp["eps"], weight_decay=hp["weight_decay"],
+                  momentum=hp["momentum"], centered=hp["centered"])
+    elif opt in ("adam", "amsgrad", "adamw"):
+        kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                  weight_decay=hp["weight_decay"], amsgrad=hp["amsgrad"])
+        if opt != "adamw":
+            kw["decoupled_weight_decay"] = hp["weight_decay_mode"] == "decoupled"
+    elif opt == "adamax":
+        kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                  weight_decay=hp["weight_decay"])
+    elif opt == "nadam":
+        # momentum_schedule='constant' is torch's momentum_decay -> infinity: 0.96**(1e9 t)
+        # underflows to 0, so mu_t = beta1 exactly (the knob that reconciles torch with optax).
+        psi = hp["momentum_decay"] if hp["momentum_schedule"] == "torch" else 1e9
+        kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                  weight_decay=hp["weight_decay"], momentum_decay=psi,
+                  decoupled_weight_decay=hp["weight_decay_mode"] == "decoupled")
+    elif opt == "radam":
+        kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                  weight_decay=hp["weight_decay"],
+                  decoupled_weight_decay=hp["weight_decay_mode"] == "decoupled")
+    return kw
+
+
+def _why_not(opt: str, hp: dict) -> str | None:
+    for name, value in _FIXED.get(opt, {}).items():
+        if name in hp and hp[name] != value:
+            return f"torch.optim.{TORCH_CLASSES[opt]} has {name}={value!r} built in"
+    if opt == "sgd" and hp["momentum"] != 0 and hp["lr_placement"] != "outside":
+        return "torch.optim.SGD keeps lr outside the momentum buffer"
+    if opt == "rmsprop" and hp["momentum"] != 0 and hp["lr_placement"] != "outside":
+        return "torch.optim.RMSprop keeps lr outside the momentum buffer"
+    if opt in ("amsgrad", "adam", "adamw") and hp.get("amsgrad") and \
+            hp["amsgrad_max_over"] != "raw":
+        return "torch AMSGrad takes the maximum over the raw v"
+    return None
+
+
+class TorchAdapter(Adapter):
+    profile = "torch"
+
+    def __init__(self, mode: str = "forloop"):
+        self.mode = mode
+        self.name = f"torch-{mode}"
+        self.description = {"forloop": "torch.optim, foreach=False (single-tensor path)",
+                            "foreach": "torch.optim, foreach=True (multi-tensor path)",
+                            "fused": "torch.optim, fused=True"}[mode]
+
+    def missing(self):
+        try:
+            import torch  # noqa: F401
+        except Exception as err:
+            return f"torch is not installed ({type(err).__name__})"
+        return None
+
+    def version(self):
+        import torch
+
+        return torch.__version__
+
+    def supports(self, case):
+        opt = case.optimizer
+        if opt not in TORCH_CLASSES:
+            return unsupported(f"torch.optim has no counterpart of {opt}")
+        if opt in SPARSE and self.mode != "forloop":
+            return unsupported("sparse gradients take torch's single-tensor path only")
+        if self.mode == "fused" and opt not in FUSED:
+            return unsupported(f"torch.optim.{TORCH_CLASSES[opt]} has no fused implementation")
+        for p in case.params:
+            why = _why_not(opt, case.param_hparams(p.name))
+            if why:
+                return unsupported(why)
+        return None
+
+    def run(self, case):
+        # One intra-op thread: the tensors are tiny, and on a loaded machine torch's thread
+        # pool costs 10-20x the arithmetic (measured). Restored afterwards.
+        import torch
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return super().run(case)
+        finally:
+            torch.set_num_threads(old)
+
+    @contextlib.contextmanager
+    def _dtype(self, case):
+        import torch
+
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64 if case.dtype == "float64" else torch.float32)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(old)
+
+    def build(self, case):
+        import torch
+
+        cls = getattr(torch.optim, TORCH_CLASSES[case.optimizer])
+        params = {k: torch.nn.Parameter(torch.from_numpy(v.copy()))
+                  for k, v in case.init_params().items()}
+        groups = []
+        for k, p in params.items():
+            kw = _kwargs(case.optimizer, case.param_hparams(k))
+            groups.append({"params": [p], **kw})
+        path = {"foreach": False} if self.mode == "forloop" else (
+            {"foreach": True} if self.mode == "foreach" else {"fused": True})
+        if case.optimizer == "lazy_adam":
+            path = {}  # SparseAdam has a single code path
+        # Constructor-level settings too: torch.optim.Adagrad reads initial_accumulator_value
+        # from the constructor only and ignores a per-group value (a finding, docs/conformance.md).
+        top = {k: v for k, v in _kwargs(case.optimizer, case.hparams).items()
+               if k == "initial_accumulator_value"}
+        with self._dtype(case):
+            opt = cls(groups, **top, **path)
+        return {"case": case, "params": params, "opt": opt}
+
+    def step(self, h, grads, lr):
+        import torch
+
+        h["t"] = h.get("t", 0) + 1
+        sparse = {p.name: p.grad for p in h["case"].params
+                  if p.grad is not None and p.grad.get("row_fraction") is not None}
+        for k, g in grads.items():
+            if k in sparse:  # a coalesced sparse COO gradient holding the active rows
+                from ..rng import active_rows
+
+                rows = active_rows(sparse[k], g.shape, h["t"])
+                h["params"][k].grad = torch.sparse_coo_tensor(
+                    torch.from_numpy(rows.astype(np.int64))[None, :],
+                    torch.from_numpy(np.array(g[rows], order="C")), g.shape).coalesce()
+                continue
+            h["params"][k].grad = torch.from_numpy(np.array(g, order="C"))
+        if lr is not None:
+            for group in h["opt"].param_groups:
+                group["lr"] = lr
+        with self._dtype(h["case"]):
+            h["opt"].step()
+
+    def read_params(self, h):
+        return {k: p.detach().numpy().copy() for k, p in h["params"].items()}
+
+    def read(self, h):
+        state = {}
+        for k, p in h["params"].items():
+            st = h["opt"].state.get(p, {})
+            out = {}
+            for name, v in st.items():
+                canon = _STATE.get(name)
+                if canon is None or v is None:
+                    continue
+                a = v.detach().numpy().copy() if hasattr(v, "detach") else np.asarray(v)
+                out[canon] = int(a) if canon == "count" else (
+                    float(a) if canon == "mu_product" else a)
+            state[k] = out
+        return self.read_params(h), state

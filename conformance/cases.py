@@ -1,0 +1,253 @@
+"""The case catalogue, as data driven by the registry.
+
+For every registered optimizer, under each framework profile it has (``torch``, ``optax``), and
+for each dtype (float64, float32):
+
+* ``base``: the profile's own settings, 200 steps, four parameters (see :data:`REPLAY_PARAMS`:
+  a scalar with O(1) gradients, a (7,) vector with O(1e-6) gradients where eps placement
+  dominates, a (3, 5) matrix with O(1e6) gradients, exact zeros and mixed signs, and a larger
+  (8, 16) sparse-ish tensor);
+* one case per value of every convention knob (``HParam.knob``) that differs from the profile's,
+  50 steps, the first three parameters; a knob that only acts together with another setting
+  (Nesterov needs momentum) gets that setting from :data:`KNOB_CONTEXT`;
+* ``EXTRA`` algorithm variants (momentum, centred, lr_decay, ...), ``wd`` (weight decay),
+  ``schedule`` (a per-step lr list: warm-up then cosine), ``groups`` (per-parameter
+  hyperparameters), and float64 closed-loop cases on three objectives (100 steps).
+
+The checkpoints (steps 1, 2, 5, 10, 50, 200) keep the golden data small while covering the first
+bias-corrected steps, RAdam's switch to the rectified step (step 6 for beta2 = 0.999) and long-run
+drift. Nothing here runs an optimizer: :mod:`conformance.generate` adds the expected values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import objectives
+from .format import GoldenCase, ParamSpec
+from .rng import uniform
+
+__all__ = ["catalogue", "in_catalogue", "is_sparse", "REPLAY_PARAMS", "KNOB_CONTEXT", "EXTRA",
+           "case_lr"]
+
+LONG_CHECKPOINTS = (1, 2, 5, 10, 50, 200)
+SHORT_CHECKPOINTS = (1, 2, 5, 10, 50)
+LOOP_CHECKPOINTS = (1, 10, 100)
+
+# name, shape, gradient generator parameters (docs/conformance-format.md, "grad")
+REPLAY_PARAMS = (
+    ("a", (), dict(seed=101, scale=1.0, offset=0.1, zero_fraction=0.0)),
+    ("b", (7,), dict(seed=102, scale=1e-6, offset=0.1, zero_fraction=0.0)),
+    ("c", (3, 5), dict(seed=103, scale=1e6, offset=-0.2, zero_fraction=0.3)),
+    ("d", (8, 16), dict(seed=104, scale=1.0, offset=0.0, zero_fraction=0.6)),
+    # row-sparse tables (embedding-like) for the sparse optimizers: whole rows absent per step
+    ("e", (10, 4), dict(seed=105, scale=1.0, offset=0.1, zero_fraction=0.0, row_fraction=0.3)),
+    ("f", (6, 3), dict(seed=106, scale=1e-6, offset=0.0, zero_fraction=0.0, row_fraction=0.5)),
+)
+
+# Settings a knob needs in order to act at all (keyed by (optimizer, knob)).
+KNOB_CONTEXT: dict[tuple[str, str], dict] = {
+    ("sgd", "nesterov"): {"momentum": 0.9},
+    ("sgd", "lr_placement"): {"momentum": 0.9, "_schedule": True},
+    ("sgd", "dampen_first_step"): {"momentum": 0.9, "dampening": 0.5},
+    ("rmsprop", "nesterov"): {"momentum": 0.9},
+    ("rmsprop", "lr_placement"): {"momentum": 0.9, "_schedule": True},
+    ("adam", "amsgrad_max_over"): {"amsgrad": True},
+    ("adam", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("nadam", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("radam", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("amsgrad", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("adamw", "decay_scaling"): {"schedule_multiplier": 0.5},
+}
+
+# Algorithm variants that are not convention knobs but change the code path.
+EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
+    "sgd": (("momentum", {"momentum": 0.9}),
+            ("dampening", {"momentum": 0.9, "dampening": 0.5})),
+    "rmsprop": (("momentum", {"momentum": 0.9}), ("centered+momentum",
+                                                  {"centered": True, "momentum": 0.9})),
+    "adagrad": (("lr_decay", {"lr_decay": 1e-2}),),
+    "nadam": (("momentum_decay=1e9", {"momentum_decay": 1e9}),),
+}
+
+WEIGHT_DECAY = 1e-2
+
+
+def case_lr(spec) -> float:
+    """The lr of every case of ``spec``: the torch profile's default (optax has none), so the
+    torch- and optax-profile cases are comparable."""
+    torch = spec.profiles.get("torch")
+    if torch is not None and isinstance(torch.settings.get("lr"), float):
+        return torch.settings["lr"]
+    return float(spec.defaults()["lr"])
+
+
+def _round(x: np.ndarray, dtype: str) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64)
+
+
+# Starting values in units of the case's lr: "a" starts at 0 and "b", "d", "e", "f" at O(lr), so
+# their values stay of the size of the displacement and an error in the update is not hidden
+# below the rounding of a large parameter; "c" starts at O(1) (the usual situation).
+INIT_SCALE = {"a": 0.0, "b": "lr", "c": 1.0, "d": "lr", "e": "lr", "f": "lr"}
+
+
+def _replay_params(dtype: str, names: str, lr: float) -> tuple[ParamSpec, ...]:
+    out = []
+    for i, (name, shape, grad) in enumerate(REPLAY_PARAMS):
+        if name not in names:
+            continue
+        n = int(np.prod(shape)) if shape else 1
+        grad = {k: v for k, v in grad.items() if v is not None}
+        scale = INIT_SCALE[name]
+        scale = 10.0 * lr if scale == "lr" else scale
+        init = (2.0 * uniform(900 + i, np.arange(n, dtype=np.uint64)) - 1.0) * scale
+        out.append(ParamSpec(name, shape, _round(init, dtype),
+                             {"generator": "splitmix64-v1", **grad}))
+    return tuple(out)
+
+
+def _schedule(lr: float, steps: int, warmup: int = 5) -> tuple[float, ...]:
+    """Linear warm-up from lr/5 to lr over ``warmup`` steps, then cosine decay to lr/10."""
+    out = []
+    for t in range(1, steps + 1):
+        if t <= warmup:
+            out.append(lr * (0.2 + 0.8 * (t - 1) / (warmup - 1)))
+        else:
+            frac = (t - warmup) / (steps - warmup)
+            out.append(lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * frac))))
+    return tuple(out)
+
+
+def _knob_values(h, spec) -> list:
+    if h.kind == "bool":
+        return [False, True]
+    if h.kind == "choice":
+        return list(h.choices)
+    vals = {float(h.default)}
+    for prof in spec.profiles.values():
+        v = prof.settings.get(h.name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals.add(float(v))
+    return sorted(vals)
+
+
+def _make(spec, profile: str, dtype: str, variant: str, overrides: dict, *, steps: int,
+          checkpoints, names: str, tags: tuple, schedule: bool = False,
+          param_hparams: dict | None = None) -> GoldenCase:
+    lr = case_lr(spec)
+    over = {k: v for k, v in overrides.items() if not k.startswith("_")}
+    settings = spec.settings(profile, **{"lr": lr, **over})
+    params = _replay_params(dtype, names, lr)
+    if param_hparams:
+        params = tuple(ParamSpec(p.name, p.shape, p.init, p.grad, param_hparams.get(p.name, {}))
+                       for p in params)
+    sched = _schedule(lr, steps) if schedule or overrides.get("_schedule") else None
+    return GoldenCase(
+        id=f"{spec.name}[{profile},{dtype},{variant}]", optimizer=spec.name, profile=profile,
+        dtype=dtype, kind="replay", hparams=settings, overrides=over, steps=steps,
+        checkpoints=tuple(checkpoints), params=params, lr_schedule=sched, tags=tags)
+
+
+def _closed_loop(spec, profile: str, objective: str) -> GoldenCase:
+    # A small lr keeps every closed loop contractive (SGD: lr * L < 2 with L = 1e4), so the
+    # golden is not chaotic: the fidelity check would expose a chaotic one.
+    lr = 1e-4 if spec.name == "sgd" else min(case_lr(spec), 1e-3)
+    obj, start = objectives.make_objective(objective)
+    params = tuple(ParamSpec(k, v.shape, v.astype(np.float64)) for k, v in start.items())
+    return GoldenCase(
+        id=f"{spec.name}[{profile},float64,closed:{objective}]", optimizer=spec.name,
+        profile=profile, dtype="float64", kind="closed_loop",
+        hparams=spec.settings(profile, lr=lr), overrides={"lr": lr}, steps=100,
+        checkpoints=LOOP_CHECKPOINTS, params=params, objective=obj,
+        tags=("closed_loop", objective))
+
+
+def is_sparse(spec) -> bool:
+    """Optimizers of :mod:`adaptive_ref.sparse` take row-sparse gradients (lazy updates)."""
+    return spec.step.__module__.startswith("adaptive_ref.sparse")
+
+
+def in_catalogue(spec) -> tuple[bool, str]:
+    """Whether the catalogue covers ``spec``, and why not."""
+    if not spec.profiles:
+        return False, "no framework profile (nothing to conform to; checked by its own tests)"
+    if not spec.elementwise and not is_sparse(spec):
+        return False, "not elementwise"
+    return True, ""
+
+
+def _sparse_cases_for(spec) -> Iterator[GoldenCase]:
+    for profile in spec.profiles:
+        base = spec.profiles[profile].settings
+        for dtype in ("float64", "float32"):
+            yield _make(spec, profile, dtype, "base", {}, tags=("base", "sparse"), steps=200,
+                        checkpoints=LONG_CHECKPOINTS, names="ef")
+            short = dict(steps=50, checkpoints=SHORT_CHECKPOINTS, names="ef")
+            for h in spec.knobs:
+                for value in _knob_values(h, spec):
+                    if base.get(h.name, h.default) == value:
+                        continue
+                    yield _make(spec, profile, dtype, f"{h.name}={value}", {h.name: value},
+                                tags=("knob", "sparse", h.name), **short)
+            yield _make(spec, profile, dtype, "schedule", {}, schedule=True,
+                        tags=("schedule", "sparse"), **short)
+
+
+def _cases_for(spec) -> Iterator[GoldenCase]:
+    if is_sparse(spec):
+        yield from _sparse_cases_for(spec)
+        return
+    names = set(spec.hparam_names)
+    for profile in spec.profiles:
+        base = spec.profiles[profile].settings
+        for dtype in ("float64", "float32"):
+            kw = dict(steps=200, checkpoints=LONG_CHECKPOINTS, names="abcd")
+            yield _make(spec, profile, dtype, "base", {}, tags=("base",), **kw)
+            short = dict(steps=50, checkpoints=SHORT_CHECKPOINTS, names="abc")
+            for h in spec.knobs:
+                if h.name in spec.fixed:
+                    continue
+                for value in _knob_values(h, spec):
+                    if base.get(h.name, h.default) == value:
+                        continue
+                    ctx = KNOB_CONTEXT.get((spec.name, h.name), {})
+                    over = {**ctx, h.name: value}
+                    yield _make(spec, profile, dtype, f"{h.name}={value}", over,
+                                tags=("knob", h.name), **short)
+            for label, over in EXTRA.get(spec.name, ()):
+                yield _make(spec, profile, dtype, label, over, tags=("variant",), **short)
+            if "weight_decay" not in names:
+                continue
+            wd = 0.1 if spec.name == "adamw" else WEIGHT_DECAY
+            yield _make(spec, profile, dtype, f"weight_decay={wd}", {"weight_decay": wd},
+                        tags=("weight_decay",), **short)
+            sched_over = {"momentum": 0.9} if spec.name in ("sgd", "rmsprop") else {}
+            yield _make(spec, profile, dtype, "schedule", sched_over, schedule=True,
+                        tags=("schedule",), **short)
+            lr = case_lr(spec)
+            yield _make(spec, profile, dtype, "groups", {"weight_decay": WEIGHT_DECAY},
+                        param_hparams={"b": {"weight_decay": 0.0}, "c": {"lr": lr * 0.1}},
+                        tags=("groups",), **short)
+        for objective in objectives.OBJECTIVES:
+            yield _closed_loop(spec, profile, objective)
+
+
+def catalogue(optimizers=None) -> list[GoldenCase]:
+    """Every case (without expected values) of ``optimizers`` (default: the whole registry)."""
+    from adaptive_ref.registry import REGISTRY
+
+    names = list(REGISTRY) if optimizers is None else list(optimizers)
+    out = []
+    for name in names:
+        if in_catalogue(REGISTRY[name])[0]:
+            out.extend(_cases_for(REGISTRY[name]))
+    ids = [c.id for c in out]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        msg = f"duplicate case ids: {sorted(dup)}"
+        raise AssertionError(msg)
+    return out

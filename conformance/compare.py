@@ -1,0 +1,121 @@
+"""Compare one implementation's trajectory with a golden case under the error budget."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adaptive_ref.testing.assertions import ulp_error
+
+from . import tolerance
+
+__all__ = ["CaseResult", "compare", "Failure"]
+
+
+@dataclass
+class Failure:
+    step: int
+    what: str  # "params.c" / "state.c.nu" / "state.a.count"
+    ulp: float
+    rel: float
+    allowed: float
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    optimizer: str
+    impl: str = "?"
+    status: str = "pass"  # pass / fail / xfail / xpass / n/a / error
+    reason: str = ""
+    max_ulp: float = 0.0
+    max_rel: float = 0.0
+    worst: str = ""
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("pass", "xfail")
+
+    def report(self) -> str:
+        """A readable account: which optimizer, which step, which array, how big."""
+        if self.status in ("pass", "n/a"):
+            return f"{self.case_id} [{self.impl}]: {self.status} {self.reason}".rstrip()
+        if self.status == "error":
+            return f"{self.case_id} [{self.impl}]: error: {self.reason}"
+        lines = [f"{self.case_id} [{self.impl}]: {self.status}; max error {self.max_ulp:.3g} ULP "
+                 f"(relative {self.max_rel:.3g}) at {self.worst}"]
+        if self.failures:
+            f0 = self.failures[0]
+            lines.append(f"  first divergence: step {f0.step}, {f0.what}: {f0.ulp:.3g} ULP "
+                         f"(relative {f0.rel:.3g}) > budget {f0.allowed:g} ULP")
+            for f in self.failures[1:6]:
+                lines.append(f"  step {f.step}, {f.what}: {f.ulp:.3g} ULP (relative "
+                             f"{f.rel:.3g}) > {f.allowed:g}")
+            if len(self.failures) > 6:
+                lines.append(f"  ... {len(self.failures) - 6} more")
+        lines.append(f"  reproduce: adaptive-ref conform --impl {self.impl} --case "
+                     f"'{self.case_id}' -v")
+        return "\n".join(lines)
+
+
+def _rel(a, e, s) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    e = np.asarray(e, dtype=np.float64)
+    d = float(np.max(np.abs(a - e))) if e.size else 0.0
+    if not np.all(np.isfinite(a)):
+        return math.inf
+    return d / s if s else (0.0 if d == 0 else math.inf)
+
+
+def compare(case, result, *, dtype: str | None = None, budget=None, impl: str = "?",
+            state: bool = True) -> CaseResult:
+    """Compare ``result`` (``{step: (params, state)}``) with ``case.expected``."""
+    dtype = dtype or case.dtype
+    budget = budget or tolerance.budget
+    out = CaseResult(case.id, case.optimizer, impl)
+    for step in case.checkpoints:
+        exp = case.expected.get(step)
+        if exp is None:
+            continue
+        if step not in result:
+            out.failures.append(Failure(step, "missing checkpoint", math.inf, math.inf, 0))
+            continue
+        try:
+            allowed = budget(case.optimizer, step, dtype, case.hparams)
+        except TypeError:  # a user budget with the three-argument form
+            allowed = budget(case.optimizer, step, dtype)
+        got_p, got_s = result[step]
+        scales = exp.get("scale", {})
+        pairs = [(f"params.{k}", got_p.get(k), v, scales.get("params", {}).get(k))
+                 for k, v in exp["params"].items()]
+        if state:
+            for k, fields in exp["state"].items():
+                for f, v in fields.items():
+                    g = (got_s or {}).get(k, {}).get(f)
+                    if g is not None:
+                        pairs.append((f"state.{k}.{f}", g, v,
+                                      scales.get("state", {}).get(k, {}).get(f)))
+        for what, got, want, scale in pairs:
+            if got is None:
+                out.failures.append(Failure(step, f"{what} missing", math.inf, math.inf, 0))
+                continue
+            if what.endswith(".count"):
+                err = 0.0 if int(np.asarray(got)) == int(want) else math.inf
+                rel = 0.0 if err == 0 else abs(int(np.asarray(got)) - int(want))
+            else:
+                got_a = np.asarray(got, dtype=np.float64).reshape(np.shape(want))
+                # the unit: the ULP of the largest magnitude the array had up to this step
+                sc = max(float(np.max(np.abs(want))) if np.size(want) else 0.0, scale or 0.0)
+                err = ulp_error(got_a, want, dtype, scale=sc)
+                rel = _rel(got_a, want, sc)
+            if err > out.max_ulp or (err == out.max_ulp and not out.worst):
+                out.max_ulp, out.worst = err, f"step {step}, {what}"
+            out.max_rel = max(out.max_rel, rel)
+            if not err <= allowed:
+                out.failures.append(Failure(step, what, err, rel, allowed))
+    out.status = "fail" if out.failures else "pass"
+    return out

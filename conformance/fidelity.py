@@ -1,0 +1,303 @@
+"""Fidelity of the float64 goldens: the same trajectories recomputed in 50-digit arithmetic.
+
+The update formulas are written out again here, element by element, with :mod:`mpmath` (they do
+not call the reference): the same case data (float32-rounded inputs where the case is float32,
+hyperparameters as their exact binary float64 values) driven through exact-to-50-digits
+arithmetic. The error of a golden value is measured in float64 ULPs of its array's largest
+magnitude (the "normwise" ULP of :func:`adaptive_ref.testing.assertions.ulp_error`).
+
+Replay cases are elementwise, so a few sampled elements per parameter (first, middle, last) are
+recomputed; closed-loop cases couple the elements and are recomputed in full.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+__all__ = ["DIGITS", "measure"]
+
+DIGITS = 50
+mp = mpmath.mp
+
+
+def _m(x) -> mpmath.mpf:
+    return mpmath.mpf(float(x))
+
+
+class _Elem:
+    """The exact state of one element of one parameter."""
+
+    def __init__(self, p, init_fields):
+        self.p = p
+        self.s = dict(init_fields)
+
+
+def _init_fields(opt: str, hp: dict) -> dict:
+    z = mpmath.mpf(0)
+    if opt == "sgd":
+        return {"momentum_buffer": z} if hp["momentum"] != 0 else {}
+    if opt == "adagrad":
+        return {"sum": _m(hp["initial_accumulator_value"])}
+    if opt == "rmsprop":
+        out = {"nu": _m(hp["initial_accumulator_value"])}
+        if hp["centered"]:
+            out["mu"] = z
+        if hp["momentum"] != 0:
+            out["momentum_buffer"] = z
+        return out
+    if opt in ("adam", "amsgrad", "adamw"):
+        out = {"mu": z, "nu": z}
+        if hp.get("amsgrad"):
+            out["nu_max"] = z
+        return out
+    if opt in ("adamax", "radam"):
+        return {"mu": z, "nu": z}
+    if opt == "nadam":
+        return {"mu": z, "nu": z}
+    raise KeyError(opt)
+
+
+def _sqrt(x):
+    return mpmath.sqrt(x)
+
+
+def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
+    """One exact step of element ``e`` (``shared`` holds per-parameter scalars: NAdam's product)."""
+    lr = _m(lr)
+    S = e.s
+    if hp.get("maximize"):
+        g = -g
+    wd = _m(hp.get("weight_decay", 0.0))
+    mode = hp.get("weight_decay_mode", "coupled")
+    if opt != "adamw" and mode == "coupled":
+        g = g + wd * e.p
+    elif opt == "adamw":
+        s = lr if hp["decay_scaling"] == "lr" else _m(hp["schedule_multiplier"])
+        e.p = e.p * (1 - s * wd)
+    else:  # decoupled
+        e.p = e.p * (1 - lr * wd)
+    T = mpmath.mpf(t)
+    if opt == "sgd":
+        mom = _m(hp["momentum"])
+        if mom == 0:
+            e.p = e.p - lr * g
+            return
+        inside = hp["lr_placement"] == "inside"
+        x = lr * g if inside else g
+        if t == 1 and not hp["dampen_first_step"]:
+            buf = x
+        else:
+            buf = mom * S["momentum_buffer"] + (1 - _m(hp["dampening"])) * x
+        S["momentum_buffer"] = buf
+        d = x + mom * buf if hp["nesterov"] else buf
+        e.p = e.p - d if inside else e.p - lr * d
+    elif opt == "adagrad":
+        S["sum"] = S["sum"] + g * g
+        clr = lr / (1 + (T - 1) * _m(hp["lr_decay"]))
+        eps = _m(hp["eps"])
+        if hp["eps_placement"] == "outside":
+            e.p = e.p - clr * g / (_sqrt(S["sum"]) + eps)
+        else:
+            u = g / _sqrt(S["sum"] + eps) if S["sum"] > 0 else mpmath.mpf(0)
+            e.p = e.p - clr * u
+    elif opt == "rmsprop":
+        a = _m(hp["alpha"])
+        S["nu"] = a * S["nu"] + (1 - a) * g * g
+        bc = 1 - a ** T if hp["bias_correction"] else mpmath.mpf(1)
+        w = S["nu"] / bc
+        if hp["centered"]:
+            S["mu"] = a * S["mu"] + (1 - a) * g
+            w = w - (S["mu"] / bc) ** 2
+        eps = _m(hp["eps"])
+        den = _sqrt(w) + eps if hp["eps_placement"] == "outside" else _sqrt(w + eps)
+        u = g / den
+        mom = _m(hp["momentum"])
+        if mom == 0:
+            e.p = e.p - lr * u
+            return
+        inside = hp["lr_placement"] == "inside"
+        x = lr * u if inside else u
+        S["momentum_buffer"] = mom * S["momentum_buffer"] + x
+        d = x + mom * S["momentum_buffer"] if hp["nesterov"] else S["momentum_buffer"]
+        e.p = e.p - d if inside else e.p - lr * d
+    elif opt in ("adam", "amsgrad", "adamw"):
+        b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+        S["mu"] = b1 * S["mu"] + (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
+        bcorr = hp["bias_correction"]
+        bc1 = 1 - b1 ** T if bcorr else mpmath.mpf(1)
+        bc2 = 1 - b2 ** T if bcorr else mpmath.mpf(1)
+        if hp.get("amsgrad"):
+            if hp["amsgrad_max_over"] == "raw":
+                S["nu_max"] = max(S["nu_max"], S["nu"])
+                raw, corr = S["nu_max"], S["nu_max"] / bc2
+            else:
+                S["nu_max"] = max(S["nu_max"], S["nu"] / bc2)
+                raw, corr = S["nu_max"] * bc2, S["nu_max"]
+        else:
+            raw, corr = S["nu"], S["nu"] / bc2
+        er, eps = _m(hp["eps_root"]), _m(hp["eps"])
+        if hp["eps_placement"] == "outside":
+            e.p = e.p - lr * (S["mu"] / bc1) / (_sqrt(corr + er) + eps)
+        else:
+            e.p = e.p - lr * _sqrt(bc2) / bc1 * S["mu"] / (_sqrt(raw + er) + eps)
+    elif opt == "adamax":
+        b1, b2, eps = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+        S["mu"] = b1 * S["mu"] + (1 - b1) * g
+        if hp["eps_placement"] == "max":
+            S["nu"] = max(b2 * S["nu"], abs(g) + eps)
+            den = S["nu"]
+        else:
+            S["nu"] = max(b2 * S["nu"], abs(g))
+            den = S["nu"] + eps
+        e.p = e.p - lr / (1 - b1 ** T) * S["mu"] / den
+    elif opt == "nadam":
+        b1, b2, eps = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+        mu_t, mu_n, prod = shared["mu_t"], shared["mu_next"], shared["mu_product"]
+        S["mu"] = b1 * S["mu"] + (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
+        den = _sqrt(S["nu"] / (1 - b2 ** T)) + eps
+        e.p = (e.p - lr * (1 - mu_t) / (1 - prod) * g / den
+               - lr * mu_n / (1 - prod * mu_n) * S["mu"] / den)
+        S["mu_product"] = prod
+    elif opt == "radam":
+        b1, b2, eps, er = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"]), _m(hp["eps_root"])
+        S["mu"] = b1 * S["mu"] + (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
+        bc1, bc2 = 1 - b1 ** T, 1 - b2 ** T
+        rinf = 2 / (1 - b2) - 1
+        rho = rinf - 2 * T * b2 ** T / bc2
+        thr = _m(hp["threshold"])
+        rect = rho >= thr if hp["threshold_inclusive"] else rho > thr
+        mhat = S["mu"] / bc1
+        if rect:
+            r = _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+            if hp["eps_placement"] == "hat":
+                ad = _sqrt(bc2) / (_sqrt(S["nu"] + er) + eps)
+            else:
+                ad = 1 / (_sqrt(S["nu"] / bc2 + er) + eps)
+            e.p = e.p - lr * r * mhat * ad
+        else:
+            e.p = e.p - lr * mhat
+    else:
+        raise KeyError(opt)
+
+
+def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
+    b1 = _m(hp["beta1"])
+    if hp["momentum_schedule"] == "torch":
+        psi = _m(hp["momentum_decay"])
+        mu_t = b1 * (1 - mpmath.mpf("0.5") * mpmath.mpf("0.96") ** (t * psi))
+        mu_n = b1 * (1 - mpmath.mpf("0.5") * mpmath.mpf("0.96") ** ((t + 1) * psi))
+    else:
+        mu_t = mu_n = b1
+    shared["mu_product"] = shared.get("mu_product", mpmath.mpf(1)) * mu_t
+    shared["mu_t"], shared["mu_next"] = mu_t, mu_n
+
+
+def _grad_mp(objective: dict, params: dict) -> dict:
+    name = objective["name"]
+    if name == "quadratic":
+        A, b = objective["A"], objective["b"]
+        x = params["x"]
+        return {"x": [mpmath.fsum(_m(A[i][j]) * x[j] for j in range(len(x))) - _m(b[i])
+                      for i in range(len(x))]}
+    if name == "rosenbrock":
+        x = params["x"]
+        n = len(x)
+        g = [mpmath.mpf(0)] * n
+        for i in range(n - 1):
+            g[i] += -400 * x[i] * (x[i + 1] - x[i] ** 2) - 2 * (1 - x[i])
+            g[i + 1] += 200 * (x[i + 1] - x[i] ** 2)
+        return {"x": g}
+    if name == "logistic":
+        X, y, l2 = objective["X"], objective["y"], _m(objective["l2"])
+        w = params["w"]
+        n, d = len(y), len(w)
+        r = []
+        for i in range(n):
+            z = mpmath.fsum(_m(X[i][j]) * w[j] for j in range(d))
+            r.append(1 / (1 + mpmath.exp(-z)) - _m(y[i]))
+        return {"w": [mpmath.fsum(_m(X[i][j]) * r[i] for i in range(n)) / n + l2 * w[j]
+                      for j in range(d)]}
+    raise KeyError(name)
+
+
+# sparse optimizers are their dense counterparts restricted to the rows present at each step
+_DENSE_OF = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}
+_FILL = {"weight_decay": 0.0, "weight_decay_mode": "coupled", "amsgrad": False,
+         "amsgrad_max_over": "raw", "eps_root": 0.0}
+
+
+def _sample(n: int) -> list[int]:
+    return sorted({0, n // 2, n - 1})
+
+
+def measure(case) -> dict:
+    """Recompute ``case`` (with ``expected`` filled in) exactly; return the fidelity record."""
+    from adaptive_ref.testing.assertions import ulp_error
+
+    from .rng import active_rows
+
+    with mpmath.workdps(DIGITS):
+        opt = _DENSE_OF.get(case.optimizer, case.optimizer)
+        replay = case.kind == "replay"
+        elems, idx, shared = {}, {}, {}
+        for p in case.params:
+            hp = {**_FILL, **case.param_hparams(p.name)}
+            flat = np.asarray(p.init, dtype=np.float64).astype(case.dtype).astype(np.float64)
+            n = flat.size
+            idx[p.name] = _sample(n) if replay else list(range(n))
+            elems[p.name] = [_Elem(_m(flat[i]), _init_fields(opt, hp)) for i in idx[p.name]]
+            shared[p.name] = {}
+        worst = {"max_ulp": 0.0, "at": None}
+        for t in range(1, case.steps + 1):
+            if replay:
+                grads = {k: v.reshape(-1) for k, v in case.gradients(t).items()}
+                gm = {k: [_m(grads[k][i]) for i in idx[k]] for k in grads}
+            else:
+                gm = _grad_mp(case.objective, {k: [e.p for e in v] for k, v in elems.items()})
+                # the harness hands over the gradient rounded to the case dtype
+                gm = {k: [_m(float(x)) if case.dtype == "float64" else
+                          _m(np.float32(float(x))) for x in v] for k, v in gm.items()}
+            for p in case.params:
+                hp = {**_FILL, **case.param_hparams(p.name)}
+                lr = case.lr_at(t) if case.lr_schedule is not None else hp["lr"]
+                if opt == "nadam":
+                    _nadam_shared(hp, t, shared[p.name])
+                lazy = (p.grad is not None and p.grad.get("row_fraction") is not None
+                        and hp.get("absent_rows", "lazy") == "lazy")
+                if lazy:
+                    rows = set(active_rows(p.grad, p.shape, t).tolist())
+                    per_row = int(np.prod(p.shape[1:], dtype=np.int64))
+                for i, e, g in zip(idx[p.name], elems[p.name], gm[p.name], strict=False):
+                    if lazy and i // per_row not in rows:
+                        continue  # a lazy step leaves absent rows untouched
+                    _step(opt, e, g, t, hp, lr, shared[p.name])
+            if t in case.expected:
+                snap = case.expected[t]
+                for p in case.params:
+                    got = snap["params"][p.name].reshape(-1)
+                    exact = np.array([float(e.p) for e in elems[p.name]])
+                    sc = snap.get("scale", {})
+                    _update(worst, got, idx[p.name], exact, f"{p.name} step {t}", ulp_error,
+                            sc.get("params", {}).get(p.name))
+                    for f, val in snap["state"][p.name].items():
+                        if f == "count" or f not in elems[p.name][0].s:
+                            continue
+                        g_arr = np.atleast_1d(np.asarray(val, dtype=np.float64)).reshape(-1)
+                        ex = np.array([float(e.s[f]) for e in elems[p.name]])
+                        ii = idx[p.name] if g_arr.size > 1 else [0]
+                        _update(worst, g_arr, ii, ex[:len(ii)], f"{p.name}.{f} step {t}",
+                                ulp_error, sc.get("state", {}).get(p.name, {}).get(f))
+        return {"digits": DIGITS, "max_ulp": worst["max_ulp"], "at": worst["at"],
+                "elements": "all" if not replay else "first, middle and last of each array"}
+
+
+def _update(worst, golden_full, idx, exact, where, ulp_error, path_scale=None) -> None:
+    scale = float(np.max(np.abs(golden_full))) if golden_full.size else 0.0
+    scale = max(scale, path_scale or 0.0)
+    err = ulp_error(golden_full[idx], exact, "float64", scale=scale)
+    if err > worst["max_ulp"]:
+        worst["max_ulp"], worst["at"] = float(err), where

@@ -1,0 +1,385 @@
+"""The golden-file format (schema version 1): reading, validation, writing and checksums.
+
+One gzip-compressed JSON file per optimizer, ``goldens/<optimizer>.json.gz``, holds its cases;
+``goldens/MANIFEST.json`` records the sha256 of each file's *uncompressed* JSON text (so the
+checksum does not depend on the zlib version), the schema version, the generator and the
+measured fidelity. The spec is docs/conformance-format.md; this module is its executable form.
+
+Floats are JSON numbers written with the shortest decimal that round-trips (at most 17
+significant digits, Python's ``repr``): any JSON reader with correctly rounded parsing gets the
+exact float64 back. float32 cases store float32-representable inputs as float64 numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import objectives, rng
+
+__all__ = ["SCHEMA_VERSION", "GoldenCase", "ParamSpec", "FormatError", "GOLDEN_DIR",
+           "case_from_dict", "case_to_dict", "read_file", "write_file", "read_manifest",
+           "load_cases", "dumps", "sha256_text"]
+
+SCHEMA_VERSION = 1
+GOLDEN_DIR = Path(__file__).resolve().parent / "goldens"
+DTYPES = ("float64", "float32")
+KINDS = ("replay", "closed_loop")
+
+
+class FormatError(ValueError):
+    """A golden file or case that does not follow the schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter array of a case: its name, shape, starting value, gradient and overrides."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: np.ndarray  # float64, already rounded to the case dtype
+    grad: dict | None = None  # replay: the rng.gradient spec; closed loop: None
+    hparams: dict = field(default_factory=dict)  # per-parameter (per-group) overrides
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    """One golden case. ``expected`` maps a checkpoint step to ``{"params": {name: array},
+    "state": {name: {field: array or int}}}`` (float64 arrays, the reference's values)."""
+
+    id: str
+    optimizer: str
+    profile: str
+    dtype: str
+    kind: str
+    hparams: dict
+    overrides: dict
+    steps: int
+    checkpoints: tuple[int, ...]
+    params: tuple[ParamSpec, ...]
+    lr_schedule: tuple[float, ...] | None = None
+    objective: dict | None = None
+    tags: tuple[str, ...] = ()
+    expected: dict = field(default_factory=dict)
+    fidelity: dict | None = None
+
+    # ---- inputs, regenerated from the data -------------------------------------------------
+    def np_dtype(self):
+        return np.dtype(self.dtype)
+
+    def param_hparams(self, name: str) -> dict:
+        """The full keyword set for the step function of parameter ``name``."""
+        for p in self.params:
+            if p.name == name:
+                return {**self.hparams, **p.hparams}
+        raise KeyError(name)
+
+    def lr_at(self, step: int) -> float | None:
+        """The case-level lr of ``step`` (1-based) when the case has a schedule, else None."""
+        return None if self.lr_schedule is None else self.lr_schedule[step - 1]
+
+    def gradients(self, step: int, params: dict | None = None) -> dict[str, np.ndarray]:
+        """Gradients of ``step`` in the case dtype: replayed, or evaluated at ``params``."""
+        dt = self.np_dtype()
+        if self.kind == "replay":
+            return {p.name: _replay_grad(json.dumps(p.grad, sort_keys=True), p.shape, step,
+                                         self.dtype) for p in self.params}
+        if params is None:
+            msg = f"{self.id}: a closed-loop case needs the current params to give a gradient"
+            raise ValueError(msg)
+        g = objectives.gradient(self.objective, {k: np.asarray(v, dtype=np.float64)
+                                                 for k, v in params.items()})
+        return {k: np.asarray(v).astype(dt) for k, v in g.items()}
+
+    def init_params(self) -> dict[str, np.ndarray]:
+        return {p.name: p.init.astype(self.np_dtype()).reshape(p.shape) for p in self.params}
+
+    def row_sparse(self) -> bool:
+        return any(p.grad is not None and p.grad.get("row_fraction") is not None
+                   for p in self.params)
+
+
+@lru_cache(maxsize=8192)
+def _replay_grad(grad_json: str, shape: tuple, step: int, dtype: str) -> np.ndarray:
+    # Many cases share a parameter's gradient stream, so the arrays are cached (read-only).
+    g = rng.gradient(json.loads(grad_json), shape, step).astype(dtype)
+    g.flags.writeable = False
+    return g
+
+
+# ---- dict <-> case ---------------------------------------------------------------------------
+def _need(d: dict, key: str, types, where: str):
+    if key not in d:
+        msg = f"{where}: missing field {key!r}"
+        raise FormatError(msg)
+    v = d[key]
+    if not isinstance(v, types) or isinstance(v, bool) and bool not in (
+            types if isinstance(types, tuple) else (types,)):
+        tn = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
+        msg = f"{where}: field {key!r} must be {tn}, got {type(v).__name__} {v!r:.60}"
+        raise FormatError(msg)
+    return v
+
+
+def _floats(values, n: int, where: str) -> np.ndarray:
+    if not isinstance(values, list) or len(values) != n:
+        got = len(values) if isinstance(values, list) else type(values).__name__
+        msg = f"{where}: expected a list of {n} numbers, got {got}"
+        raise FormatError(msg)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            msg = f"{where}: {v!r} is not a finite JSON number"
+            raise FormatError(msg)
+    return np.asarray(values, dtype=np.float64)
+
+
+def case_from_dict(d: dict) -> GoldenCase:
+    """Validate one case record and build a :class:`GoldenCase`; errors name the field."""
+    if not isinstance(d, dict):
+        msg = f"a case must be a JSON object, got {type(d).__name__}"
+        raise FormatError(msg)
+    cid = _need(d, "id", str, "case")
+    where = f"case {cid}"
+    opt = _need(d, "optimizer", str, where)
+    prof = _need(d, "profile", str, where)
+    dtype = _need(d, "dtype", str, where)
+    if dtype not in DTYPES:
+        msg = f"{where}: dtype {dtype!r} is not one of {', '.join(DTYPES)}"
+        raise FormatError(msg)
+    kind = _need(d, "kind", str, where)
+    if kind not in KINDS:
+        msg = f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}"
+        raise FormatError(msg)
+    hp = _need(d, "hparams", dict, where)
+    steps = _need(d, "steps", int, where)
+    cps = _need(d, "checkpoints", list, where)
+    if not cps or any(not isinstance(c, int) or not 1 <= c <= steps for c in cps) or \
+            cps != sorted(set(cps)):
+        msg = (
+            f"{where}: checkpoints must be increasing steps in [1, {steps}], "
+                          f"got {cps}"
+        )
+        raise FormatError(msg)
+    params = []
+    for i, p in enumerate(_need(d, "params", list, where)):
+        pw = f"{where} params[{i}]"
+        name = _need(p, "name", str, pw)
+        shape = tuple(_need(p, "shape", list, pw))
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        init = _floats(_need(p, "init", list, pw), n, f"{pw} init")
+        grad = p.get("grad")
+        if kind == "replay":
+            if not isinstance(grad, dict):
+                msg = f"{pw}: a replay case needs a 'grad' object"
+                raise FormatError(msg)
+            if grad.get("generator") != "splitmix64-v1":
+                msg = (
+                    f"{pw}: grad generator {grad.get('generator')!r} is not "
+                                  "'splitmix64-v1'"
+                )
+                raise FormatError(msg)
+            for key in ("seed", "scale"):
+                if key not in grad:
+                    msg = f"{pw}: grad is missing {key!r}"
+                    raise FormatError(msg)
+        params.append(ParamSpec(name, shape, init, grad, dict(p.get("hparams", {}))))
+    sched = d.get("lr_schedule")
+    if sched is not None:
+        sched = tuple(_floats(sched, steps, f"{where} lr_schedule").tolist())
+    objective = d.get("objective")
+    if kind == "closed_loop":
+        if not isinstance(objective, dict) or objective.get("name") not in objectives.OBJECTIVES:
+            msg = (
+                f"{where}: a closed-loop case needs an objective named one of "
+                              f"{', '.join(objectives.OBJECTIVES)}"
+            )
+            raise FormatError(msg)
+    expected = {}
+    shapes = {p.name: p.shape for p in params}
+    for key, snap in d.get("expected", {}).items():
+        sw = f"{where} expected[{key}]"
+        if not key.isdigit() or int(key) not in cps:
+            msg = f"{sw}: {key!r} is not one of the checkpoints {cps}"
+            raise FormatError(msg)
+        out_p = {}
+        for name, vals in _need(snap, "params", dict, sw).items():
+            if name not in shapes:
+                msg = f"{sw}: unknown param {name!r}"
+                raise FormatError(msg)
+            n = int(np.prod(shapes[name], dtype=np.int64)) if shapes[name] else 1
+            out_p[name] = _floats(vals, n, f"{sw} params.{name}").reshape(shapes[name])
+        out_s = {}
+        for name, fields in _need(snap, "state", dict, sw).items():
+            if name not in shapes:
+                msg = f"{sw}: state for unknown param {name!r}"
+                raise FormatError(msg)
+            out_s[name] = {}
+            for fname, vals in fields.items():
+                if fname == "count":
+                    if not isinstance(vals, int) or isinstance(vals, bool):
+                        msg = f"{sw} state.{name}.count must be an integer"
+                        raise FormatError(msg)
+                    out_s[name][fname] = vals
+                elif isinstance(vals, list) and len(vals) == 1 and not shapes[name] or \
+                        fname.endswith("product"):
+                    out_s[name][fname] = _floats(vals, 1, f"{sw} state.{name}.{fname}")[0]
+                else:
+                    n = int(np.prod(shapes[name], dtype=np.int64)) if shapes[name] else 1
+                    out_s[name][fname] = _floats(vals, n, f"{sw} state.{name}.{fname}").reshape(
+                        shapes[name])
+        rec = {"params": out_p, "state": out_s}
+        if "scale" in snap:
+            sc = snap["scale"]
+            if not isinstance(sc, dict) or not isinstance(sc.get("params", {}), dict):
+                msg = f"{sw}: 'scale' must be an object with 'params' and 'state'"
+                raise FormatError(msg)
+            rec["scale"] = sc
+        expected[int(key)] = rec
+    return GoldenCase(cid, opt, prof, dtype, kind, dict(hp), dict(d.get("overrides", {})), steps,
+                      tuple(cps), tuple(params), sched, objective, tuple(d.get("tags", ())),
+                      expected, d.get("fidelity"))
+
+
+def _flat(a) -> list:
+    return [float(x) for x in np.asarray(a, dtype=np.float64).reshape(-1)]
+
+
+def case_to_dict(c: GoldenCase) -> dict:
+    out: dict[str, Any] = {
+        "id": c.id, "optimizer": c.optimizer, "profile": c.profile, "dtype": c.dtype,
+        "kind": c.kind, "hparams": c.hparams, "overrides": c.overrides, "steps": c.steps,
+        "checkpoints": list(c.checkpoints), "tags": list(c.tags),
+        "params": [{"name": p.name, "shape": list(p.shape), "init": _flat(p.init),
+                    **({"grad": p.grad} if p.grad is not None else {}),
+                    **({"hparams": p.hparams} if p.hparams else {})} for p in c.params],
+    }
+    if c.lr_schedule is not None:
+        out["lr_schedule"] = list(c.lr_schedule)
+    if c.objective is not None:
+        out["objective"] = c.objective
+    exp = {}
+    for step in sorted(c.expected):
+        snap = c.expected[step]
+        exp[str(step)] = {
+            "params": {k: _flat(v) for k, v in snap["params"].items()},
+            "state": {k: {f: (v if f == "count" else _flat(v)) for f, v in fields.items()}
+                      for k, fields in snap["state"].items()},
+        }
+        if "scale" in snap:
+            exp[str(step)]["scale"] = snap["scale"]
+    out["expected"] = exp
+    if c.fidelity is not None:
+        out["fidelity"] = c.fidelity
+    return out
+
+
+# ---- files -------------------------------------------------------------------------------
+def dumps(optimizer: str, cases: list[GoldenCase], generator: dict) -> str:
+    """The canonical JSON text of one golden file (sorted keys, one case per line)."""
+    head = {"schema_version": SCHEMA_VERSION, "optimizer": optimizer, "generator": generator}
+    lines = [json.dumps(case_to_dict(c), sort_keys=True, allow_nan=False) for c in cases]
+    body = ",\n".join(lines)
+    return json.dumps(head, sort_keys=True)[:-1] + ', "cases": [\n' + body + "\n]}\n"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_file(path: Path, text: str) -> None:
+    """gzip with a fixed header (mtime 0, no name) so identical text gives identical bytes."""
+    with open(path, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0,
+                                               compresslevel=9) as gz:
+        gz.write(text.encode())
+
+
+def read_text(path: Path) -> str:
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.decode()
+
+
+def parse(text: str, where: str = "golden file") -> tuple[dict, list[GoldenCase]]:
+    """Parse a golden file's text; returns its header and cases."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        msg = f"{where}: not valid JSON ({err})"
+        raise FormatError(msg) from None
+    if not isinstance(doc, dict):
+        msg = f"{where}: the top level must be a JSON object"
+        raise FormatError(msg)
+    ver = doc.get("schema_version")
+    if ver != SCHEMA_VERSION:
+        msg = (
+            f"{where}: schema_version {ver!r} is not supported (this reader "
+                          f"reads version {SCHEMA_VERSION})"
+        )
+        raise FormatError(msg)
+    cases = doc.get("cases")
+    if not isinstance(cases, list):
+        msg = f"{where}: missing field 'cases' (a list)"
+        raise FormatError(msg)
+    return {k: v for k, v in doc.items() if k != "cases"}, [case_from_dict(c) for c in cases]
+
+
+def read_file(path: Path, *, verify: bool = True) -> tuple[dict, list[GoldenCase]]:
+    """Read one golden file, checking its sha256 against the manifest when ``verify``."""
+    path = Path(path)
+    text = read_text(path)
+    if verify:
+        man = read_manifest(path.parent)
+        entry = man.get("files", {}).get(path.name)
+        if entry is None:
+            msg = f"{path.name} is not listed in {path.parent / 'MANIFEST.json'}"
+            raise FormatError(msg)
+        got = sha256_text(text)
+        if got != entry["sha256"]:
+            msg = (
+                f"{path.name}: sha256 {got[:12]}... does not match the manifest "
+                              f"({entry['sha256'][:12]}...); the file was edited or corrupted. "
+                              f"Regenerate with `python -m conformance.generate --force`"
+            )
+            raise FormatError(msg)
+    return parse(text, str(path.name))
+
+
+def read_manifest(directory: Path = GOLDEN_DIR) -> dict:
+    p = Path(directory) / "MANIFEST.json"
+    if not p.exists():
+        msg = (
+            f"{p} does not exist; generate the goldens with "
+                          f"`python -m conformance.generate`"
+        )
+        raise FormatError(msg)
+    return json.loads(p.read_text())
+
+
+def load_cases(optimizer: str | None = None, *, directory: Path = GOLDEN_DIR,
+               dtype: str | None = None, verify: bool = True) -> list[GoldenCase]:
+    """All golden cases (of ``optimizer`` / ``dtype`` if given), checksums verified."""
+    man = read_manifest(directory)
+    out = []
+    for fname, entry in sorted(man.get("files", {}).items()):
+        if optimizer is not None and entry.get("optimizer") != optimizer:
+            continue
+        _, cases = read_file(Path(directory) / fname, verify=verify)
+        out.extend(c for c in cases if dtype is None or c.dtype == dtype)
+    if optimizer is not None and not out:
+        known = sorted({e.get("optimizer") for e in man.get("files", {}).values()})
+        msg = (
+            f"no golden cases for optimizer {optimizer!r}; goldens exist for "
+                       f"{', '.join(known)}"
+        )
+        raise KeyError(msg)
+    return out
