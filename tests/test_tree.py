@@ -1,0 +1,190 @@
+"""Parameter trees: tree_init / tree_step / make over nested dicts, lists and tuples."""
+
+from __future__ import annotations
+
+import numpy as np
+import optree
+import pytest
+
+from adaptive_ref import (
+    Group,
+    make,
+    schedules,
+    state_from_dict,
+    state_to_dict,
+    tree_init,
+    tree_step,
+)
+from adaptive_ref.registry import REGISTRY
+from adaptive_ref.testing.invariants import assert_bitwise_equal
+
+
+def _params():
+    rng = np.random.default_rng(3)
+    return {
+        "encoder": {"weight": rng.standard_normal((3, 2)), "bias": rng.standard_normal(2)},
+        "layers": [rng.standard_normal(4), (rng.standard_normal(()), rng.standard_normal((2, 2)))],
+    }
+
+
+def _grads(seed):
+    rng = np.random.default_rng(seed)
+    return optree.tree_map(lambda p: rng.standard_normal(np.shape(p)), _params())
+
+
+def _leaves(tree):
+    return optree.tree_leaves(tree, none_is_leaf=True)
+
+
+def _is_state(x):
+    return hasattr(x, "_fields")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam",
+                                  "radam", "adamax", "amsgrad"])
+def test_tree_step_equals_leafwise_steps(name):
+    spec = REGISTRY[name]
+    kw = {"lr": 1e-2, "weight_decay": 0.1}
+    params = _params()
+    state = tree_init(name, params, **kw)
+    p_leaves = _leaves(params)
+    settings = spec.settings(None, **kw)  # includes the spec's fixed knobs (AMSGrad's)
+    s_leaves = [spec.init(p, **spec.init_kwargs(settings)) for p in p_leaves]
+    for seed in range(3):
+        grads = _grads(seed)
+        params, state = tree_step(name, params, grads, state, **kw)
+        out = [spec.step(p, g, s, **settings)
+               for p, g, s in zip(p_leaves, _leaves(grads), s_leaves, strict=True)]
+        p_leaves, s_leaves = [o[0] for o in out], [o[1] for o in out]
+    assert optree.tree_structure(params) == optree.tree_structure(_params())
+    for a, b in zip(_leaves(params), p_leaves, strict=True):
+        assert_bitwise_equal(a, b, "param leaf")
+    flat_states = optree.tree_leaves(state, is_leaf=_is_state)
+    assert all(isinstance(s, spec.state_type) for s in flat_states)
+
+
+def test_none_grads_skip_leaves():
+    params = _params()
+    state = tree_init("adam", params)
+    grads = _grads(0)
+    grads["encoder"]["bias"] = None
+    grads["layers"][1] = (None, grads["layers"][1][1])
+    new_p, new_s = tree_step("adam", params, grads, state, lr=0.1)
+    assert new_p["encoder"]["bias"] is params["encoder"]["bias"]
+    assert new_s["encoder"]["bias"] is state["encoder"]["bias"]
+    assert new_p["layers"][1][0] is params["layers"][1][0]
+    assert int(new_s["layers"][1][0].count) == 0
+    assert int(new_s["layers"][1][1].count) == 1
+    assert not np.array_equal(new_p["encoder"]["weight"], params["encoder"]["weight"])
+
+
+def test_structure_mismatch_errors():
+    params = _params()
+    state = tree_init("sgd", params)
+    with pytest.raises(ValueError, match="grads must have the parameters' tree structure"):
+        tree_step("sgd", params, {"encoder": _grads(0)["encoder"]}, state)
+    with pytest.raises(ValueError, match="state must have the parameters' tree structure"):
+        tree_step("sgd", params, _grads(0), {"encoder": state["encoder"]})
+    with pytest.raises(ValueError, match=r"at leaf \('encoder', 'bias'\): .*grad has shape"):
+        g = _grads(0)
+        g["encoder"]["bias"] = np.ones(5)
+        tree_step("sgd", params, g, state)
+
+
+def test_group_overrides_with_a_callable():
+    """Later groups win; a group changes only the leaves it selects."""
+    params = _params()
+    groups = [Group(lambda path, leaf: path[0] == "layers", lr=0.5),
+              Group(lambda path, leaf: path[-1] == "bias", lr=0.0)]
+    state = tree_init("sgd", params, groups=groups)
+    grads = _grads(1)
+    new_p, _ = tree_step("sgd", params, grads, state, lr=0.1, groups=groups)
+    assert_bitwise_equal(new_p["encoder"]["bias"], params["encoder"]["bias"], "lr=0 leaf")
+    assert_bitwise_equal(new_p["encoder"]["weight"],
+                         params["encoder"]["weight"] - 0.1 * grads["encoder"]["weight"], "w")
+    assert_bitwise_equal(new_p["layers"][0], params["layers"][0] - 0.5 * grads["layers"][0], "l")
+
+
+def test_group_overrides_with_a_bool_tree_and_init_knobs():
+    """A bool tree selects leaves; an init knob in a group (momentum) shapes those leaves' state."""
+    params = _params()
+    select = optree.tree_map(lambda p: False, params)
+    select["layers"][0] = True
+    groups = [Group(select, momentum=0.9)]
+    state = tree_init("sgd", params, groups=groups)
+    assert state["layers"][0].momentum_buffer is not None
+    assert state["encoder"]["weight"].momentum_buffer is None
+    new_p, new_s = tree_step("sgd", params, _grads(0), state, lr=0.1, groups=groups)
+    assert new_s["layers"][0].momentum_buffer is not None
+    bad = optree.tree_map(lambda p: 1, params)
+    with pytest.raises(TypeError, match="must be True or False"):
+        tree_step("sgd", params, _grads(0), state, groups=[Group(bad, lr=0.1)])
+    with pytest.raises(ValueError, match="must have the parameters' tree structure"):
+        tree_step("sgd", params, _grads(0), state, groups=[Group({"encoder": True}, lr=0.1)])
+    with pytest.raises(KeyError, match="has no hyperparameter 'bogus'"):
+        tree_step("sgd", params, _grads(0), state, groups=[Group(select, bogus=1.0)])
+
+
+@pytest.mark.parametrize("as_tree", [False, True])
+def test_decay_mask(as_tree):
+    """Leaves outside the mask get weight_decay = 0: AdamW with zero gradients then leaves them
+    exactly unchanged and decays the others by (1 - lr*wd) exactly, as a first step of zero
+    gradients gives m = v = 0 and a zero Adam direction."""
+    params = _params()
+    if as_tree:
+        mask = optree.tree_map(lambda p: np.ndim(p) >= 2, params)
+    else:
+        mask = lambda path, leaf: np.ndim(leaf) >= 2  # noqa: E731
+    opt = make("adamw", profile="torch", lr=0.1, weight_decay=0.5, decay_mask=mask)
+    state = opt.init(params)
+    zeros = optree.tree_map(np.zeros_like, params)
+    new_p, _ = opt.step(params, zeros, state)
+    for p, q in zip(_leaves(params), _leaves(new_p), strict=True):
+        expected = p * (1 - 0.1 * 0.5) if np.ndim(p) >= 2 else p
+        assert_bitwise_equal(q, expected, "decayed leaf")
+
+
+def test_make_with_a_schedule_as_lr():
+    """make(..., lr=schedule) evaluates the schedule at each step's count (0-based)."""
+    sched = schedules.join(schedules.linear_warmup(0.1, 3), schedules.cosine_decay(0.1, 5), 3)
+    params = {"w": np.ones(3)}
+    opt = make("sgd", lr=sched)
+    state = opt.init(params)
+    p_ref = np.ones(3)
+    for t in range(8):
+        g = {"w": np.full(3, 0.5 + t)}
+        params, state = opt.step(params, g, state)
+        p_ref = p_ref - sched(t) * g["w"]
+        np.testing.assert_allclose(params["w"], p_ref, rtol=4e-16, atol=0)  # one rounding
+    assert int(state["w"].count) == 8
+
+
+def test_make_binds_profile_and_overrides():
+    opt = make("adam", profile="optax", lr=1e-3)
+    assert opt.settings["amsgrad_max_over"] == "corrected"
+    with pytest.raises(TypeError, match="needs lr to be given"):
+        make("adam", profile="optax")
+    with pytest.raises(KeyError, match="no profile 'bogus'"):
+        make("adam", profile="bogus")
+    with pytest.raises(KeyError, match="unknown optimizer 'bogus'"):
+        make("bogus")
+
+
+def test_tree_state_is_serialisable():
+    """Map state_to_dict over the state leaves, go through NumPy, map back, continue: bitwise
+    the same as not saving."""
+    params = _params()
+    opt = make("nadam", profile="torch", weight_decay=0.01)
+    state = opt.init(params)
+    params, state = opt.step(params, _grads(0), state)
+    saved = optree.tree_map(lambda s: state_to_dict(s, to_numpy=True), state, is_leaf=_is_state)
+    loaded = optree.tree_map(lambda d: state_from_dict(d, like=np.zeros(1)), saved,
+                             is_leaf=lambda x: isinstance(x, dict) and "type" in x)
+    p1, s1 = opt.step(params, _grads(1), state)
+    p2, s2 = opt.step(params, _grads(1), loaded)
+    for a, b in zip(_leaves(p1), _leaves(p2), strict=True):
+        assert_bitwise_equal(a, b, "param")
+    for a, b in zip(optree.tree_leaves(s1, is_leaf=_is_state),
+                    optree.tree_leaves(s2, is_leaf=_is_state), strict=True):
+        for f in a._fields:
+            assert_bitwise_equal(getattr(a, f), getattr(b, f), f)
