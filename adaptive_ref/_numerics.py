@@ -30,8 +30,18 @@ def _dtypes(xp, kind: str, device: Any):
         return info.dtypes(kind=kind)
 
 
+def _mode(xp):
+    """Process-wide switches that change a namespace's dtypes: JAX's x64 flag (it can be toggled
+    at run time, e.g. with ``jax.enable_x64``), so the dtype caches below are keyed on it."""
+    if getattr(xp, "__name__", "").startswith("jax"):
+        import jax
+
+        return bool(jax.config.jax_enable_x64)
+    return None
+
+
 @lru_cache(maxsize=64)
-def _scalar_dtype_cached(xp, device, fallback):
+def _scalar_dtype_cached(xp, device, fallback, mode):
     fl = _dtypes(xp, "real floating", device)
     return fl["float64"] if "float64" in fl else fallback
 
@@ -40,7 +50,7 @@ def scalar_dtype(xp, like, fallback):
     """float64 where ``xp`` offers it on the device of ``like``, else ``fallback``."""
     dev = _device_key(like)
     try:
-        return _scalar_dtype_cached(xp, dev, fallback)
+        return _scalar_dtype_cached(xp, dev, fallback, _mode(xp))
     except TypeError:  # unhashable device
         fl = _dtypes(xp, "real floating", dev)
         return fl["float64"] if "float64" in fl else fallback
@@ -56,14 +66,14 @@ def _device_key(x):
 
 
 @lru_cache(maxsize=64)
-def _count_dtype_cached(xp):
+def _count_dtype_cached(xp, mode):
     ints = _dtypes(xp, "signed integer", None)
     return ints["int64"] if "int64" in ints else ints["int32"]
 
 
 def count_dtype(xp):
     """int64 where the backend has it, else int32."""
-    return _count_dtype_cached(xp)
+    return _count_dtype_cached(xp, _mode(xp))
 
 
 def new_count(xp, like):
