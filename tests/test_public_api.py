@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,10 +60,10 @@ def test_import_and_numpy_step_load_no_other_backend():
         "opt = adaptive_ref.make('adamw', profile='torch')\n"
         "st = opt.init({'w': p})\n"
         "opt.step({'w': p}, {'w': np.ones(3)}, st)\n"
-        "print(json.dumps(sorted(m for m in sys.modules\n"
-        "      if m.split('.')[0] in ('torch', 'jax', 'jaxlib', 'cupy', 'dask', 'array_api_strict',\n"
-        "                             'optax', 'tensorflow'))))\n"
+        "banned = ('torch', 'jax', 'jaxlib', 'cupy', 'dask', 'array_api_strict', 'optax',\n"
+        "          'tensorflow')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in banned)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+                         check=True, cwd=str(Path(__file__).parents[1]))
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
