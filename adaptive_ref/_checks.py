@@ -135,9 +135,10 @@ _SPECS_BY_ID: dict[int, tuple[HParam, ...]] = {}
 
 
 @lru_cache(maxsize=4096)
-def _check_cached(op: str, specs_id: int, values: tuple) -> None:
+def _check_cached(op: str, specs_id: int, values: tuple, types: tuple) -> None:
     # keyed by the id of the (module-level, immortal) spec tuple: hashing the HParams themselves
-    # on every call would cost more than the check
+    # on every call would cost more than the check. ``types`` keeps 1 / True / 1.0 apart (they
+    # are equal as keys, but a bool is not a number and an int is not a bool)
     for spec, value in zip(_SPECS_BY_ID[specs_id], values):
         _check_one(op, spec, value)
 
@@ -152,7 +153,7 @@ def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     if key not in _SPECS_BY_ID:
         _SPECS_BY_ID[key] = specs
     try:
-        _check_cached(op, key, values)
+        _check_cached(op, key, values, tuple(map(type, values)))
     except TypeError as err:
         if "unhashable" not in str(err):
             raise

@@ -261,3 +261,16 @@ def test_zero_size_and_0d_arrays(name, shape, profile):
             assert np.shape(v) == shape
     if shape == ():
         assert np.isfinite(p) and p != 0.5
+
+
+def test_validation_cache_keeps_bools_and_numbers_apart():
+    """The hyperparameter check is cached per tuple of values; 1 == True and 0.0 == False as
+    keys, so a valid call must not make the equal-but-invalid one pass."""
+    spec = REGISTRY["adam"]
+    p = np.zeros(2)
+    s = spec.init(p)
+    spec.step(p, p, s, maximize=True, weight_decay=0.0)
+    with pytest.raises(TypeError, match="maximize must be True or False, got 1"):
+        spec.step(p, p, s, maximize=1, weight_decay=0.0)
+    with pytest.raises(TypeError, match="weight_decay must be a real number"):
+        spec.step(p, p, s, maximize=True, weight_decay=False)
