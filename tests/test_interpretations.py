@@ -1,9 +1,12 @@
 """Adam's step reached four other ways (adaptive_ref.interpretations), on every backend.
 
-Tolerances: float64 throughout; each comparison is stated in ULPs of the compared value
-(``_ulps``), bounded by a small integer because each route rounds differently (a solve divides
-once, Adam divides then multiplies). The bounds are the measured maxima rounded up to the next
-power of two, not widened to make a test pass.
+Tolerances: float64 throughout; each comparison is stated in ULPs (``_ulps``): of the reference
+value, or for an iterate of max(|reference|, |previous iterate|), so that an iterate landing near
+0 by cancellation is not charged for the cancellation. Each route rounds differently (a solve
+divides once, Adam divides then multiplies), so bounds are small integers: twice the maximum
+measured over 200 random cases per backend by ``python tests/identity_ulps.py`` (least squares 2,
+tilt mean 2, tilt covariance 2, exact-gain mean 1, gain 3, posterior variance 4, decoupled mean
+6), rounded up to a power of two.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from adaptive_ref.testing.backends import Backend
 N = 7
 
 
-def _ulps(a, b) -> float:
-    """max |a - b| in units of the last place of b (float64), elementwise."""
+def _ulps(a, b, start=None) -> float:
+    """max |a - b| in ulps of b, or of max(|b|, |start|) when ``start`` is given (float64)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / np.spacing(np.maximum(np.abs(b), np.finfo(float).tiny))))
+    ref = np.abs(b) if start is None else np.maximum(np.abs(b), np.abs(np.asarray(start)))
+    return float(np.max(np.abs(a - b) / np.spacing(np.maximum(ref, np.finfo(float).tiny))))
 
 
 def _needs_linalg(backend):
@@ -57,7 +61,8 @@ def test_least_squares_equals_adam(backend):
     _needs_linalg(backend)
     phi_t, phi_next, m_hat, v_hat = _adam_case(backend)
     got = it.least_squares_step(phi_t, m_hat, v_hat, lr=1e-3, eps=1e-8)
-    assert _ulps(backend.to_numpy(got), backend.to_numpy(phi_next)) <= 2
+    p0 = backend.to_numpy(phi_t)
+    assert _ulps(backend.to_numpy(got), backend.to_numpy(phi_next), p0) <= 4
     # the surrogate's gradient vanishes at the Adam iterate (relative to |m_hat|)
     gr = backend.to_numpy(it.least_squares_objective_grad(phi_next, phi_t, m_hat, v_hat,
                                                           lr=1e-3, eps=1e-8))
@@ -70,12 +75,13 @@ def test_bayes_tilt_equals_adam(backend):
     _needs_linalg(backend)
     phi_t, phi_next, m_hat, v_hat = _adam_case(backend, seed=1)
     post = it.bayes_tilt_step(phi_t, m_hat, v_hat, lr=1e-3, eps=1e-8)
-    assert _ulps(backend.to_numpy(post.mean), backend.to_numpy(phi_next)) <= 4
+    assert _ulps(backend.to_numpy(post.mean), backend.to_numpy(phi_next),
+                 backend.to_numpy(phi_t)) <= 4
     h = np.sqrt(backend.to_numpy(v_hat)) + 1e-8
     cov = backend.to_numpy(post.cov)
     np.testing.assert_array_equal(cov - np.diag(np.diag(cov)), 0.0)
-    # posterior covariance = prior covariance lr/H (two inversions: <= 2 ulp)
-    assert _ulps(np.diag(cov), 1e-3 / h) <= 2
+    # posterior covariance = prior covariance lr/H (two inversions)
+    assert _ulps(np.diag(cov), 1e-3 / h) <= 4
 
 
 def test_gaussian_tilt_full_covariance():
@@ -102,10 +108,11 @@ def test_kalman_exact_gain_is_adam_with_lr_eq_eps(backend):
     s2 = 1e-3
     phi_t, phi_next, m_hat, v_hat = _adam_case(backend, lr=s2, eps=s2, seed=2)
     post = it.kalman_adam_step(phi_t, m_hat, v_hat, s2=s2)
-    assert _ulps(backend.to_numpy(post.mean), backend.to_numpy(phi_next)) <= 8
+    assert _ulps(backend.to_numpy(post.mean), backend.to_numpy(phi_next),
+                 backend.to_numpy(phi_t)) <= 2
     v = backend.to_numpy(v_hat)
     k = np.diag(backend.to_numpy(it.kalman_gain(v_hat, s2=s2)))
-    assert _ulps(k, s2 / (np.sqrt(v) + s2)) <= 4
+    assert _ulps(k, s2 / (np.sqrt(v) + s2)) <= 8
     assert np.all((k >= 0) & (k < 1))
     # posterior variance s2 v/(sqrt v + s2) <= min(prior, observation noise)
     var = np.diag(backend.to_numpy(post.cov))
@@ -132,7 +139,8 @@ def test_kalman_decoupled_is_adam(backend):
     for lr, eps in ((1e-3, 1e-8), (3e-2, 1e-1), (1e-4, 10.0)):
         phi_t, phi_next, m_hat, v_hat = _adam_case(backend, lr=lr, eps=eps, seed=4)
         post = it.kalman_adam_step_decoupled(phi_t, m_hat, v_hat, lr=lr, eps=eps)
-        assert _ulps(backend.to_numpy(post.mean), backend.to_numpy(phi_next)) <= 8, (lr, eps)
+        assert _ulps(backend.to_numpy(post.mean), backend.to_numpy(phi_next),
+                     backend.to_numpy(phi_t)) <= 16, (lr, eps)
 
 
 def test_adabayes_fp_sandwich(backend):
