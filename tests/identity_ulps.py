@@ -80,8 +80,7 @@ def interpretations(cases):
 
 
 def numpy_identities(cases):
-    from adaptive_ref import (adam_init, adam_step, rootfree_init, rootfree_step, von_init,
-                              von_step)
+    from adaptive_ref import adam_init, adam_step, rootfree_init, rootfree_step, von_init, von_step
     from adaptive_ref import interpretations as it
     from adaptive_ref.optimizers.ivon import ivon_hess_update
 
@@ -156,8 +155,11 @@ def shampoo_identities(cases):
     import scipy.linalg as sl
 
     from adaptive_ref import shampoo_init, shampoo_step
-    from adaptive_ref.optimizers.shampoo import (inverse_root, shampoo_direction,
-                                                 shampoo_direction_vec)
+    from adaptive_ref.optimizers.shampoo import (
+        inverse_root,
+        shampoo_direction,
+        shampoo_direction_vec,
+    )
 
     rng = np.random.default_rng(2)
     out = {}
