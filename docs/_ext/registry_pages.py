@@ -484,8 +484,10 @@ def api_modules() -> str:
         return "None at present.\n"
     blocks = []
     for name in sorted(names):
+        # Members defined in the module only (not its __all__): a package that re-exports
+        # its submodules' names would otherwise describe each object twice.
         blocks.append(f"### `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n"
-                      "   :members:\n```\n")
+                      "   :members:\n   :ignore-module-all:\n```\n")
     return "\n".join(blocks)
 
 
