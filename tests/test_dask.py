@@ -76,8 +76,10 @@ def test_dask_steps_stay_lazy_and_match_numpy(name, overrides, profile):
     assert isinstance(p, da.Array)
     leaves, ref_leaves = _leaves(s), _leaves(s_np)
     assert len(leaves) == len(ref_leaves)
-    for x in leaves:
-        assert x is None or isinstance(x, da.Array), type(x)
+    for x, ref in zip(leaves, ref_leaves, strict=True):
+        assert (x is None) == (ref is None)
+        assert x is None or (isinstance(x, da.Array) and x.dtype == ref.dtype), (x, ref)
+    assert p.dtype == p_np.dtype
     assert len(p.__dask_graph__()) > STEPS  # the work is still in the graph
 
     computed = dask.compute(p, *[x for x in leaves if x is not None], scheduler="synchronous")
@@ -85,6 +87,7 @@ def test_dask_steps_stay_lazy_and_match_numpy(name, overrides, profile):
     refs = [x for x in ref_leaves if x is not None]
     assert len(refs) == len(computed) - 1
     for got, ref in zip(computed[1:], refs, strict=True):
+        assert got.dtype == ref.dtype
         np.testing.assert_array_equal(got, ref)
 
 
