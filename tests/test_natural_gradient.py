@@ -178,11 +178,16 @@ def _quadratic(n, seed):
 
 
 def _run(step, init_state, theta0, grad_fn, backend, steps, **kw):
+    """Closed loop; parameter and state are materialised after every step, so that a lazy
+    backend (Dask) does not rebuild the whole history's graph at each gradient evaluation."""
     p = backend.asarray(theta0)
     state = init_state(p)
     for _ in range(steps):
         g = backend.asarray(grad_fn(backend.to_numpy(p)))
         p, state = step(p, g, state, **kw)
+        p = backend.asarray(backend.to_numpy(p))
+        state = type(state)(*(None if x is None else backend.asarray(backend.to_numpy(x))
+                              for x in state))
     return backend.to_numpy(p)
 
 
