@@ -257,3 +257,14 @@ def test_rootfree_matches_exact_rational_oracle():
             fb[i] = mu * fb[i] + gi / (fs[i] + d) + wd * fp[i]
             fp[i] = fp[i] - lr * fb[i]
     assert _ulps(p, np.array([float(x) for x in fp])) <= 32
+
+
+def test_rootfree_large_damping_is_sgd():
+    """g/(S + damping) -> g/damping: relative gap S/(S + damping) (Lin et al.: a large damping
+    turns the method into SGD with lr/damping)."""
+    rng = np.random.default_rng(9)
+    p, g = np.zeros(5), rng.normal(size=5)
+    d = 1e8
+    p1, st1 = rootfree_step(p, g, rootfree_init(p), lr=1.0, damping=d)
+    gap = np.abs(p1 - (-g / d)) / np.abs(g / d)
+    assert np.all(gap <= st1.precond / d * (1 + 1e-12) + 4 * np.finfo(float).eps)
