@@ -25,6 +25,7 @@ The derivations are in ``docs/derivations/``; the tests are ``tests/test_interpr
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import array_api_compat as aac
@@ -34,6 +35,7 @@ __all__ = [
     "GaussianPosterior", "gaussian_tilt", "bayes_tilt_step",
     "kalman_update", "kalman_gain", "kalman_gain_approx", "kalman_adam_step",
     "kalman_adam_step_decoupled", "adabayes_fp_step", "adabayes_fp_rate",
+    "adabayes_filter_step", "adabayes_steady_state",
 ]
 
 
@@ -256,3 +258,41 @@ def adabayes_fp_step(phi, m_hat, v_hat, *, eta, sigma2):
     (lr ``eta``, eps 0); :math:`\hat v\to 0` is momentum SGD with lr :math:`\sigma^2`.
     """
     return phi - m_hat / adabayes_fp_rate(v_hat, eta=eta, sigma2=sigma2)
+
+
+def adabayes_filter_step(phi, s2_post, m_hat, g2, *, eta, sigma2):
+    r"""One step of Aitchison's AdaBayes filter (not the fixed point): returns
+    ``(phi_new, s2_post_new)``.
+
+    .. math::
+
+        s^2_\text{prior} = s^2_\text{post}\,e^{-\eta^2/\sigma^2}
+            + \sigma^2\,(1 - e^{-\eta^2/\sigma^2}), \qquad
+        1/s^{2\prime}_\text{post} = 1/s^2_\text{prior} + g^2, \qquad
+        \phi' = \phi - s^{2\prime}_\text{post}\,\hat m
+
+    ``g2`` is the squared gradient of the summed loss (or its running average).
+    """
+    xp = aac.array_namespace(phi, s2_post, m_hat, g2)
+    kappa = (eta * eta) / sigma2
+    decay = math.exp(-kappa)
+    prior = s2_post * decay + sigma2 * (-math.expm1(-kappa))
+    post = 1.0 / (1.0 / prior + g2)
+    return phi - post * m_hat, xp.asarray(post)
+
+
+def adabayes_steady_state(v, *, eta, sigma2):
+    r"""The exact fixed point :math:`x = s^2_\text{post}` of :func:`adabayes_filter_step` for a
+    constant ``g2 = v``: the positive root of
+    :math:`v\,c\,x^2 + (1 - c + v d)\,x - d = 0` with :math:`c = e^{-\eta^2/\sigma^2}`,
+    :math:`d = \sigma^2(1-c)` (written to avoid cancellation). AdaBayes-FP's
+    :math:`1/\lambda` is its first-order approximation; their relative difference is about
+    :math:`\eta\sqrt v/2` when the gradient dominates (:math:`\sqrt v/\eta \gg 1/\sigma^2`).
+    """
+    xp = aac.array_namespace(v)
+    kappa = (eta * eta) / sigma2
+    c = math.exp(-kappa)
+    d = sigma2 * (-math.expm1(-kappa))
+    b = -math.expm1(-kappa) + v * d
+    # x = 2d / (b + sqrt(b^2 + 4 v c d)): the root without subtracting nearly equal numbers
+    return 2.0 * d / (b + xp.sqrt(b * b + 4.0 * v * c * d))

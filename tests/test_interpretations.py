@@ -181,3 +181,22 @@ def test_dask_or_missing_linalg_reports_cleanly():
 def test_adam_moments_hat_matches_definition(b):
     phi_t, _, m_hat, v_hat = _adam_case(b, steps=1, seed=7)
     assert m_hat.shape == v_hat.shape == phi_t.shape
+
+
+def test_adabayes_filter_reaches_its_steady_state_and_fp_approximates_it():
+    """The AdaBayes filter with a constant squared gradient converges to the exact fixed point
+    (adabayes_steady_state; rtol 1e-12 after 5000 steps, contraction ~(1 + eta|g|)^-2 per
+    step); AdaBayes-FP's 1/lambda differs from it by eta*|g|/2 to leading order (measured ratio
+    to eta|g|/2: 0.998, 1.006, 1.024, 1.074 for eta|g| = 0.01, 0.03, 0.1, 0.3; asserted within
+    10 %)."""
+    eta, sigma2 = 1e-2, 1.0
+    g = np.array([1.0, 3.0, 10.0, 30.0])
+    x = np.full(4, sigma2)
+    phi = np.zeros(4)
+    for _ in range(5000):
+        phi, x = it.adabayes_filter_step(phi, x, np.zeros(4), g * g, eta=eta, sigma2=sigma2)
+    exact = it.adabayes_steady_state(g * g, eta=eta, sigma2=sigma2)
+    np.testing.assert_allclose(x, exact, rtol=1e-12)
+    rel = np.abs(1 / it.adabayes_fp_rate(g * g, eta=eta, sigma2=sigma2) - exact) / exact
+    ratio = rel / (eta * g / 2)
+    assert np.all((ratio > 0.9) & (ratio < 1.1)), ratio
