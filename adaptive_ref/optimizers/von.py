@@ -66,8 +66,9 @@ def von_sample(param, state: VONState, noise, /, *, prior_precision=1.0, ess=1.0
 def von_step(param, grad, state: VONState, /, *, lr=1e-3, beta1=0.9, beta2=0.999,
              prior_precision=1.0, ess=1.0, damping=0.0, bias_correction=True, hess_init=1.0,
              hess=None):
-    r"""One step of the Bayesian learning rule for
-    :math:`q = \mathcal N(\theta, \operatorname{diag}(\sigma^2))`.
+    r"""One step of the Bayesian learning rule with a diagonal Gaussian posterior (VON).
+
+    The posterior is :math:`q = \mathcal N(\theta, \operatorname{diag}(\sigma^2))`.
 
     ``grad`` is the gradient of the *average* loss at a sample of q (see :func:`von_sample`), and
     ``hess`` an estimate of its diagonal Hessian there (VON), or the mean of per-example squared
