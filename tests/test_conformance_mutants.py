@@ -1,0 +1,87 @@
+"""The suite can fail: deliberately wrong implementations are caught, with a readable report
+(optimizer, first divergent step, array, size of the error)."""
+
+import numpy as np
+import pytest
+
+from adaptive_ref.testing import assert_matches_golden, replay
+from adaptive_ref.testing.backends import Backend
+from conformance import format as fmt
+from conformance.adapters.reference import ReferenceAdapter
+from conformance.runner import run_case
+
+
+def _case(cid):
+    (case,) = [c for c in fmt.load_cases(cid.split("[")[0]) if c.id == cid]
+    return case
+
+
+class _Mutant(ReferenceAdapter):
+    """The reference with one setting silently changed."""
+
+    def __init__(self, name, **change):
+        super().__init__(Backend.NUMPY)
+        self.name, self.change = name, change
+
+    def build(self, case):
+        h = super().build(case)
+        orig = case.param_hparams
+        h["case"] = type("C", (), {"param_hparams": lambda _, k: {**orig(k), **self.change},
+                                   "params": case.params})()
+        return h
+
+
+def _adam_wrong_bias_correction(case):
+    """A hand-written NumPy Adam whose bias correction is one step late (uses t - 1 + 1e-300)."""
+
+    def init(name, p, hp):
+        return {"mu": np.zeros_like(p), "nu": np.zeros_like(p), "count": 0}
+
+    def step(name, p, g, s, hp):
+        t = s["count"] + 1
+        mu = hp["beta1"] * s["mu"] + (1 - hp["beta1"]) * g
+        nu = hp["beta2"] * s["nu"] + (1 - hp["beta2"]) * g * g
+        tb = t + 1  # BUG: off by one
+        m_hat, v_hat = mu / (1 - hp["beta1"] ** tb), nu / (1 - hp["beta2"] ** tb)
+        return p - hp["lr"] * m_hat / (np.sqrt(v_hat) + hp["eps"]), {"mu": mu, "nu": nu,
+                                                                      "count": t}
+
+    return replay(case, init=init, step=step)
+
+
+def test_eps_in_the_wrong_place_is_caught():
+    case = _case("adam[torch,float64,base]")
+    res = run_case(_Mutant("eps-hat-adam", eps_placement="hat"), case)
+    assert res.status == "fail"
+    text = res.report()
+    assert "adam[torch,float64,base]" in text and "first divergence: step 1" in text
+    assert "params.b" in text  # the O(1e-6) gradients: where eps placement dominates
+    assert "reproduce:" in text
+
+
+def test_bias_correction_off_by_one_is_caught():
+    case = _case("adam[optax,float64,base]")
+    with pytest.raises(AssertionError, match=r"first divergence: step 1, (params|state)\.\w"):
+        assert_matches_golden(case, _adam_wrong_bias_correction(case))
+
+
+def test_wrong_nadam_schedule_is_caught():
+    case = _case("nadam[torch,float64,base]")
+    res = run_case(_Mutant("nadam-psi", momentum_decay=4e-2), case)
+    assert res.status == "fail" and res.failures[0].step == 1, res.report()
+    res = run_case(_Mutant("nadam-constant", momentum_schedule="constant"), case)
+    assert res.status == "fail" and res.max_rel > 0.1, res.report()
+
+
+def test_a_tiny_float32_error_beyond_the_budget_is_caught():
+    """Rounding lr to float16 precision (a 1e-4 relative change) fails a float32 case."""
+    case = _case("sgd[torch,float32,base]")
+    lr = float(np.float16(case.hparams["lr"]))
+    res = run_case(_Mutant("sgd-lr16", lr=lr), case)
+    assert res.status == "fail", res.report()
+
+
+def test_the_unchanged_reference_passes_the_same_cases():
+    for cid in ("adam[torch,float64,base]", "nadam[torch,float64,base]",
+                "sgd[torch,float32,base]"):
+        assert run_case(ReferenceAdapter(Backend.NUMPY), _case(cid)).status == "pass"
