@@ -51,12 +51,13 @@ def _configure_threads(threads: int) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _set_runtime_threads(threads: int) -> None:
-    try:
-        import torch
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+def _set_runtime_threads(threads: int, keys) -> None:
+    if any(k.startswith("torch") for k in keys):
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
     try:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -112,8 +113,8 @@ def worker(args) -> dict:
     _configure_threads(args.threads)
     from . import adam_variants as V
 
-    _set_runtime_threads(args.threads)
     keys = [k for k in V.VARIANTS if not args.variants or k in args.variants]
+    _set_runtime_threads(args.threads, keys)
     cases = [(f"{n:.0e}".replace("e+0", "e"), [(n,)]) for n in args.sizes]
     if args.tree:
         leaves, total = args.tree
@@ -155,14 +156,14 @@ def worker(args) -> dict:
 # ------------------------------------------------------------------------------ parent side
 
 def _versions() -> dict:
+    from importlib import metadata
+
     out = {"python": platform.python_version()}
-    for mod in ("numpy", "numba", "torch", "jax", "jaxlib", "optax", "array_api_compat",
-                "adaptive_ref"):
+    for dist in ("numpy", "numba", "torch", "jax", "jaxlib", "optax", "array-api-compat"):
         try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "?")
-        except ImportError:
-            out[mod] = "not installed"
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
     return out
 
 
