@@ -1,9 +1,9 @@
 """Inputs shared by the fused-path tests (numba and CuPy): knob combos, cases, exact equality.
 
-Equality is exact (``numpy.array_equal`` with NaN == NaN, since a NaN's payload carries no
-meaning): same dtype, same per-element operations in the same order, same scalars. Inputs are
-drawn across magnitudes 1e-30..1e15 with zeros and subnormals, so overflow to inf and NaN occur
-and must match too. Knob settings come from a covering list per optimizer (every knob value,
+Equality is exact: the same bits (+0 and -0 differ), except that NaN equals NaN whatever its
+payload (a NaN's payload carries no meaning); same dtype, same per-element operations in the same
+order, same scalars. Inputs are drawn across magnitudes 1e-30..1e15 with zeros, subnormals, infs
+and NaNs, so overflow and NaN propagation must match too. Knob settings come from a covering list per optimizer (every knob value,
 most pairs), not all combinations: each combination compiles its own kernel (~0.3 s).
 """
 
@@ -92,10 +92,12 @@ def _init_fn(name):
 def _magnitudes(rng, n, dtype, positive=False):
     mag = 10.0 ** rng.uniform(-30, 15, n)
     x = mag * (1.0 if positive else rng.choice([-1.0, 1.0], n))
-    kind = rng.integers(0, 10, n)
-    x[kind == 0] = 0.0
+    kind = rng.integers(0, 30, n)
+    x[kind < 3] = 0.0
     tiny = np.finfo(dtype).smallest_subnormal
-    x[kind == 1] = tiny * rng.integers(1, 100, (kind == 1).sum())
+    x[(kind == 3) | (kind == 4)] = tiny * rng.integers(1, 100, ((kind == 3) | (kind == 4)).sum())
+    x[kind == 5] = np.inf if positive else np.inf * rng.choice([-1.0, 1.0], (kind == 5).sum())
+    x[kind == 6] = np.nan
     with np.errstate(over="ignore"):
         return x.astype(dtype)
 
@@ -136,14 +138,28 @@ def _same(ref, got):
     assert type(fs) is type(rs)
     assert isinstance(fp, np.ndarray)
     assert fp.dtype == rp.dtype and fp.shape == rp.shape
-    assert np.array_equal(fp, rp, equal_nan=True), "param differs"
+    assert _bits_equal(fp, rp), "param differs"
     for f, a, b in zip(rs._fields, rs, fs, strict=True):
         if a is None:
             assert b is None, f
             continue
         a, b = np.asarray(a), np.asarray(b)
         assert a.dtype == b.dtype and a.shape == b.shape, f
-        assert np.array_equal(a, b, equal_nan=True), f"state.{f} differs"
+        assert _bits_equal(a, b), f"state.{f} differs"
+
+
+def _bits_equal(a, b) -> bool:
+    """Same bits (so +0 and -0 differ), except that any NaN equals any NaN."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind != "f":
+        return bool(np.array_equal(a, b))
+    na, nb = np.isnan(a), np.isnan(b)
+    if not np.array_equal(na, nb):
+        return False
+    it = {2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+    return bool(np.array_equal(a[~na].view(it), b[~nb].view(it)))
 
 
 def _quiet(fn, *args, **kw):

@@ -191,7 +191,7 @@ def adagrad_kernel(maximize: bool, coupled: bool, inside: bool, inplace: bool, p
                 if si > 0:
                     u = gi / np.sqrt(si + eps)
                 else:
-                    u = zero  # +0 of the dtype (the reference's zeros_like)
+                    u = gi * zero  # g * 0: a NaN or inf gradient still gives NaN
                 pn = pi - clr * u
             else:
                 pn = pi - clr * (gi / (np.sqrt(si) + eps))

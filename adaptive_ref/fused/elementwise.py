@@ -91,7 +91,7 @@ def adagrad_body(maximize=False, coupled=False, inside=False) -> Body:
     s.append(("si", "s + gi * gi"))
     if inside:
         s.append(("safe", "sel(si > zero, si, one)"))
-        s.append(("u", "sel(si > zero, gi / sqrt(safe + eps), zero)"))
+        s.append(("u", "sel(si > zero, gi / sqrt(safe + eps), gi * zero)"))
         s.append(("pn", "pi - clr * u"))
     else:
         s.append(("pn", "pi - clr * (gi / (sqrt(si) + eps))"))
