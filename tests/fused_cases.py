@@ -3,8 +3,9 @@
 Equality is exact: the same bits (+0 and -0 differ), except that NaN equals NaN whatever its
 payload (a NaN's payload carries no meaning); same dtype, same per-element operations in the same
 order, same scalars. Inputs are drawn across magnitudes 1e-30..1e15 with zeros, subnormals, infs
-and NaNs, so overflow and NaN propagation must match too. Knob settings come from a covering list per optimizer (every knob value,
-most pairs), not all combinations: each combination compiles its own kernel (~0.3 s).
+and NaNs, so overflow and NaN propagation must match too. Knob settings come from a covering
+list per optimizer (every knob value, most pairs), not all combinations: each combination
+compiles its own kernel (~0.3 s).
 """
 
 from __future__ import annotations
