@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -79,7 +80,14 @@ ADAMW_HPARAMS = _COMMON + (
 def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_placement,
                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay, coupled,
                  decay_factor):
-    """The shared Adam update; ``decay_factor`` is the scalar that multiplies p, or None."""
+    """The shared Adam update; ``decay_factor`` is the scalar that multiplies p, or None.
+
+    The per-element part is written with in-place operators on arrays it has just created
+    (``x = a * b; x += c * d`` rounds exactly as ``a * b + c * d``; the inputs are never
+    modified, and immutable arrays such as JAX's simply rebind), and on large NumPy arrays it
+    runs block by block (:mod:`adaptive_ref._blockwise`), so a step does not allocate and sweep
+    a parameter-sized temporary per operation.
+    """
     pre = prelude(op, param, grad, state, AdamState, op.replace("_step", "_init"))
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     if amsgrad != (state.nu_max is not None):
@@ -88,41 +96,51 @@ def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps
         raise ValueError(msg)
     lr, beta1, beta2, eps, eps_root, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, eps_root, weight_decay)
-    p = pre.p
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=coupled)
-    if decay_factor is not None:
-        p = p * nx.to(xp, decay_factor(lr, weight_decay), dtype)
+    decay = None if decay_factor is None else decay_factor(lr, weight_decay)
     count, t = nx.advance(xp, state.count, sd)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731  (scalar -> compute dtype)
-    mu = c(beta1) * state.mu + c(1 - beta1) * g
-    nu = c(beta2) * state.nu + c(1 - beta2) * (g * g)
     if bias_correction:
         bc1 = nx.bias_correction(xp, beta1, t)
         bc2 = nx.bias_correction(xp, beta2, t)
     else:
         bc1 = bc2 = 1.0
-    nu_max = None
-    if amsgrad:
-        if amsgrad_max_over == "raw":
-            nu_max = xp.maximum(state.nu_max, nu)
-            raw_v, corrected_v = nu_max, (nu_max / c(bc2) if bias_correction else nu_max)
-        else:
-            nu_hat = nu / c(bc2) if bias_correction else nu
-            nu_max = xp.maximum(state.nu_max, nu_hat)
-            raw_v, corrected_v = (nu_max * c(bc2) if bias_correction else nu_max), nu_max
-    else:
-        raw_v = nu
-        corrected_v = nu / c(bc2) if bias_correction else nu
-    if eps_placement == "outside":
-        v = corrected_v
-        root = xp.sqrt(v + c(eps_root)) if not _is_zero(eps_root) else xp.sqrt(v)
-        m_hat = mu / c(bc1) if bias_correction else mu
-        p_new = p - c(lr) * (m_hat / (root + c(eps)))
-    else:  # "hat": eps on the uncorrected sqrt(v), bias corrections folded into the step size
-        root = xp.sqrt(raw_v + c(eps_root)) if not _is_zero(eps_root) else xp.sqrt(raw_v)
+    if eps_placement == "hat":  # eps on the uncorrected sqrt(v), corrections in the step size
         step_size = lr * xp.sqrt(bc2) / bc1 if bias_correction else lr
-        p_new = p - c(step_size) * (mu / (root + c(eps)))
+
+    def update(p, g, m, v, v_max):
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=coupled)
+        if decay is not None:
+            p = p * c(decay)
+        mu = c(beta1) * m
+        mu += c(1 - beta1) * g  # m_t = b1 m + (1 - b1) g
+        nu = c(beta2) * v
+        nu += c(1 - beta2) * (g * g)  # v_t = b2 v + (1 - b2) g^2
+        nu_max = None
+        if amsgrad:
+            if amsgrad_max_over == "raw":
+                nu_max = xp.maximum(v_max, nu)
+                raw_v, corrected_v = nu_max, (nu_max / c(bc2) if bias_correction else nu_max)
+            else:
+                nu_hat = nu / c(bc2) if bias_correction else nu
+                nu_max = xp.maximum(v_max, nu_hat)
+                raw_v, corrected_v = (nu_max * c(bc2) if bias_correction else nu_max), nu_max
+        else:
+            raw_v = nu
+            corrected_v = nu / c(bc2) if bias_correction else nu
+        v = corrected_v if eps_placement == "outside" else raw_v
+        root = xp.sqrt(v + c(eps_root)) if not _is_zero(eps_root) else xp.sqrt(v)
+        if eps_placement == "outside":
+            m_hat = mu / c(bc1) if bias_correction else mu
+            u = m_hat / (root + c(eps))
+            u *= c(lr)  # lr * m_hat / (sqrt(v_hat) + eps)
+        else:
+            u = mu / (root + c(eps))
+            u *= c(step_size)
+        return p - u, mu, nu, nu_max
+
+    p_new, mu, nu, nu_max = _blockwise.run(
+        xp, update, (pre.p, pre.g, state.mu, state.nu, state.nu_max))
     return finish(xp, p_new, pre.param_dtype), AdamState(count, mu, nu, nu_max)
 
 
