@@ -91,13 +91,27 @@ class GoldenCase:
         dt = self.np_dtype()
         if self.kind == "replay":
             return {p.name: _replay_grad(json.dumps(p.grad, sort_keys=True), p.shape, step,
-                                         self.dtype) for p in self.params}
+                                         self.dtype).copy() for p in self.params}
         if params is None:
             msg = f"{self.id}: a closed-loop case needs the current params to give a gradient"
             raise ValueError(msg)
         g = objectives.gradient(self.objective, {k: np.asarray(v, dtype=np.float64)
                                                  for k, v in params.items()})
         return {k: np.asarray(v).astype(dt) for k, v in g.items()}
+
+    def truncated(self, steps: int) -> GoldenCase:
+        """The first ``steps`` steps of this case (a prefix of the trajectory: the expected
+        values at the checkpoints up to ``steps`` are unchanged)."""
+        import dataclasses
+
+        cps = tuple(c for c in self.checkpoints if c <= steps)
+        if not cps:
+            msg = f"{self.id}: no checkpoint within the first {steps} steps"
+            raise ValueError(msg)
+        sched = None if self.lr_schedule is None else self.lr_schedule[:cps[-1]]
+        return dataclasses.replace(self, steps=cps[-1], checkpoints=cps, lr_schedule=sched,
+                                   expected={t: self.expected[t] for t in cps
+                                             if t in self.expected})
 
     def init_params(self) -> dict[str, np.ndarray]:
         return {p.name: p.init.astype(self.np_dtype()).reshape(p.shape) for p in self.params}

@@ -107,7 +107,7 @@ def diff_summary(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], b
             changed = True
             continue
         if fname not in old:
-            lines.append(f"{fname}: new ({new[fname].count(chr(10)) - 1} cases)")
+            lines.append(f"{fname}: new ({len(_case_map(new[fname]))} cases)")
             changed = True
             continue
         if old[fname] == new[fname]:
@@ -156,9 +156,11 @@ def _max_diff(a, b) -> str | None:
                 e = ulp_error(np.asarray(w), np.asarray(v), "float64")
                 if e > worst:
                     worst, where = e, f"step {t} state.{k}.{f}"
-    if where is None and a.fidelity == b.fidelity:
+    if where is None and a.fidelity == b.fidelity and all(
+            a.expected[t].get("scale") == b.expected[t].get("scale") for t in a.checkpoints):
         return None
-    return f"max {worst:.3g} float64 ULP at {where}" if where else "fidelity record changed"
+    return (f"max {worst:.3g} float64 ULP at {where}" if where
+            else "fidelity or scale record changed")
 
 
 def committed_texts(directory: Path = GOLDEN_DIR) -> dict[str, str]:

@@ -107,3 +107,20 @@ def test_golden_marker_parametrises(golden_case):
     result = replay(golden_case, init=lambda n, p, hp: {},
                     step=lambda n, p, g, s, hp: (p - np.float32(hp["lr"]) * g, s))
     assert_matches_golden(golden_case, result)
+
+
+def test_the_documented_adapter_example_runs():
+    """docs/conformance.md's worked adapter (the reference on torch) passes its cases."""
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "conformance.md").read_text()
+    block = text.split("## Writing an adapter", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 35
+    ns = {}
+    exec(compile(block, "docs/conformance.md", "exec"), ns)
+    adapter = ns["MyReferenceOnTorch"]()
+    cases = [c for c in fmt.load_cases() if "groups" in c.tags][:6]
+    cases.append([c for c in fmt.load_cases("lazy_adam")][0])
+    results = run_all([adapter], [c.truncated(10) for c in cases])
+    assert [r.status for r in results] == ["pass"] * 6 + ["n/a"], [r.report() for r in results]

@@ -195,14 +195,21 @@ class TorchAdapter(Adapter):
                 rows = active_rows(sparse[k], g.shape, h["t"])
                 h["params"][k].grad = torch.sparse_coo_tensor(
                     torch.from_numpy(rows.astype(np.int64))[None, :],
-                    torch.from_numpy(np.array(g[rows], order="C")), g.shape).coalesce()
+                    torch.from_numpy(np.array(g[rows], order="C")), g.shape,
+                    check_invariants=True).coalesce()
                 continue
             h["params"][k].grad = torch.from_numpy(np.array(g, order="C"))
         if lr is not None:
             for group in h["opt"].param_groups:
                 group["lr"] = lr
         with self._dtype(h["case"]):
-            h["opt"].step()
+            if sparse:
+                # torch's sparse Adagrad builds COO tensors internally; opting out explicitly
+                # (our own gradient was built with check_invariants=True) avoids its warning.
+                with torch.sparse.check_sparse_tensor_invariants(enable=False):
+                    h["opt"].step()
+            else:
+                h["opt"].step()
 
     def read_params(self, h):
         return {k: p.detach().numpy().copy() for k, p in h["params"].items()}
