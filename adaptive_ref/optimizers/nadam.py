@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -83,13 +84,8 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, beta1, beta2, eps, momentum_decay, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, momentum_decay, weight_decay)
-    p = pre.p
     decoupled = weight_decay_mode == "decoupled"
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=not decoupled)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    if decoupled:
-        p = p * c(1 - lr * weight_decay)
     count, t = nx.advance(xp, state.count, sd)
     if momentum_schedule == "torch":
         mu_t = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, t * momentum_decay))
@@ -97,13 +93,31 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     else:
         mu_t = mu_next = nx.as_scalar(xp, beta1, sd, param)
     mu_product = xp.astype(state.mu_product, sd) * mu_t
-    mu = c(beta1) * state.mu + c(1 - beta1) * g
-    nu = c(beta2) * state.nu + c(1 - beta2) * (g * g)
     bc2 = nx.bias_correction(xp, beta2, t)
-    denom = xp.sqrt(nu / c(bc2)) + c(eps)
     coef_g = lr * (1.0 - mu_t) / (1.0 - mu_product)
     coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
-    p_new = p - c(coef_g) * (g / denom) - c(coef_m) * (mu / denom)
+
+    def update(p, g, m, v):
+        # in-place operators on fresh arrays round as the expressions in the docstring
+        # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=not decoupled)
+        if decoupled:
+            p = p * c(1 - lr * weight_decay)
+        mu = c(beta1) * m
+        mu += c(1 - beta1) * g
+        nu = c(beta2) * v
+        nu += c(1 - beta2) * (g * g)
+        denom = xp.sqrt(nu / c(bc2)) + c(eps)
+        step_g = g / denom
+        step_g *= c(coef_g)
+        step_m = mu / denom
+        step_m *= c(coef_m)
+        p_new = p - step_g
+        p_new -= step_m  # p - coef_g g / d - coef_m m / d, left to right
+        return p_new, mu, nu
+
+    p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return (finish(xp, p_new, pre.param_dtype),
             NAdamState(count, mu, nu, xp.astype(mu_product, state.mu_product.dtype)))
 

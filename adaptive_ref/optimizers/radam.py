@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -79,16 +80,9 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, beta1, beta2, eps, eps_root, threshold, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, eps_root, threshold, weight_decay)
-    p = pre.p
     decoupled = weight_decay_mode == "decoupled"
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=not decoupled)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    if decoupled:
-        p = p * c(1 - lr * weight_decay)
     count, t = nx.advance(xp, state.count, sd)
-    mu = c(beta1) * state.mu + c(1 - beta1) * g
-    nu = c(beta2) * state.nu + c(1 - beta2) * (g * g)
     bc1 = nx.bias_correction(xp, beta1, t)
     bc2 = nx.bias_correction(xp, beta2, t)
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -98,17 +92,32 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
              / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
     one = xp.ones_like(rho_t)
     rect = xp.sqrt(xp.where(rectify, ratio, one))
-    m_hat = mu / c(bc1)
-    if eps_placement == "hat":
-        root = xp.sqrt(nu + c(eps_root)) if not _zero(eps_root) else xp.sqrt(nu)
-        adaptive = c(xp.sqrt(bc2)) / (root + c(eps))
-    else:
-        v_hat = nu / c(bc2)
-        root = xp.sqrt(v_hat + c(eps_root)) if not _zero(eps_root) else xp.sqrt(v_hat)
-        adaptive = 1.0 / (root + c(eps))
-    rectified = m_hat * c(lr) * adaptive * c(rect)
-    plain = m_hat * c(lr)
-    p_new = p - xp.where(rectify, rectified, plain)
+
+    def update(p, g, m, v):
+        # in-place operators on fresh arrays round as the expressions in the docstring
+        # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=not decoupled)
+        if decoupled:
+            p = p * c(1 - lr * weight_decay)
+        mu = c(beta1) * m
+        mu += c(1 - beta1) * g
+        nu = c(beta2) * v
+        nu += c(1 - beta2) * (g * g)
+        m_hat = mu / c(bc1)
+        if eps_placement == "hat":
+            root = xp.sqrt(nu + c(eps_root)) if not _zero(eps_root) else xp.sqrt(nu)
+            adaptive = c(xp.sqrt(bc2)) / (root + c(eps))
+        else:
+            v_hat = nu / c(bc2)
+            root = xp.sqrt(v_hat + c(eps_root)) if not _zero(eps_root) else xp.sqrt(v_hat)
+            adaptive = 1.0 / (root + c(eps))
+        plain = m_hat * c(lr)
+        rectified = plain * adaptive
+        rectified *= c(rect)  # m_hat * lr * adaptive * rect, left to right
+        return p - xp.where(rectify, rectified, plain), mu, nu
+
+    p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return finish(xp, p_new, pre.param_dtype), RAdamState(count, mu, nu)
 
 
