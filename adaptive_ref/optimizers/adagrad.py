@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -71,21 +72,28 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
     pre = prelude("adagrad_step", param, grad, state, AdagradState, "adagrad_init")
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, lr_decay, eps, weight_decay = scalars(xp, sd, param, lr, lr_decay, eps, weight_decay)
-    p = pre.p
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=True)
     count, t = nx.advance(xp, state.count, sd)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     clr = lr / (1.0 + (t - 1.0) * lr_decay)
-    s = state.sum + g * g
-    if eps_placement == "outside":
-        p_new = p - c(clr) * (g / (xp.sqrt(s) + c(eps)))
-    else:
-        safe = xp.where(s > 0, s, xp.ones_like(s))
-        # g * 0, not 0, where s is not > 0: a NaN gradient (s = NaN) still propagates, as in
-        # optax's where(s > 0, rsqrt(s + eps), 0) * g
-        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), g * 0.0)
-        p_new = p - c(clr) * u
+
+    def update(p, g, s_old):
+        # in-place operators on fresh arrays round as the expressions in the docstring
+        # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=True)
+        s = g * g
+        s += s_old  # s_{t-1} + g^2
+        if eps_placement == "outside":
+            u = g / (xp.sqrt(s) + c(eps))
+        else:
+            safe = xp.where(s > 0, s, xp.ones_like(s))
+            # g * 0, not 0, where s is not > 0: a NaN gradient (s = NaN) still propagates, as
+            # in optax's where(s > 0, rsqrt(s + eps), 0) * g
+            u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), g * 0.0)
+        u *= c(clr)
+        return p - u, s
+
+    p_new, s = _blockwise.run(xp, update, (pre.p, pre.g, state.sum))
     return finish(xp, p_new, pre.param_dtype), AdagradState(count, s)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -64,20 +65,28 @@ def adamax_step(param, grad, state: AdamaxState, /, *, lr=2e-3, beta1=0.9, beta2
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, beta1, beta2, eps, weight_decay = scalars(xp, sd, param, lr, beta1, beta2, eps,
                                                   weight_decay)
-    p = pre.p
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=True)
     count, t = nx.advance(xp, state.count, sd)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    mu = c(beta1) * state.mu + c(1 - beta1) * g
-    if eps_placement == "max":
-        nu = xp.maximum(c(beta2) * state.nu, xp.abs(g) + c(eps))
-        denom = nu
-    else:
-        nu = xp.maximum(c(beta2) * state.nu, xp.abs(g))
-        denom = nu + c(eps)
     clr = lr / nx.bias_correction(xp, beta1, t)
-    p_new = p - c(clr) * (mu / denom)
+
+    def update(p, g, m, u):
+        # in-place operators on fresh arrays round as the expressions in the docstring
+        # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=True)
+        mu = c(beta1) * m
+        mu += c(1 - beta1) * g
+        if eps_placement == "max":
+            nu = xp.maximum(c(beta2) * u, xp.abs(g) + c(eps))
+            denom = nu
+        else:
+            nu = xp.maximum(c(beta2) * u, xp.abs(g))
+            denom = nu + c(eps)
+        step = mu / denom
+        step *= c(clr)
+        return p - step, mu, nu
+
+    p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return finish(xp, p_new, pre.param_dtype), AdamaxState(count, mu, nu)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -102,29 +103,45 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
         raise ValueError(msg)
     lr, alpha, eps, momentum, weight_decay = scalars(xp, sd, param, lr, alpha, eps, momentum,
                                                      weight_decay)
-    p = pre.p
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=True)
     count, t = nx.advance(xp, state.count, sd)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    nu = c(alpha) * state.nu + c(1 - alpha) * (g * g)
-    mu = c(alpha) * state.mu + c(1 - alpha) * g if centered else None
     bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
-    nu_hat = nu / c(bc) if bias_correction else nu
-    if centered:
-        mu_hat = mu / c(bc) if bias_correction else mu
-        w = nu_hat - mu_hat * mu_hat
-    else:
-        w = nu_hat
-    denom = xp.sqrt(w) + c(eps) if eps_placement == "outside" else xp.sqrt(w + c(eps))
-    u = g / denom
-    if state.momentum_buffer is None:
-        return finish(xp, p - c(lr) * u, pre.param_dtype), RMSpropState(count, nu, mu, None)
     inside = lr_placement == "inside"
-    x = c(lr) * u if inside else u
-    buf = c(momentum) * state.momentum_buffer + x
-    direction = x + c(momentum) * buf if nesterov else buf
-    p_new = p - direction if inside else p - c(lr) * direction
+
+    def update(p, g, v, m, b):
+        # in-place operators on fresh arrays round as the expressions in the docstring
+        # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=True)
+        nu = c(alpha) * v
+        nu += c(1 - alpha) * (g * g)
+        mu = None
+        if centered:
+            mu = c(alpha) * m
+            mu += c(1 - alpha) * g
+        nu_hat = nu / c(bc) if bias_correction else nu
+        if centered:
+            mu_hat = mu / c(bc) if bias_correction else mu
+            w = nu_hat - mu_hat * mu_hat
+        else:
+            w = nu_hat
+        denom = xp.sqrt(w) + c(eps) if eps_placement == "outside" else xp.sqrt(w + c(eps))
+        u = g / denom
+        if b is None:
+            return p - c(lr) * u, nu, mu, None
+        x = c(lr) * u if inside else u
+        buf = c(momentum) * b
+        buf += x
+        if nesterov:
+            direction = c(momentum) * buf
+            direction += x  # x + momentum * buf
+        else:
+            direction = buf
+        p_new = p - direction if inside else p - c(lr) * direction
+        return p_new, nu, mu, buf
+
+    p_new, nu, mu, buf = _blockwise.run(
+        xp, update, (pre.p, pre.g, state.nu, state.mu, state.momentum_buffer))
     return finish(xp, p_new, pre.param_dtype), RMSpropState(count, nu, mu, buf)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .. import _blockwise
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -79,20 +80,32 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
         raise ValueError(msg)
     lr, momentum, dampening, weight_decay = scalars(xp, sd, param, lr, momentum, dampening,
                                                     weight_decay)
-    p = pre.p
-    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                     coupled=True)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     count = state.count + 1
-    if state.momentum_buffer is None:
-        return finish(xp, p - c(lr) * g, pre.param_dtype), SGDState(count, None)
+    first = state.count == 0
     inside = lr_placement == "inside"
-    x = c(lr) * g if inside else g
-    buf = c(momentum) * state.momentum_buffer + c(1 - dampening) * x
-    if not dampen_first_step:
-        buf = xp.where(state.count == 0, x, buf)
-    direction = x + c(momentum) * buf if nesterov else buf
-    p_new = p - direction if inside else p - c(lr) * direction
+
+    def update(p, g, b):
+        # in-place operators on fresh arrays round as the expressions in the docstring
+        # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
+        g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                         coupled=True)
+        if b is None:
+            return p - c(lr) * g, None
+        x = c(lr) * g if inside else g
+        buf = c(momentum) * b
+        buf += c(1 - dampening) * x
+        if not dampen_first_step:
+            buf = xp.where(first, x, buf)
+        if nesterov:
+            direction = c(momentum) * buf
+            direction += x  # x + momentum * buf
+        else:
+            direction = buf
+        p_new = p - direction if inside else p - c(lr) * direction
+        return p_new, buf
+
+    p_new, buf = _blockwise.run(xp, update, (pre.p, pre.g, state.momentum_buffer))
     return finish(xp, p_new, pre.param_dtype), SGDState(count, buf)
 
 
