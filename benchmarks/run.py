@@ -9,7 +9,9 @@ Each threading mode (one thread; the default thread count) runs in its own worke
 XLA fixes its thread pool at start-up; within a worker every variant and the bandwidth limit
 (in-place ``a += b``, scaled from 12 to Adam's 28 bytes per element) are measured side by side,
 so each ratio comes from one process. Times are medians over batches of steps (a batch lasts at
-least 2 ms; per-call figures at N = 100 are batch means). The tables go to stdout and to
+least 2 ms; per-call figures at N = 100 are batch means), taken in interleaved rounds (one batch
+of every variant per round) so that the load of other jobs on a shared machine hits all variants
+alike. The tables go to stdout and to
 ``benchmarks/results/<date>.md`` (with the raw numbers as JSON and a PNG plot); the machine
 (lscpu), the library versions and the load average are recorded with them.
 """
@@ -89,24 +91,40 @@ def _block(out) -> None:
             pass
 
 
-def measure(step, budget: float, min_samples: int) -> float:
-    """Median seconds per step over batches of steps; each batch lasts >= 2 ms."""
+def _calibrate(step) -> int:
+    """Warm ``step`` up; return how many steps make a batch of >= 2 ms."""
     for _ in range(2):
         _block(step())
     t0 = time.perf_counter()
     _block(step())
     one = max(time.perf_counter() - t0, 1e-7)
-    k = max(1, int(0.002 / one))
-    samples, start = [], time.perf_counter()
-    while len(samples) < min_samples or (time.perf_counter() - start < budget
-                                         and len(samples) < 50):
-        t0 = time.perf_counter()
-        out = None
-        for _ in range(k):
-            out = step()
-        _block(out)
-        samples.append((time.perf_counter() - t0) / k)
-    return float(np.median(samples))
+    return max(1, int(0.002 / one))
+
+
+def _batch(step, k: int) -> float:
+    t0 = time.perf_counter()
+    out = None
+    for _ in range(k):
+        out = step()
+    _block(out)
+    return (time.perf_counter() - t0) / k
+
+
+def measure_interleaved(steps: dict, budget: float, min_rounds: int) -> dict:
+    """Median seconds per step of each entry of ``steps``, measured in rounds: each round times
+    one batch of every entry in turn, so a change in the machine's load (other jobs) hits every
+    entry alike instead of whichever happened to run at the time. Rounds continue until
+    ``min_rounds`` are done and ``budget`` seconds per entry have passed (at most 40)."""
+    ks = {key: _calibrate(step) for key, step in steps.items()}
+    samples = {key: [] for key in steps}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() - start < budget * len(steps)
+                                  and rounds < 40):
+        for key, step in steps.items():
+            samples[key].append(_batch(step, ks[key]))
+        rounds += 1
+    return {key: float(np.median(v)) for key, v in samples.items()}
 
 
 def worker(args) -> dict:
@@ -121,35 +139,33 @@ def worker(args) -> dict:
         cases.append((f"tree {leaves}x ({total:.0e})".replace("e+0", "e"),
                       tree_shapes(leaves, total)))
     rng = np.random.default_rng(0)
-    results = {"threads": args.threads, "cases": {}, "errors": {}, "compile_s": {}}
+    results = {"threads": args.threads, "cases": {}, "errors": {}, "compile_s": {},
+               "rounds": args.samples}
     for name, shapes in cases:
         total = int(sum(np.prod(s) for s in shapes))
         params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
         row = {"n": total, "leaves": len(shapes)}
-        limits = {}
-        for lname, fn in V.make_limit(total, args.threads).items():
-            limits[lname] = measure(lambda fn=fn: fn(), args.budget, args.samples) \
-                * BYTES_ADAM / BYTES_ADD
-        row["limit"] = min(limits.values())
-        row["limit_by"] = min(limits, key=limits.get)
+        steps = {f"limit:{lname}": fn for lname, fn in V.make_limit(total, args.threads).items()}
         for key in keys:
             if key in V.TREE_ONLY and len(shapes) == 1:
                 continue
-            label, make = V.VARIANTS[key]
             try:
                 t0 = time.perf_counter()
-                step = make(params)
+                step = V.VARIANTS[key][1](params)
                 _block(step())  # first call: jit / numba compile (or cache load)
-                first = time.perf_counter() - t0
                 if name == cases[0][0]:
-                    results["compile_s"][key] = first
-                row[key] = measure(step, args.budget, args.samples)
+                    results["compile_s"][key] = time.perf_counter() - t0
+                steps[key] = step
             except Exception as err:  # a missing library or an unsupported option
                 results["errors"][key] = f"{type(err).__name__}: {err}"[:200]
-            finally:
-                step = None
+        times = measure_interleaved(steps, args.budget, args.samples)
+        limits = {k.split(":", 1)[1]: v * BYTES_ADAM / BYTES_ADD for k, v in times.items()
+                  if k.startswith("limit:")}
+        row["limit"] = min(limits.values())
+        row["limit_by"] = min(limits, key=limits.get)
+        row.update({k: v for k, v in times.items() if not k.startswith("limit:")})
         results["cases"][name] = row
-        params = None
+        params = steps = None
     return results
 
 
