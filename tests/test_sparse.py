@@ -313,3 +313,22 @@ def test_jax_jit_matches_eager():
         assert np.abs(np.asarray(pj) - pn).max() <= 16 * np.finfo(np.float64).eps * max(moved, 1)
         untouched = [1, 3, 4, 5]
         assert np.asarray(pj)[untouched].tobytes() == p0[untouched].tobytes()
+
+
+# ------------------------------------------------------------------------------ dask layouts
+
+
+@pytest.mark.parametrize("row_chunks", [(6,), (3, 3), (1, 2, 3)])
+@pytest.mark.parametrize("idx", [[4], [0, 5], [5, 0, 2, 5]])
+def test_dask_chunk_layouts(row_chunks, idx):
+    """Regression for two dask 2026.8 indexing bugs the row gathers work around (_rowops)."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(10)
+    p0 = rng.standard_normal((6, 3))
+    vals = rng.standard_normal((len(idx), 3))
+    p = da.from_array(p0, chunks=(row_chunks, (2, 1)))
+    rs = RowSparse(da.from_array(np.asarray(idx), chunks=1), da.from_array(vals, chunks=1))
+    got, s = lazy_adam_step(p, rs, lazy_adam_init(p))
+    want, _ = lazy_adam_step(p0, RowSparse(np.asarray(idx), vals), lazy_adam_init(p0))
+    assert got.shape == (6, 3)
+    assert np.array_equal(got.compute(), want)

@@ -63,6 +63,12 @@ def row_totals(xp, indices, values):
 
 
 def take_rows(xp, table, indices):
+    if aac.is_dask_array(indices) and indices.shape[0] == 1:
+        # dask 2026.8: taking one row with a 1-element dask index from a table stored in a
+        # single row chunk reports the table's shape ((N, ...)) instead of (1, ...), and the
+        # graph then fails downstream. Two copies of the index, then the first row, avoid it.
+        two = xp.concat([indices, indices])
+        return xp.take(table, two, axis=0)[:1, ...]
     return xp.take(table, indices, axis=0)
 
 
