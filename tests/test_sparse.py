@@ -77,13 +77,15 @@ def test_lazy_adam_default_is_torch_sparseadam_eps_hat():
     assert spec.settings("torch")["eps_placement"] == "hat"
 
 
-def test_sparse_adagrad_equals_dense_adagrad(backend):
+@pytest.mark.parametrize("eps_placement", ["outside", "inside"])
+def test_sparse_adagrad_equals_dense_adagrad(backend, eps_placement):
     rng = np.random.default_rng(2)
     p0 = rng.standard_normal((N, D))
     p_s = p_d = backend.asarray(p0)
-    s_s = sparse_adagrad_init(p_s, initial_accumulator_value=0.1)
-    s_d = adagrad_init(p_d, initial_accumulator_value=0.1)
-    kw = dict(lr=0.1, lr_decay=0.01)
+    acc = 0.1 if eps_placement == "outside" else 0.0  # 'inside' from 0: the s = 0 branch too
+    s_s = sparse_adagrad_init(p_s, initial_accumulator_value=acc)
+    s_d = adagrad_init(p_d, initial_accumulator_value=acc)
+    kw = dict(lr=0.1, lr_decay=0.01, eps_placement=eps_placement)
     for idx in _index_sets(rng, unique=True):
         vals = rng.standard_normal((idx.size, D))
         p_s, s_s = sparse_adagrad_step(p_s, _rs(backend, idx, vals), s_s, **kw)

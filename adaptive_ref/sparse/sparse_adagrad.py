@@ -50,7 +50,8 @@ def _adagrad_rows(xp, dtype, p, g, s_old, *, clr, eps, eps_placement):
         p_new = p - c(clr) * (g / (xp.sqrt(s) + c(eps)))
     else:
         safe = xp.where(s > 0, s, xp.ones_like(s))
-        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), xp.zeros_like(s))
+        # g * 0 where s is not > 0, as adagrad_step: a NaN gradient still propagates
+        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), g * 0.0)
         p_new = p - c(clr) * u
     return p_new, s
 
