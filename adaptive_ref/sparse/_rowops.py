@@ -5,7 +5,8 @@
   doubling scan of ``ceil(log2 k)`` passes, ``searchsorted``), so it runs inside ``jax.jit`` and
   on Dask; its cost is O(k log k) in the touched rows. Every duplicate position then computes the
   same new row, so scattering all k positions writes one consistent value per row: duplicates
-  behave as summed without a data-dependent number of rows.
+  behave as summed without a data-dependent number of rows. Where the indices are readable
+  (eager backends) and have no duplicates, the scan is skipped.
 * ``put_rows`` writes rows into a table. Where the namespace has integer-array assignment
   (NumPy, torch, CuPy, Dask) or ``.at`` (JAX) it uses ``array_api_extra.at``; with
   ``donate=False`` (the default everywhere) it copies the table first, so inputs are never
@@ -49,6 +50,8 @@ def row_totals(xp, indices, values):
         return values
     order = xp.argsort(indices, stable=True)
     s = xp.take(indices, order)
+    if is_concrete(s) and not bool(xp.any(s[1:] == s[:-1])):
+        return values  # no duplicates (readable without a trace or a lazy graph): nothing to sum
     v = xp.take(values, order, axis=0)
     nd = v.ndim
     d = 1
