@@ -20,7 +20,7 @@ def add_conform_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--impl", action="append", default=None, metavar="NAME",
                    help="implementation(s) to check (repeat or comma-separate; default: every "
-                        "installed one; see --list)")
+                        "installed one that is not opt-in; see --list)")
     p.add_argument("--optimizer", action="append", default=None, metavar="NAME",
                    help="optimizer(s) to check (default: all with goldens)")
     p.add_argument("--dtype", choices=("float64", "float32"), default=None)
@@ -55,7 +55,8 @@ def run_conform(args) -> int:
         for a in adapters:
             miss = a.missing()
             print(f"{a.name:26s} {'available' if miss is None else 'not available: ' + miss}"
-                  f"  ({a.description}; profile {a.profile or 'any'})")
+                  f"  ({a.description}; profile {a.profile or 'any'})"
+                  + (f"  [opt-in: {a.opt_in}]" if a.opt_in else ""))
         return 0
     wanted = _split(args.impl)
     if wanted:
@@ -66,6 +67,9 @@ def run_conform(args) -> int:
                   file=sys.stderr)
             return 2
         adapters = [a for a in adapters if a.name in wanted]
+    else:
+        opted_out = [(a.name, a.opt_in) for a in adapters if a.opt_in]
+        adapters = [a for a in adapters if not a.opt_in]
     chosen, skipped = [], []
     for a in adapters:
         miss = a.missing()
@@ -111,6 +115,9 @@ def run_conform(args) -> int:
         parts = [table(results, impls)]
         if skipped:
             parts.append("not available: " + "; ".join(f"{n} ({w})" for n, w in skipped))
+        if not wanted and opted_out:
+            parts.append("not in the default run: "
+                         + "; ".join(f"{n} ({w})" for n, w in opted_out))
         if not args.no_profiles:
             rows = profile_distances(cases)
             if rows:

@@ -40,6 +40,8 @@ class Adapter:
     name: str = "?"
     profile: str | None = None  # the profile whose cases this implementation answers; None: all
     description: str = ""
+    # None: part of the default run. A string: why it runs only when named with --impl.
+    opt_in: str | None = None
 
     def missing(self) -> str | None:
         """None if the implementation is importable here, else why not (e.g. not installed)."""
