@@ -8,8 +8,9 @@ traced (JAX) computation, so their range is the caller's responsibility.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import array_api_compat as aac
 
@@ -167,11 +168,13 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
     if is_array(value) and not isinstance(value, (int, float)):  # np.float64: a number
         shape = getattr(value, "shape", None)
         if shape is not None and tuple(shape) != ():
-            msg = f"{op}: {spec.name} must be a Python number or a 0-d array, got shape {tuple(shape)}"
+            msg = (f"{op}: {spec.name} must be a Python number or a 0-d array, "
+                   f"got shape {tuple(shape)}")
             raise ValueError(msg)
         xp = _namespace(value)
         if not xp.isdtype(value.dtype, "real floating"):
-            msg = f"{op}: {spec.name} as an array must have a real floating dtype, got {value.dtype}"
+            msg = (f"{op}: {spec.name} as an array must have a real floating dtype, "
+                   f"got {value.dtype}")
             raise TypeError(msg)
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -191,7 +194,7 @@ def _check_cached(op: str, specs_id: int, values: tuple, types: tuple) -> None:
     # keyed by the id of the (module-level, immortal) spec tuple: hashing the HParams themselves
     # on every call would cost more than the check. ``types`` keeps 1 / True / 1.0 apart (they
     # are equal as keys, but a bool is not a number and an int is not a bool)
-    for spec, value in zip(_SPECS_BY_ID[specs_id], values):
+    for spec, value in zip(_SPECS_BY_ID[specs_id], values, strict=True):
         _check_one(op, spec, value)
 
 
@@ -209,5 +212,5 @@ def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     except TypeError as err:
         if "unhashable" not in str(err):
             raise
-        for spec, value in zip(specs, values):
+        for spec, value in zip(specs, values, strict=True):
             _check_one(op, spec, value)

@@ -34,7 +34,7 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
         raise TypeError(msg)
     arrays = {"param": param, "grad": grad}
     moment_names = []
-    for name, value in zip(state._fields, state):
+    for name, value in zip(state._fields, state, strict=True):
         if name == "count" or value is None or not is_array(value):
             continue
         if getattr(value, "ndim", 1) == 0 and name.endswith("product"):

@@ -7,8 +7,9 @@ Kept apart from :mod:`adaptive_ref.registry` so that each optimizer module can d
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["HParam", "Profile", "OptimizerSpec", "REQUIRED"]
 
@@ -81,7 +82,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """Everything the tests, the CLI, the conformance suite and the docs need about one optimizer."""
+    """Everything the tests, the CLI, the conformance suite and the docs need about an optimizer."""
 
     name: str
     title: str

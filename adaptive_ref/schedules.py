@@ -9,7 +9,7 @@ where the backend has it.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["constant", "exponential_decay", "cosine_decay", "linear_warmup", "join"]
 

@@ -27,7 +27,7 @@ def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
         msg = f"state_to_dict: {name} is not the state of a registered optimizer"
         raise TypeError(msg)
     out: dict[str, Any] = {"type": name}
-    for field, value in zip(state._fields, state):
+    for field, value in zip(state._fields, state, strict=True):
         if to_numpy and value is not None:
             import numpy as np
 

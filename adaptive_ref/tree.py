@@ -16,8 +16,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import optree
 
@@ -57,14 +58,14 @@ def leaf_paths(params: Any) -> list[tuple]:
 
 def _selection(select: Any, params: Any, paths: list[tuple], leaves: list[Any]) -> list[bool]:
     if callable(select):
-        return [bool(select(path, leaf)) for path, leaf in zip(paths, leaves)]
+        return [bool(select(path, leaf)) for path, leaf in zip(paths, leaves, strict=True)]
     treedef = optree.tree_structure(params, **_NONE_LEAF)
     try:
         flags = treedef.flatten_up_to(select)
     except (ValueError, TypeError) as err:
         msg = f"a mask or group selection must have the parameters' tree structure: {err}"
         raise ValueError(msg) from None
-    for path, f in zip(paths, flags):
+    for path, f in zip(paths, flags, strict=True):
         if not isinstance(f, bool):
             msg = f"mask entry at {path} must be True or False, got {f!r}"
             raise TypeError(msg)
@@ -76,14 +77,16 @@ def _leaf_settings(spec, base, params, paths, leaves, groups, decay_mask):
     for group in groups:
         for k in group.overrides:
             spec.hparam(k)
-        for settings, on in zip(per_leaf, _selection(group.select, params, paths, leaves)):
+        chosen = _selection(group.select, params, paths, leaves)
+        for settings, on in zip(per_leaf, chosen, strict=True):
             if on:
                 settings.update(group.overrides)
     if decay_mask is not None:
         if "weight_decay" not in spec.hparam_names:
             msg = f"{spec.name} has no weight_decay, so decay_mask does not apply"
             raise ValueError(msg)
-        for settings, on in zip(per_leaf, _selection(decay_mask, params, paths, leaves)):
+        decayed = _selection(decay_mask, params, paths, leaves)
+        for settings, on in zip(per_leaf, decayed, strict=True):
             if not on:
                 settings["weight_decay"] = 0.0
     return per_leaf
@@ -98,7 +101,7 @@ def tree_init(optimizer, params, *, groups: Sequence[Group] = (), state_dtype=No
     per_leaf = _leaf_settings(spec, base, params, paths, leaves, groups, None)
     states = [None if leaf is None else
               spec.init(leaf, **spec.init_kwargs(s), state_dtype=state_dtype)
-              for leaf, s in zip(leaves, per_leaf)]
+              for leaf, s in zip(leaves, per_leaf, strict=True)]
     return optree.tree_unflatten(treedef, states)
 
 
@@ -120,7 +123,7 @@ def tree_step(optimizer, params, grads, state, *, groups: Sequence[Group] = (),
     base = spec.settings(None, **hparams)
     per_leaf = _leaf_settings(spec, base, params, paths, leaves, groups, decay_mask)
     new_p, new_s = [], []
-    for path, p, g, s, kw in zip(paths, leaves, g_leaves, s_leaves, per_leaf):
+    for path, p, g, s, kw in zip(paths, leaves, g_leaves, s_leaves, per_leaf, strict=True):
         if g is None or p is None:
             new_p.append(p)
             new_s.append(s)
@@ -128,7 +131,8 @@ def tree_step(optimizer, params, grads, state, *, groups: Sequence[Group] = (),
         try:
             p2, s2 = spec.step(p, g, s, **kw)
         except (TypeError, ValueError) as err:
-            raise type(err)(f"at leaf {path}: {err}") from None
+            msg = f"at leaf {path}: {err}"
+            raise type(err)(msg) from None
         new_p.append(p2)
         new_s.append(s2)
     return optree.tree_unflatten(treedef, new_p), optree.tree_unflatten(treedef, new_s)
