@@ -8,12 +8,20 @@ Importing this package imports no array backend.
 
 from . import schedules
 from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
-from .optimizers.adam import AdamState, adam_init, adam_step, adamw_init, adamw_step
+from .optimizers.adam import (
+                              AdamState,
+                              adam_init,
+                              adam_step,
+                              adamw_init,
+                              adamw_step,
+                              amsgrad_init,
+                              amsgrad_step,
+)
 from .optimizers.adamax import AdamaxState, adamax_init, adamax_step
 from .optimizers.full_matrix_adagrad import (
-    FullMatrixAdagradState,
-    full_matrix_adagrad_init,
-    full_matrix_adagrad_step,
+                              FullMatrixAdagradState,
+                              full_matrix_adagrad_init,
+                              full_matrix_adagrad_step,
 )
 from .optimizers.ivon import IVONState, ivon_init, ivon_sample, ivon_step
 from .optimizers.nadam import NAdamState, nadam_init, nadam_step
@@ -32,7 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AdagradState", "AdamState", "AdamaxState", "NAdamState", "RAdamState", "RMSpropState",
     "SGDState", "adagrad_init", "adagrad_step", "adam_init", "adam_step", "adamax_init",
-    "adamax_step", "adamw_init", "adamw_step", "nadam_init", "nadam_step", "radam_init",
+    "adamax_step", "adamw_init", "adamw_step", "amsgrad_init", "amsgrad_step", "nadam_init",
+    "nadam_step", "radam_init",
     "radam_step", "rmsprop_init", "rmsprop_step", "sgd_init", "sgd_step",
     "REGISTRY", "get", "make", "Optimizer", "Group", "tree_init", "tree_step",
     "state_to_dict", "state_from_dict", "schedules", "__version__",

@@ -14,7 +14,8 @@ from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
-__all__ = ["AdamState", "adam_init", "adam_step", "adamw_init", "adamw_step",
+__all__ = ["AdamState", "adam_init", "adam_step", "amsgrad_init", "amsgrad_step", "adamw_init",
+           "adamw_step",
            "ADAM", "AMSGRAD", "ADAMW"]
 
 
@@ -194,6 +195,37 @@ def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
         else None)
 
 
+def amsgrad_init(param, /, *, amsgrad: bool = True, state_dtype=None) -> AdamState:
+    """Adam's state with the running maximum ``nu_max`` (zeros)."""
+    return adam_init(param, amsgrad=amsgrad, state_dtype=state_dtype)
+
+
+def amsgrad_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=True,
+                 amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
+                 weight_decay_mode="coupled"):
+    r"""One AMSGrad step (Reddi, Kale & Kumar 2018): :func:`adam_step` with ``amsgrad=True``.
+
+    .. math::
+
+        v^{max}_t &= \max(v^{max}_{t-1}, v_t) \;\text{('raw', torch)} \quad\text{or}\quad
+        \max(v^{max}_{t-1}, \hat v_t) \;\text{('corrected', optax)} \\
+        \theta_t &= \theta_{t-1} - \mathrm{lr}\; \hat m_t / (\sqrt{\tilde v_t} + \epsilon),
+        \qquad \tilde v_t = v^{max}_t/(1-\beta_2^t) \text{ ('raw') or } v^{max}_t
+        \text{ ('corrected')}
+
+    with :math:`m_t, v_t, \hat m_t, \hat v_t` as in :func:`adam_step`. The paper (Algorithm 2) has
+    no bias correction and a decaying lr; torch and optax add Adam's corrections and differ in
+    which v the maximum is taken over (0.35 apart at step 10 in the conformance catalogue).
+    Defaults as Adam. Profiles: ``torch`` (Adam(amsgrad=True)) and ``optax`` (optax.amsgrad).
+    """
+    return adam_step(param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                     eps_root=eps_root, eps_placement=eps_placement,
+                     bias_correction=bias_correction, amsgrad=amsgrad,
+                     amsgrad_max_over=amsgrad_max_over, maximize=maximize,
+                     weight_decay=weight_decay, weight_decay_mode=weight_decay_mode)
+
+
 def adamw_init(param, /, *, amsgrad: bool = False, state_dtype=None) -> AdamState:
     """Same state as Adam."""
     return adam_init(param, amsgrad=amsgrad, state_dtype=state_dtype)
@@ -263,7 +295,7 @@ ADAM = OptimizerSpec(
 )
 
 AMSGRAD = OptimizerSpec(
-    name="amsgrad", title="AMSGrad", init=adam_init, step=adam_step, state_type=AdamState,
+    name="amsgrad", title="AMSGrad", init=amsgrad_init, step=amsgrad_step, state_type=AdamState,
     hparams=ADAM_HPARAMS, fixed={"amsgrad": True},
     paper="Reddi, Kale & Kumar, On the convergence of Adam and beyond, ICLR 2018, Algorithm 2",
     summary="Adam with the running maximum of the second moment in the denominator.",
