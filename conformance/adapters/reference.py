@@ -17,13 +17,6 @@ from .base import Adapter
 __all__ = ["ReferenceAdapter"]
 
 
-def _rewrap(x):
-    # NumPy turns the result of arithmetic on 0-d arrays into a NumPy scalar (np.float64), which
-    # the step functions then reject as "not an array"; make it a 0-d array again. This is a
-    # known deviation of NumPy from the array API (0-d arrays), not a change of any value.
-    return np.asarray(x) if isinstance(x, np.generic) else x
-
-
 class ReferenceAdapter(Adapter):
     profile = None
 
@@ -79,7 +72,7 @@ class ReferenceAdapter(Adapter):
             else:
                 garr = self.backend.asarray(g)
             p, st = spec.step(h["params"][k], garr, h["states"][k], **kw)
-            h["params"][k], h["states"][k] = _rewrap(p), type(st)(*map(_rewrap, st))
+            h["params"][k], h["states"][k] = p, st
 
     def _cast(self, a):
         return a if self.compute_dtype is None else np.asarray(a).astype(self.compute_dtype)
