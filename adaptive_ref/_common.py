@@ -34,11 +34,11 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
         raise TypeError(msg)
     arrays = {"param": param, "grad": grad}
     moment_names = []
+    # the count and a state type's SCALAR_FIELDS (0-d, scalar dtype) are not moment arrays
+    skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
     for name, value in zip(state._fields, state, strict=True):
-        if name == "count" or value is None or not is_array(value):
+        if name in skip or value is None or not is_array(value):
             continue
-        if getattr(value, "ndim", 1) == 0 and name.endswith("product"):
-            continue  # scalar state (NAdam's mu_product) is checked separately
         key = f"state.{name}"
         arrays[key] = value
         moment_names.append(key)

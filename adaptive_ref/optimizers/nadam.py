@@ -25,6 +25,9 @@ class NAdamState(NamedTuple):
     nu: Any
     mu_product: Any
 
+    # 0-d state kept in the scalar dtype, not the state dtype (see _common.prelude)
+    SCALAR_FIELDS = ("mu_product",)
+
 
 NADAM_HPARAMS = (
     HParam("lr", 2e-3, "learning rate", low=0.0),
