@@ -51,6 +51,24 @@ def make_objective(name: str) -> tuple[dict, dict]:
 
 OBJECTIVES = ("quadratic", "rosenbrock", "logistic")
 
+# modules an objective's gradient imports (scipy is in the [test] extra, not the base install)
+_REQUIRES = {"rosenbrock": "scipy"}
+
+
+def missing_requirement(objective: dict | None) -> str | None:
+    """None if the gradient of ``objective`` can be computed here, else why not."""
+    if objective is None:
+        return None
+    module = _REQUIRES.get(objective.get("name"))
+    if module is None:
+        return None
+    try:
+        __import__(module)
+    except ImportError:
+        return (f"unsupported: the {objective['name']} objective needs {module}, "
+                f"which is not installed")
+    return None
+
 
 def gradient(objective: dict, params: dict) -> dict:
     """float64 gradients of ``objective`` at ``params`` (dict name -> float64 array)."""

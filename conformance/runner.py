@@ -8,6 +8,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from . import objectives
 from .compare import CaseResult, compare
 
 __all__ = ["run_case", "run_all", "load_xfails", "match", "EXPECTED_DIR"]
@@ -46,7 +47,7 @@ def load_xfails(impl: str, directory: Path = EXPECTED_DIR) -> list[tuple[str, st
 
 def run_case(adapter, case, *, xfails=()) -> CaseResult:
     t0 = time.perf_counter()
-    why = adapter.supports(case)
+    why = objectives.missing_requirement(case.objective) or adapter.supports(case)
     if why:
         return CaseResult(case.id, case.optimizer, adapter.name, status="n/a", reason=why)
     try:
