@@ -338,7 +338,7 @@ def adam_plan(param, grad, state, /, *, op="adam_step", lr=1e-3, beta1=0.9, beta
                   bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
                   weight_decay_mode))
     decoupled = weight_decay_mode == "decoupled"
-    factor = (lambda lr_, wd: 1 - lr_ * wd) if decoupled and not _zero(weight_decay) else None
+    factor = _adam.decoupled_decay_factor(weight_decay) if decoupled else None
     return _plan_adam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                       eps_root=eps_root, eps_placement=eps_placement,
                       bias_correction=bias_correction, amsgrad=amsgrad,
@@ -353,12 +353,7 @@ def adamw_plan(param, grad, state, /, *, op="adamw_step", lr=1e-3, beta1=0.9, be
     check_hparams(op, _adam.ADAMW_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
                   bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
                   decay_scaling, schedule_multiplier))
-    if _zero(weight_decay):
-        factor = None
-    elif decay_scaling == "lr":
-        factor = lambda lr_, wd: 1 - lr_ * wd  # noqa: E731
-    else:
-        factor = lambda lr_, wd: 1 - schedule_multiplier * wd  # noqa: E731
+    factor = _adam.decoupled_decay_factor(weight_decay, decay_scaling, schedule_multiplier)
     return _plan_adam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                       eps_root=eps_root, eps_placement=eps_placement,
                       bias_correction=bias_correction, amsgrad=amsgrad,

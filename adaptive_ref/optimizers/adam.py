@@ -149,6 +149,19 @@ def _is_zero(x) -> bool:
     return isinstance(x, (int, float)) and x == 0
 
 
+def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_multiplier=1.0):
+    """``(lr, wd) -> factor`` that multiplies p for decoupled decay, or None when wd is 0.
+
+    ``decay_scaling="lr"``: 1 - lr*wd (torch AdamW, optax adamw); ``"schedule"``:
+    1 - schedule_multiplier*wd (Loshchilov & Hutter). Shared by the fused paths.
+    """
+    if _is_zero(weight_decay):
+        return None
+    if decay_scaling == "lr":
+        return lambda lr_, wd: 1 - lr_ * wd
+    return lambda lr_, wd: 1 - schedule_multiplier * wd
+
+
 def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
               amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
@@ -191,8 +204,7 @@ def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
         eps_root=eps_root, eps_placement=eps_placement, bias_correction=bias_correction,
         amsgrad=amsgrad, amsgrad_max_over=amsgrad_max_over, maximize=maximize,
         weight_decay=weight_decay, coupled=not decoupled,
-        decay_factor=(lambda lr_, wd: 1 - lr_ * wd) if decoupled and not _is_zero(weight_decay)
-        else None)
+        decay_factor=decoupled_decay_factor(weight_decay) if decoupled else None)
 
 
 def amsgrad_init(param, /, *, amsgrad: bool = True, state_dtype=None) -> AdamState:
@@ -256,12 +268,7 @@ def adamw_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.
     check_hparams("adamw_step", ADAMW_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
                   bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
                   decay_scaling, schedule_multiplier))
-    if _is_zero(weight_decay):
-        factor = None
-    elif decay_scaling == "lr":
-        factor = lambda lr_, wd: 1 - lr_ * wd  # noqa: E731
-    else:
-        factor = lambda lr_, wd: 1 - schedule_multiplier * wd  # noqa: E731
+    factor = decoupled_decay_factor(weight_decay, decay_scaling, schedule_multiplier)
     return _adam_update(
         "adamw_step", param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         eps_root=eps_root, eps_placement=eps_placement, bias_correction=bias_correction,
