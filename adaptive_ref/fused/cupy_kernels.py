@@ -220,15 +220,9 @@ def _plan_nadam(op, param, grad, state, *, lr, beta1, beta2, eps, momentum_sched
     c = lambda v: _typed(xp, dtype, _cast(xp, dtype, v))  # noqa: E731
     decoupled = weight_decay_mode == "decoupled"
     count, t = nx.advance(xp, state.count, sd)
-    if momentum_schedule == "torch":
-        mu_t = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, t * momentum_decay))
-        mu_next = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, (t + 1.0) * momentum_decay))
-    else:
-        mu_t = mu_next = nx.as_scalar(xp, beta1, sd, param)
-    mu_product = xp.astype(state.mu_product, sd) * mu_t
-    bc2 = nx.bias_correction(xp, beta2, t)
-    coef_g = lr * (1.0 - mu_t) / (1.0 - mu_product)
-    coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
+    mu_product, bc2, coef_g, coef_m = _nadam.nadam_coefficients(
+        xp, sd, param, state.mu_product, t, lr=lr, beta1=beta1, beta2=beta2,
+        momentum_schedule=momentum_schedule, momentum_decay=momentum_decay)
     body = E.nadam_body(bool(maximize), not decoupled and not _zero(weight_decay), decoupled)
     sc = dict(b1=c(beta1), omb1=c(1 - beta1), b2=c(beta2), omb2=c(1 - beta2), bc2=c(bc2),
               eps=c(eps), cg=c(coef_g), cm=c(coef_m), wd=c(weight_decay),

@@ -55,6 +55,23 @@ def nadam_init(param, /, *, state_dtype=None) -> NAdamState:
     return NAdamState(count, z, xp.zeros_like(z), nx.as_scalar(xp, 1.0, sd, param))
 
 
+def nadam_coefficients(xp, sd, param, mu_product, t, *, lr, beta1, beta2, momentum_schedule,
+                       momentum_decay):
+    """The step's scalars in the scalar dtype ``sd``: ``(mu_product_t, 1 - b2^t, coef_g, coef_m)``
+    with ``coef_g = lr (1-mu_t)/(1-Pi_t)`` and ``coef_m = lr mu_{t+1}/(1-Pi_t mu_{t+1})``.
+    Shared with the fused paths, which must use the same scalars bit for bit."""
+    if momentum_schedule == "torch":
+        mu_t = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, t * momentum_decay))
+        mu_next = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, (t + 1.0) * momentum_decay))
+    else:
+        mu_t = mu_next = nx.as_scalar(xp, beta1, sd, param)
+    mu_product = xp.astype(mu_product, sd) * mu_t
+    bc2 = nx.bias_correction(xp, beta2, t)
+    coef_g = lr * (1.0 - mu_t) / (1.0 - mu_product)
+    coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
+    return mu_product, bc2, coef_g, coef_m
+
+
 def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
                weight_decay_mode="coupled", maximize=False):
@@ -90,15 +107,9 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     decoupled = weight_decay_mode == "decoupled"
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     count, t = nx.advance(xp, state.count, sd)
-    if momentum_schedule == "torch":
-        mu_t = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, t * momentum_decay))
-        mu_next = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, (t + 1.0) * momentum_decay))
-    else:
-        mu_t = mu_next = nx.as_scalar(xp, beta1, sd, param)
-    mu_product = xp.astype(state.mu_product, sd) * mu_t
-    bc2 = nx.bias_correction(xp, beta2, t)
-    coef_g = lr * (1.0 - mu_t) / (1.0 - mu_product)
-    coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
+    mu_product, bc2, coef_g, coef_m = nadam_coefficients(
+        xp, sd, param, state.mu_product, t, lr=lr, beta1=beta1, beta2=beta2,
+        momentum_schedule=momentum_schedule, momentum_decay=momentum_decay)
 
     def update(p, g, m, v):
         # in-place operators on fresh arrays round as the expressions in the docstring
