@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("-v", "--verbose", action="store_true", help="show hyperparameters")
     p_list.set_defaults(func=_cmd_list)
     try:
-        from conformance.cli import add_conform_parser
+        from adaptive_ref.conformance.cli import add_conform_parser
     except ImportError:  # pragma: no cover - the conformance package ships with adaptive-ref
         add_conform_parser = None
     if add_conform_parser is not None:

@@ -35,9 +35,9 @@ def test_json_and_junit(tmp_path, capsys):
 
 
 def test_failure_gives_exit_1_and_a_report(monkeypatch, capsys):
+    from adaptive_ref.conformance import adapters
+    from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
     from adaptive_ref.testing.backends import Backend
-    from conformance import adapters
-    from conformance.adapters.reference import ReferenceAdapter
 
     class Wrong(ReferenceAdapter):
         name = "wrong"

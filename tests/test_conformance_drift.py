@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance import fidelity, generate
-from conformance import format as fmt
+from adaptive_ref.conformance import fidelity, generate
+from adaptive_ref.conformance import format as fmt
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_committed_goldens_equal_the_reference_now(regenerated):
                             drift.append(f"{case.id}: step {t} state.{k}.{f}")
     drift += [f"{cid}: committed but no longer in the catalogue" for cid in committed]
     assert not drift, ("the reference no longer reproduces the committed goldens; review, then "
-                       "regenerate with `python -m conformance.generate --force`:\n  "
+                       "regenerate with `python -m adaptive_ref.conformance.generate --force`:\n  "
                        + "\n  ".join(drift[:30]))
 
 

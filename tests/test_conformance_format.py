@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from conformance import format as fmt
-from conformance import rng, tolerance
-from conformance.cases import catalogue
+from adaptive_ref.conformance import format as fmt
+from adaptive_ref.conformance import rng, tolerance
+from adaptive_ref.conformance.cases import catalogue
 
 
 @pytest.fixture(scope="module")

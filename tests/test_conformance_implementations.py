@@ -1,5 +1,6 @@
 """The suite passes for the reference on every installed backend and for torch.optim and optax
-under their own profiles (documented findings are expected failures, see conformance/expected).
+under their own profiles (documented findings are expected failures, see
+adaptive_ref/conformance/expected).
 
 The default run checks a fixed sample (every optimizer x dtype: the long base case where cheap,
 the per-group, schedule and closed-loop cases); ``ADAPTIVE_REF_CONFORMANCE_FULL=1`` adds the
@@ -10,11 +11,11 @@ import os
 
 import pytest
 
+from adaptive_ref.conformance import format as fmt
+from adaptive_ref.conformance.adapters import get_adapter
+from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+from adaptive_ref.conformance.runner import load_xfails, run_case
 from adaptive_ref.testing.backends import Backend
-from conformance import format as fmt
-from conformance.adapters import get_adapter
-from conformance.adapters.reference import ReferenceAdapter
-from conformance.runner import load_xfails, run_case
 
 ALL = fmt.load_cases()
 SAMPLE_TAGS = ("groups", "schedule")

@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 
+from adaptive_ref.conformance import format as fmt
+from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+from adaptive_ref.conformance.runner import run_case
 from adaptive_ref.testing import assert_matches_golden, replay
 from adaptive_ref.testing.backends import Backend
-from conformance import format as fmt
-from conformance.adapters.reference import ReferenceAdapter
-from conformance.runner import run_case
 
 
 def _case(cid):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from adaptive_ref.conformance import format as fmt
+from adaptive_ref.conformance.adapters.base import Adapter
+from adaptive_ref.conformance.runner import load_xfails, match, run_all, run_case
 from adaptive_ref.testing import assert_close_ulp, ulp_distance, ulp_error
-from conformance import format as fmt
-from conformance.adapters.base import Adapter
-from conformance.runner import load_xfails, match, run_all, run_case
 
 SGD = [c for c in fmt.load_cases("sgd") if c.id == "sgd[torch,float64,base]"][0]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.format import FormatError, GoldenCase
+from adaptive_ref.conformance.format import FormatError, GoldenCase
 
 __all__ = ["GoldenCase", "FormatError", "load_golden_cases", "golden_cases", "replay"]
 
@@ -30,7 +30,7 @@ def load_golden_cases(optimizer: str | None = None, *, profile: str | None = Non
                       dtype: str | None = None, kind: str | None = None,
                       tags: tuple[str, ...] = ()) -> list:
     """The committed golden cases (checksums verified), filtered."""
-    from conformance.format import load_cases
+    from adaptive_ref.conformance.format import load_cases
 
     out = load_cases(optimizer, dtype=dtype)
     return [c for c in out if (profile is None or c.profile == profile)

@@ -16,7 +16,8 @@ for each dtype (float64, float32):
 
 The checkpoints (steps 1, 2, 5, 10, 50, 200) keep the golden data small while covering the first
 bias-corrected steps, RAdam's switch to the rectified step (step 6 for beta2 = 0.999) and long-run
-drift. Nothing here runs an optimizer: :mod:`conformance.generate` adds the expected values.
+drift. Nothing here runs an optimizer: :mod:`adaptive_ref.conformance.generate` adds the
+expected values.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def run_conform(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conformance")
+    parser = argparse.ArgumentParser(prog="python -m adaptive_ref.conformance")
     sub = parser.add_subparsers(dest="command", required=True)
     add_conform_parser(sub)
     args = parser.parse_args(["conform", *(argv if argv is not None else sys.argv[1:])])

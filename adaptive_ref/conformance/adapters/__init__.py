@@ -1,4 +1,5 @@
-"""Implementations the conformance suite can check; see :mod:`conformance.adapters.base`."""
+"""Implementations the conformance suite can check; see
+:mod:`adaptive_ref.conformance.adapters.base`."""
 
 from .base import Adapter, unsupported
 
@@ -7,7 +8,7 @@ __all__ = ["Adapter", "unsupported", "all_adapters", "get_adapter"]
 
 def all_adapters() -> list[Adapter]:
     """Every shipped implementation (whether installed or not; ``missing()`` tells)."""
-    from adaptive_ref.testing.backends import Backend
+    from adaptive_ref.backends import Backend
 
     from .optax_adapter import OptaxAdapter
     from .reference import ReferenceAdapter

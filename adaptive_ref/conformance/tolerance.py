@@ -2,7 +2,7 @@
 
 Every implementation is compared with the float64 golden (the exact trajectory to within the
 fidelity recorded in the manifest) in units of its *own* dtype, using the normwise ULP of
-:func:`adaptive_ref.testing.assertions.ulp_error`.
+:func:`adaptive_ref.ulp.ulp_error`.
 
 Derivation. Each floating-point operation rounds its result with a relative error of at most
 half a ULP. Counting, per element and per step, the operations on the longest path of the

@@ -4,7 +4,7 @@ The update formulas are written out again here, element by element, with :mod:`m
 not call the reference): the same case data (float32-rounded inputs where the case is float32,
 hyperparameters as their exact binary float64 values) driven through exact-to-50-digits
 arithmetic. The error of a golden value is measured in float64 ULPs of its array's largest
-magnitude (the "normwise" ULP of :func:`adaptive_ref.testing.assertions.ulp_error`).
+magnitude (the "normwise" ULP of :func:`adaptive_ref.ulp.ulp_error`).
 
 Replay cases are elementwise, so a few sampled elements per parameter (first, middle, last) are
 recomputed; closed-loop cases couple the elements and are recomputed in full.
@@ -236,7 +236,7 @@ def _sample(n: int) -> list[int]:
 
 def measure(case) -> dict:
     """Recompute ``case`` (with ``expected`` filled in) exactly; return the fidelity record."""
-    from adaptive_ref.testing.assertions import ulp_error
+    from adaptive_ref.ulp import ulp_error
 
     from .rng import active_rows
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from adaptive_ref import registry
-from adaptive_ref.testing.backends import Backend
+from adaptive_ref.backends import Backend
 
 from .base import Adapter
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adaptive_ref.testing.assertions import ulp_error
+from adaptive_ref.ulp import ulp_error
 
 from . import tolerance
 

@@ -1,4 +1,4 @@
-"""Write the golden files from the float64 reference: ``python -m conformance.generate``.
+"""Write the golden files: ``python -m adaptive_ref.conformance.generate``.
 
 Refuses to overwrite existing goldens unless ``--force`` is given, and always prints a summary
 of what changed (cases added, removed, and changed with their largest difference). ``--check``
@@ -32,7 +32,7 @@ from .format import (
 
 __all__ = ["build", "diff_summary", "main"]
 
-GENERATOR = {"name": "adaptive-ref", "command": "python -m conformance.generate",
+GENERATOR = {"name": "adaptive-ref", "command": "python -m adaptive_ref.conformance.generate",
              "reference": "adaptive_ref on NumPy, float64"}
 
 
@@ -131,7 +131,7 @@ def diff_summary(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], b
 
 
 def _max_diff(a, b) -> str | None:
-    from adaptive_ref.testing.assertions import ulp_error
+    from adaptive_ref.ulp import ulp_error
 
     if a.hparams != b.hparams or a.checkpoints != b.checkpoints:
         return "inputs changed (hparams/checkpoints)"
@@ -191,7 +191,8 @@ def write(new: dict[str, str], groups: dict[str, list], directory: Path = GOLDEN
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m conformance.generate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m adaptive_ref.conformance.generate",
+                                 description=__doc__)
     ap.add_argument("--force", action="store_true", help="overwrite existing goldens")
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 on differences")
     ap.add_argument("--dir", type=Path, default=GOLDEN_DIR, help="golden directory")

@@ -362,7 +362,8 @@ def read_file(path: Path, *, verify: bool = True) -> tuple[dict, list[GoldenCase
             msg = (
                 f"{path.name}: sha256 {got[:12]}... does not match the manifest "
                               f"({entry['sha256'][:12]}...); the file was edited or corrupted. "
-                              f"Regenerate with `python -m conformance.generate --force`"
+                              "Regenerate with "
+                              "`python -m adaptive_ref.conformance.generate --force`"
             )
             raise FormatError(msg)
     return parse(text, str(path.name))
@@ -373,7 +374,7 @@ def read_manifest(directory: Path = GOLDEN_DIR) -> dict:
     if not p.exists():
         msg = (
             f"{p} does not exist; generate the goldens with "
-                          f"`python -m conformance.generate`"
+                          f"`python -m adaptive_ref.conformance.generate`"
         )
         raise FormatError(msg)
     return json.loads(p.read_text())

@@ -1,0 +1,7 @@
+"""``python -m adaptive_ref.conformance [options]`` is ``adaptive-ref conform [options]``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

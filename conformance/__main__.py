@@ -1,7 +1,0 @@
-"""``python -m conformance [options]`` is ``adaptive-ref conform [options]``."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
