@@ -113,10 +113,10 @@ def open_tree(url: str, names, chunks=None, *, generation: int | None = None,
 
     ``url`` is a tree written by :func:`write_tree`, or ``<run>/params`` for the parameters of
     the newest committed generation of a run store (``generation`` picks another). A directory
-    without a commit record (a write that did not finish) is refused with :class:`StoreError`;
-    ``require_commit=False`` opens plain zarr arrays written by other tools (then nothing
-    guarantees they are complete: unwritten chunks read as the fill value); a half-written
-    generation of a run store is refused even then.
+    without a commit record (a write that did not finish) is refused with
+    :class:`~adaptive_ref.zarr_store.StoreError`; ``require_commit=False`` opens plain zarr
+    arrays written by other tools (then nothing guarantees they are complete: unwritten chunks
+    read as the fill value); a half-written generation of a run store is refused even then.
     """
     da = _da()
     directory, body, prefix = _locate(url, "params", generation, require_commit,
@@ -337,6 +337,10 @@ def step_to_zarr(optimizer: str, params: Mapping[str, Any], grads: Mapping[str, 
         inputs[f"grads[{n!r}]"] = grads[n]
         for f, x in zip(state[n]._fields, state[n], strict=True):
             inputs[f"state[{n!r}].{f}"] = x
+    if not zs.is_run(url):
+        _refuse_own_inputs("step_to_zarr", inputs, lambda src: _inside(src, url),
+                           f"inside url={url!r}, which is not a run store; step_to_zarr never "
+                           f"writes where its inputs are: give a new directory")
     zs.create_run(url, what="step_to_zarr: url")
     with zs.writer_lock(url, what="step_to_zarr: url"):
         committed_dirs = {os.path.realpath(g.path) for g in zs.list_generations(url)

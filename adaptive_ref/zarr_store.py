@@ -361,7 +361,7 @@ def prepare_writes(arrays: dict[str, Any], root: str) -> tuple[list, dict]:
 
     crcs, meta = [], {}
     for rel, x in arrays.items():
-        x = _regular(x)
+        x = _regular(da.asarray(x))
         path = os.path.join(root, rel)
         chunks = tuple(max(1, c[0]) for c in x.chunks)
         zarr.create_array(store=path, shape=x.shape, chunks=chunks, dtype=x.dtype,

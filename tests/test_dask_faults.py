@@ -333,9 +333,14 @@ def test_refusals_name_the_argument(tmp_path):
     url = str(tmp_path / "run")
     with dask.config.set(scheduler="synchronous"):
         # the url holding the inputs is a tree, not a run store: never written over
+        with pytest.raises(zs.StoreError, match=r"step_to_zarr: params\['w'\] reads .*in/w, "
+                                                r"inside url=.*never writes where its inputs"):
+            ard.step_to_zarr("adam", params, grads, state, str(tmp_path / "in"))
         with pytest.raises(zs.StoreError, match=r"step_to_zarr: url=.*not empty and not a run "
                                                 r"store \(a committed tree\)"):
-            ard.step_to_zarr("adam", params, grads, state, str(tmp_path / "in"))
+            fresh = da.zeros(40, chunks=8, dtype=np.float32)
+            ard.step_to_zarr("adam", {"w": fresh}, {"w": fresh}, {"w": ar.adam_init(fresh)},
+                             str(tmp_path / "in"))
         params, state = ard.step_to_zarr("adam", params, grads, state, url)
         # a half-written generation: never read, and refused as an input
         half = Path(url) / "gen-00000009-0123abcd"
@@ -386,7 +391,7 @@ def test_pre_generation_layout_needs_an_explicit_opt_in(tmp_path):
         s = ard.open_state("adam", str(old / "state"), ["w"], require_commit=False)["w"]
         p = ard.open_tree(str(old / "params"), ["w"], require_commit=False)["w"]
         assert int(s.count.compute()) == 3 and np.array_equal(p.compute(), x)
-        with pytest.raises(zs.StoreError, match="not empty and not a run store"):
+        with pytest.raises(zs.StoreError, match=r"params\['w'\] reads .* never writes where"):
             ard.step_to_zarr("adam", {"w": p}, {"w": p}, {"w": s}, str(old))
 
 
