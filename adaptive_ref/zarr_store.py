@@ -38,6 +38,15 @@ import warnings
 import zlib
 from typing import Any, NamedTuple
 
+try:
+    # Imported with this module, not first inside a task: a Dask worker unpickles the write
+    # tasks (importing this module) on its event-loop thread, and a first ``import zarr`` in a
+    # task thread at the same time as zarr objects are unpickled fails with a circular-import
+    # ImportError (zarr 3.1 is not safe to import from two threads at once).
+    import zarr
+except ImportError:  # pragma: no cover - the module still imports; using it needs zarr
+    zarr = None
+
 __all__ = ["StoreError", "DiscardedGenerationWarning", "Generation", "list_generations",
            "collect_garbage", "verify", "is_run", "COMMIT", "RUN"]
 
@@ -326,7 +335,6 @@ def _block_crc(block) -> int:
 def write_block(block, path, block_info=None):
     """Dask task: write one block into the zarr array at ``path``; return its CRC-32."""
     import numpy as np
-    import zarr
 
     loc = block_info[0]["array-location"]
     z = zarr.open_array(path, mode="r+")
