@@ -40,8 +40,8 @@ from adaptive_ref import distributed as ard  # noqa: E402
 from adaptive_ref import zarr_store as zs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHUNK, NCHUNKS = 16_384, 64
-N = CHUNK * NCHUNKS  # 1 Mi float32 parameters: 64 chunks per array, 192 chunk writes per step
+CHUNK, NCHUNKS = 4_096, 64
+N = CHUNK * NCHUNKS  # 256 Ki float32 parameters: 64 chunks per array, 192 chunk writes a step
 LR = 1e-2
 
 
