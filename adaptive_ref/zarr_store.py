@@ -54,7 +54,7 @@ FORMAT = "adaptive-ref-zarr/1"
 COMMIT = "commit.json"
 RUN = "run.json"
 LOCK = ".writer.lock"
-_GEN = re.compile(r"^gen-(\d{8})-([0-9a-f]{8})$")
+_GEN = re.compile(r"^gen-(\d{8,})-([0-9a-f]{8})$")
 
 
 class StoreError(ValueError):
@@ -304,6 +304,9 @@ def collect_garbage(url: str, *, keep: int, _locked: bool = False) -> list[int]:
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         msg = f"collect_garbage: keep={keep!r} is not accepted; give an integer >= 1"
         raise ValueError(msg)
+    if not is_run(url):
+        msg = f"collect_garbage: url={url!r} is not a run store (no {RUN})"
+        raise StoreError(msg)
     lock = contextlib.nullcontext() if _locked else writer_lock(url)
     with lock:
         gens = list_generations(url)
