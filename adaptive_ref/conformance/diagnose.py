@@ -181,7 +181,8 @@ def _rel_table(case, got, want) -> np.ndarray:
 
 @dataclass
 class _Eval:
-    score: float  # mean relative difference (the search's objective)
+    unequal: int  # arrays (probe x parameter) that differ: the search's first objective
+    score: float  # mean relative difference: its second
     max: float  # largest relative difference (the verdict's measure)
     tables: list  # one rel table per probe
 
@@ -315,8 +316,9 @@ class Diagnosis:
         if self.verdict == "settings":
             return head + (f"equals the reference with settings {show_settings(self.changes)} "
                            f"(profile {self.nearest_profile} changed), which no profile has")
-        return head + (f"matches nothing; nearest: profile {self.nearest_profile} with "
-                       f"{show_settings(self.changes)}, largest relative difference "
+        near = f"profile {self.nearest_profile}" + (
+            f" with {show_settings(self.changes)}" if self.changes else "")
+        return head + (f"matches nothing; nearest: {near}, largest relative difference "
                        f"{self.distance:.3g}")
 
     def report(self) -> str:
@@ -356,16 +358,21 @@ class _Search:
                     ref = reference_trajectory(self.spec, probe.case,
                                                _full(self.spec, point, probe.case))
                 except (ValueError, TypeError):  # settings the reference rejects together
-                    self.cache[k] = _Eval(math.inf, math.inf, [])
+                    self.cache[k] = _Eval(10**9, math.inf, math.inf, [])
                     return self.cache[k]
                 tables.append(_rel_table(probe.case, self.impl[probe.name], ref))
             allv = np.concatenate([t.ravel() for t in tables])
-            self.cache[k] = _Eval(float(np.mean(allv)), float(np.max(allv)), tables)
+            unequal = sum(int(np.sum(np.max(t, axis=0) > EQUAL_TOL)) for t in tables)
+            self.cache[k] = _Eval(unequal, float(np.mean(allv)), float(np.max(allv)), tables)
         return self.cache[k]
 
     def better(self, a: _Eval, b: _Eval) -> bool:
-        """a is clearly closer than b (not a rounding-level change)."""
-        return a.score < b.score * (1.0 - 1e-6) and b.score - a.score > EQUAL_TOL * 1e-3
+        """a is clearly closer than b: fewer arrays differ, or as many and the mean difference
+        is at least 10 % smaller (so a change never spoils a probe that already matched, and
+        the nearest settings of a non-match hold no change that only shaves the difference)."""
+        if a.unequal != b.unequal:
+            return a.unequal < b.unequal
+        return a.score < 0.9 * b.score and b.score - a.score > EQUAL_TOL * 1e-3
 
     def coordinate(self, point, deadline):
         """Steepest descent over single changes: each round tries every other value of every
@@ -458,7 +465,11 @@ def diagnose(adapter, optimizer: str, *, time_limit: float = 30.0) -> Diagnosis:
         raise RuntimeError(msg)
     declared = dict(adapter.declared_settings(optimizer) or {})
     for k in declared:
-        spec.hparam(k)  # a KeyError naming the valid names
+        try:
+            spec.hparam(k)
+        except KeyError as err:
+            msg = f"{adapter.name}.declared_settings({optimizer!r}): {err.args[0]}"
+            raise KeyError(msg) from None
     probes = probe_cases(spec)
     runs, probes, skipped = _run_impl(adapter, probes)
     if not probes:
@@ -534,11 +545,15 @@ def _describe(probes, e: _Eval) -> tuple[Divergence | None, list[str]]:
     scale = {p.name: p.grad["scale"] for p in params}
     lines.append("by gradient magnitude: " + ", ".join(
         f"{_scale_word(scale[k])}: {per[k]:.2g}" for k in sorted(per, key=lambda k: scale[k])))
+    worst = {p.name: float(np.max(t)) for p, t in zip(probes, e.tables, strict=True)}
+    same = [k for k, v in worst.items() if v <= EQUAL_TOL]
     small = min(per, key=lambda k: scale[k])
     large = max(per, key=lambda k: scale[k])
     mid = [k for k in per if k not in (small, large)]
     ref = per[mid[0]] if mid else min(per.values())
-    if per[small] > 100 * max(ref, EQUAL_TOL):
+    if same:
+        pass  # the probes say more than the magnitudes (below)
+    elif per[small] > 100 * max(ref, EQUAL_TOL):
         lines.append("  grows as the gradients shrink: the size or placement of eps (or "
                      "another additive guard) differs")
     elif per[large] > 100 * max(ref, EQUAL_TOL):
@@ -546,8 +561,10 @@ def _describe(probes, e: _Eval) -> tuple[Divergence | None, list[str]]:
     elif max(per.values()) < 10 * max(min(per.values()), EQUAL_TOL):
         lines.append("  about the same for every gradient magnitude: a scale (lr, bias "
                      "correction, momentum schedule) or the weight decay differs")
-    worst = {p.name: float(np.max(t)) for p, t in zip(probes, e.tables, strict=True)}
     lines.append("by probe: " + ", ".join(f"{k}: {v:.2g}" for k, v in worst.items()))
+    if same:
+        lines.append(f"  equal on {', '.join(same)}: the difference lies in what the other "
+                     f"probes add (weight decay, an lr schedule, momentum)")
     return first, lines
 
 
