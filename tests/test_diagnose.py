@@ -79,15 +79,23 @@ def test_adam_that_drops_its_weight_decay():
     assert "ignores the weight_decay it is given" in res.summary()
 
 
-def test_keras_like_adam():
-    res = diagnose(KerasLikeAdam(), "adam")
+def _silent(cls):
+    """The same implementation, declaring nothing (eps must then come from the numeric fit)."""
+    return type(f"Silent{cls.__name__}", (cls,), {"declared_settings": lambda self, o: {}})()
+
+
+@pytest.mark.parametrize("declares", [True, False])
+def test_keras_like_adam(declares):
+    a = KerasLikeAdam() if declares else _silent(KerasLikeAdam)
+    res = diagnose(a, "adam")
     _assert_identifies(res, "adam", {"eps_placement": "hat", "weight_decay_mode": "decoupled",
                                      "eps": 1e-7})
 
 
-def test_keras_like_nadam_psi_one_is_found_without_being_declared():
-    a = KerasLikeNadam()
-    assert "momentum_decay" not in a.declared_settings("nadam")  # only eps is declared
+@pytest.mark.parametrize("declares", [True, False])
+def test_keras_like_nadam_psi_one_is_found_without_being_declared(declares):
+    a = KerasLikeNadam() if declares else _silent(KerasLikeNadam)
+    assert "momentum_decay" not in a.declared_settings("nadam")  # at most eps is declared
     res = diagnose(a, "nadam")
     _assert_identifies(res, "nadam", {"weight_decay_mode": "decoupled", "eps": 1e-7,
                                       "momentum_decay": 1.0})
