@@ -176,13 +176,18 @@ def _golden(cid):
 
 
 def _reference_with(case, **change):
-    spec = get(case.optimizer)
-    traj = D.reference_trajectory(spec, case, {**case.hparams, **change})
-    return {t: (p, {}) for t, p in traj.items()}
+    """The reference on NumPy in the case's dtype with ``change`` made: a wrong implementation."""
+    import dataclasses
+
+    from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+
+    return ReferenceAdapter().run(dataclasses.replace(case, hparams={**case.hparams, **change}))
 
 
 @pytest.mark.parametrize("cid, change, named", [
     ("adam[torch,float64,base]", {"eps_placement": "hat"}, "eps_placement='hat'"),
+    ("adam[torch,float32,base]", {"eps_placement": "hat"}, "eps_placement='hat'"),
+    ("radam[optax,float32,base]", {"eps_placement": "hat"}, "eps_placement='hat'"),
     ("nadam[torch,float64,weight_decay=0.01]", {"weight_decay_mode": "decoupled"},
      "weight_decay_mode='decoupled'"),
     ("adam[torch,float64,weight_decay=0.01]", {"weight_decay": 0.0}, "ignores the weight_decay"),
