@@ -112,6 +112,23 @@ def test_real_keras_is_profile_keras(optimizer):
     assert res.verdict == "profile" and "keras" in res.profiles, res.report()
 
 
+def _catalogued():
+    return [s.name for s in REGISTRY.values() if in_catalogue(s)[0] and not is_sparse(s)]
+
+
+@pytest.mark.parametrize("impl, profile", [("torch-forloop", "torch"),
+                                           ("optax-eager", "optax")])
+def test_each_built_in_implementation_equals_its_own_profile(impl, profile):
+    a, why = _available(impl)
+    if a is None:
+        pytest.skip(why)
+    for opt in _catalogued():
+        if a.supports(D.probe_cases(get(opt))[0].case):
+            continue  # e.g. optax has no counterpart
+        res = diagnose(a, opt)
+        assert res.verdict == "profile" and profile in res.profiles, res.report()
+
+
 # ---- what a non-match says ---------------------------------------------------------------------
 def test_a_bug_matches_nothing_and_is_described():
     res = diagnose(OffByOneAdam(), "adam")
@@ -240,6 +257,14 @@ def test_bad_input_is_named():
         diagnose(Declares(), "adam")
     with pytest.raises(ValueError, match="runs none of the probes"):
         diagnose(EpsInSqrtAdam(), "rmsprop")  # the adapter supports adam only
+
+    class NeedsEps(EpsInSqrtAdam):
+        def build(self, case):
+            self.eps = case.hparams["eps"]  # an adapter that needs every setting named
+            return super().build(case)
+
+    with pytest.raises(RuntimeError, match="must leave every other setting at its library's"):
+        diagnose(NeedsEps(), "adam")
 
 
 def test_command(capsys):

@@ -438,7 +438,14 @@ def _run_impl(adapter, probes):
         if why:
             skipped.append(f"{probe.name} ({why})")
             continue
-        traj = adapter.run(probe.case)
+        try:
+            traj = adapter.run(probe.case)
+        except KeyError as err:
+            msg = (f"{adapter.name} failed on the {probe.name} probe of {probe.case.optimizer}: "
+                   f"KeyError {err}. A probe names only {', '.join(sorted(probe.case.hparams))}; "
+                   "the adapter must leave every other setting at its library's default "
+                   "(adapters/base.py: Given, present)")
+            raise RuntimeError(msg) from err
         runs[probe.name] = {t: {k: np.asarray(v) for k, v in snap[0].items()}
                             for t, snap in traj.items()}
         used.append(probe)
