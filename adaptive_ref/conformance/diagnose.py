@@ -508,6 +508,8 @@ def diagnose(adapter, optimizer: str, *, time_limit: float = 30.0) -> Diagnosis:
                 fitted = pt
                 for name in [n for n in space if n not in PASSED and
                              _numeric(spec.hparam(n))]:
+                    if time.perf_counter() > deadline:
+                        break
                     fitted, e = search.fit(fitted, name)
                 if fitted is pt:
                     break
@@ -516,9 +518,14 @@ def diagnose(adapter, optimizer: str, *, time_limit: float = 30.0) -> Diagnosis:
                 best, best_e = pt, e
             if best_e.max <= EQUAL_TOL or time.perf_counter() > deadline:
                 break
-        res.settings, res.distance = best, best_e.max
-        res.nearest_profile = min(prof_points, key=lambda n: len(_changes(prof_points[n], best)))
-        res.changes = _changes(prof_points[res.nearest_profile], best)
+        near = min(prof_points, key=lambda n: len(_changes(prof_points[n], best)))
+        if best_e.max <= EQUAL_TOL:  # drop changes the match does not need
+            for k in _changes(prof_points[near], best):
+                trial = {**best, k: prof_points[near][k]}
+                if search.eval(trial).max <= EQUAL_TOL:
+                    best, best_e = trial, search.eval(trial)
+        res.settings, res.distance, res.nearest_profile = best, best_e.max, near
+        res.changes = _changes(prof_points[near], best)
         res.verdict = "settings" if best_e.max <= EQUAL_TOL else "nothing"
         if res.verdict == "nothing":
             res.divergence, res.description = _describe(probes, best_e)
