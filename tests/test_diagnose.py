@@ -145,6 +145,9 @@ def test_a_bug_matches_nothing_and_is_described():
 # Knobs no probe can show: threshold_inclusive acts only when rho_t equals the threshold exactly
 # (issue 9 item 6); amsgrad_max_over acts only with amsgrad, which AdamW's probes cannot pass.
 UNOBSERVABLE = {("radam", "threshold_inclusive"), ("adamw", "amsgrad_max_over")}
+# Knobs that act on float32 parameters only cannot move the float64 probes.
+FLOAT32_ONLY = getattr(importlib.import_module("adaptive_ref.conformance.cases"),
+                       "FLOAT32_ONLY_KNOBS", frozenset())
 
 
 def _knob_effects():
@@ -156,7 +159,8 @@ def _knob_effects():
             base = {k: v for k, v in spec.profiles[prof].settings.items()
                     if v is not D.REQUIRED}
             for h in spec.knobs:
-                if h.name in spec.fixed or (spec.name, h.name) in UNOBSERVABLE:
+                if h.name in spec.fixed or (spec.name, h.name) in UNOBSERVABLE \
+                        or h.name in FLOAT32_ONLY:
                     continue
                 ctx = {k: c for k, c in KNOB_CONTEXT.get((spec.name, h.name), {}).items()
                        if not k.startswith("_")}
