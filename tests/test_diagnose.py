@@ -282,3 +282,7 @@ def test_command(capsys):
     assert "matches nothing" in capsys.readouterr().out
     assert main(["diagnose", "--impl", "nope", "--optimizer", "adam"]) == 2
     assert "unknown implementation 'nope'" in capsys.readouterr().err
+    assert main(["diagnose", "--impl", "no_such_module:Adam", "--optimizer", "adam"]) == 2
+    assert "no_such_module" in capsys.readouterr().err
+    assert main(["diagnose", "--impl", "diagnose_impls:OffByOneAdam", "--optimizer", "nope"]) == 2
+    assert "unknown optimizer 'nope'" in capsys.readouterr().err

@@ -689,7 +689,7 @@ def _adapter(name: str):
 def run_diagnose(args) -> int:
     try:
         adapter = _adapter(args.impl)
-    except (KeyError, ImportError, AttributeError) as err:
+    except (KeyError, ImportError, AttributeError, ValueError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     status = 0
