@@ -1,4 +1,5 @@
-"""Command line: ``adaptive-ref list`` (the registry) and ``adaptive-ref conform`` (the report)."""
+"""Command line: ``adaptive-ref list`` (the registry), ``adaptive-ref conform`` (the report) and
+``adaptive-ref diagnose`` (which conventions an implementation follows)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_conform_parser = None
     if add_conform_parser is not None:
         add_conform_parser(sub)
+        from adaptive_ref.conformance.diagnose import add_diagnose_parser
+
+        add_diagnose_parser(sub)
     return parser
 
 

@@ -35,6 +35,7 @@ class CaseResult:
     worst: str = ""
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    suspect: str = ""  # the convention that explains the failure (diagnose.suspect), if found
 
     @property
     def passed(self) -> bool:
@@ -52,6 +53,8 @@ class CaseResult:
             f0 = self.failures[0]
             lines.append(f"  first divergence: step {f0.step}, {f0.what}: {f0.ulp:.3g} ULP "
                          f"(relative {f0.rel:.3g}) > budget {f0.allowed:g} ULP")
+            if self.suspect:
+                lines.append(f"  suspected knob: {self.suspect}")
             for f in self.failures[1:6]:
                 lines.append(f"  step {f.step}, {f.what}: {f.ulp:.3g} ULP (relative "
                              f"{f.rel:.3g}) > {f.allowed:g}")
@@ -72,8 +75,9 @@ def _rel(a, e, s) -> float:
 
 
 def compare(case, result, *, dtype: str | None = None, budget=None, impl: str = "?",
-            state: bool = True) -> CaseResult:
-    """Compare ``result`` (``{step: (params, state)}``) with ``case.expected``."""
+            state: bool = True, explain: bool = True) -> CaseResult:
+    """Compare ``result`` (``{step: (params, state)}``) with ``case.expected``; with
+    ``explain``, a failure also names the suspected knob (:func:`.diagnose.suspect`)."""
     dtype = dtype or case.dtype
     budget = budget or tolerance.budget
     out = CaseResult(case.id, case.optimizer, impl)
@@ -118,4 +122,8 @@ def compare(case, result, *, dtype: str | None = None, budget=None, impl: str = 
             if not err <= allowed:
                 out.failures.append(Failure(step, what, err, rel, allowed))
     out.status = "fail" if out.failures else "pass"
+    if out.failures and explain:
+        from .diagnose import suspect
+
+        out.suspect = suspect(case, result) or ""
     return out
