@@ -18,7 +18,6 @@ import shlex
 import sys
 import time
 import warnings
-import zlib
 from pathlib import Path
 
 __all__ = ["add_conform_parser", "run_conform", "main"]
@@ -90,12 +89,11 @@ def _print_list(adapters) -> None:
         rows.append((a.name, "available" if miss is None else "not available", miss,
                      "; ".join(x for x in extra if x)))
     w = max(len(r[0]) for r in rows)
+    indent = " " * (w + 2 + len("not available") + 2)
     for name, state, miss, extra in rows:
-        print(f"{name:{w}s}  {state}")
-        indent = " " * (w + 4)
-        if miss:
-            print(wrap(f"{indent}why: {miss}", 100, indent + "  "))
-        print(wrap(indent + extra, 100, indent + "  "))
+        for k, text in enumerate([miss, extra] if miss else [extra]):
+            head = f"{name:{w}s}  {state:13s}  " if k == 0 else indent
+            print(wrap(head + text, 100, indent))
 
 
 def _check_output(path: str) -> None:
@@ -142,9 +140,6 @@ def _expected_failures(values, names) -> tuple[dict, list]:
     return out, files
 
 
-LOAD_ERRORS = (ValueError, KeyError, OSError, EOFError, TypeError, zlib.error)
-
-
 def _load(opts, dtype, pattern, directory):
     from .format import load_cases
     from .runner import match
@@ -154,9 +149,14 @@ def _load(opts, dtype, pattern, directory):
     try:
         for o in (opts or [None]):
             cases += load_cases(o, **kw)
-    except LOAD_ERRORS as err:  # FormatError is a ValueError
+    except Exception as err:  # noqa: BLE001 - whatever a damaged file raises: one line, no traceback
+        from .format import FormatError
+
         text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        msg = f"cannot load the golden cases: {text or type(err).__name__}"
+        if not isinstance(err, FormatError | KeyError):
+            text = f"{type(err).__name__}: {text}"
+        where = f" from {directory!r}" if directory else ""
+        msg = f"cannot load the golden cases{where}: {text}"
         raise UsageError(msg) from None
     if pattern:
         cases = [c for c in cases if match(pattern, c.id)]
