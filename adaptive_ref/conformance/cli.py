@@ -152,8 +152,12 @@ def _load(opts, dtype, pattern, directory):
     except Exception as err:  # noqa: BLE001 - whatever a damaged file raises: one line, no traceback
         from .format import FormatError
 
-        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        if not isinstance(err, FormatError | KeyError):
+        text = str(err)
+        if isinstance(err, KeyError) and err.args and " " in str(err.args[0]):
+            text = err.args[0]  # load_cases: no goldens for that optimizer
+        elif isinstance(err, KeyError):
+            text = f"a required field is missing: {text}"
+        elif not isinstance(err, FormatError):
             text = f"{type(err).__name__}: {text}"
         where = f" from {directory!r}" if directory else ""
         msg = f"cannot load the golden cases{where}: {text}"

@@ -267,13 +267,13 @@ def distance_table(rows, width: int = 100) -> str:
     out = [wrap("Why does my port differ? The reference under the torch profile vs the optax "
                 "profile (same lr and gradients, float64): max relative difference of the "
                 "displacement x_t - x_0, and the settings that differ (torch -> optax)", width),
-           f"{'optimizer':{col0}s} {'step 1':>8s} {'step 10':>8s} {'step 200':>8s}  settings"]
-    indent = " " * (col0 + 3 * 9 + 2)
+           f"{'optimizer':{col0}s} {'step 1':>9s} {'step 10':>9s} {'step 200':>9s}  settings"]
+    indent = " " * (col0 + 3 * 10 + 2)
     for r in rows:
         d = r["distance"]
         knobs = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in r["differing_settings"].items()]
-        lines, cur = [], f"{r['optimizer']:{col0}s} {_fmt(d.get(1, 0)):>8s} " \
-            f"{_fmt(d.get(10, 0)):>8s} {_fmt(d.get(200, 0)):>8s}  "
+        lines, cur = [], f"{r['optimizer']:{col0}s} {_fmt(d.get(1, 0)):>9s} " \
+            f"{_fmt(d.get(10, 0)):>9s} {_fmt(d.get(200, 0)):>9s}  "
         first = True
         for k in knobs or ["(none)"]:
             piece = k if first else ", " + k
