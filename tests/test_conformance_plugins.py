@@ -331,3 +331,20 @@ def test_load_adapter_spec_forms(tmp_path, monkeypatch):
 def test_known_adapters_are_the_shipped_ones_first():
     shipped = [a.name for a in adapters_mod.all_adapters()]
     assert [a.name for a in adapters_mod.known_adapters()][:len(shipped)] == shipped
+
+
+def test_json_report_carries_the_reproduce_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    _write_module(tmp_path, "jsonmod")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "r.json"
+    assert main(["conform", "--adapter", "jsonmod:MyWrongSGD", "--optimizer", "sgd",
+                 "--dtype", "float64", "--format", "json", "-o", str(out), "-q"]) == 1
+    capsys.readouterr()
+    doc = json.loads(out.read_text())
+    [bad] = [r for r in doc["results"] if r["status"] == "fail"]
+    assert bad["reproduce"] == ("adaptive-ref conform --adapter jsonmod:MyWrongSGD --impl "
+                                f"my-wrong --optimizer sgd --dtype float64 --case '{BASE}' -v")
+    assert doc["implementations"]["my-wrong"]["source"] == "--adapter jsonmod:MyWrongSGD"
+    assert all("reproduce" not in r for r in doc["results"] if r["status"] == "pass")

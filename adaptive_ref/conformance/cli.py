@@ -270,8 +270,9 @@ def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, r
     info.update({n: {"missing": why} for n, why in skipped})
     ran = [r for r in results if r.status != "n/a"]
     if args.format == "json":
-        text = report.to_json(results, info, {"seconds": elapsed, "cases": len(cases),
-                                       "profile_distances": report.profile_distances(cases)})
+        extra = {"seconds": elapsed, "cases": len(cases),
+                 "profile_distances": report.profile_distances(cases)}
+        text = report.to_json(results, info, extra)
     elif args.format == "junit":
         text = report.to_junit(results)
     else:

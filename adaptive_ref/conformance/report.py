@@ -191,6 +191,7 @@ def to_json(results, impls_info: dict, extra: dict | None = None) -> str:
                      "max_ulp": None if math.isinf(r.max_ulp) else r.max_ulp,
                      "max_rel": None if math.isinf(r.max_rel) else r.max_rel,
                      "worst": r.worst, "seconds": round(r.seconds, 4),
+                     **({"reproduce": r.reproduce} if r.reproduce else {}),
                      "failures": [{"step": f.step, "what": f.what,
                                    "ulp": None if math.isinf(f.ulp) else f.ulp,
                                    "allowed": f.allowed} for f in r.failures[:20]]}
