@@ -176,3 +176,25 @@ def test_list_aligns(capsys):
         return end + len(x[end:]) - len(x[end:].lstrip())
 
     assert len({range_column(x) for x in hp}) == 1
+
+
+def test_blocks_keep_an_implementation_group_together():
+    """When the shipped columns do not fit side by side, a block break falls between groups
+    (reference backends | torch paths, optax modes), never inside one."""
+    impls = [a.name for a in all_adapters() if not a.opt_in]
+    opts = ["adagrad", "adam", "sparse_adagrad"]
+    results = [CaseResult(f"{o}-{i}", o, i, status="pass", max_ulp=131.0)
+               for o in opts for i in impls]
+    results += [CaseResult("adam-2", "adam", i, status="xfail") for i in impls]
+    text = table(results, impls)
+    assert _width(text) <= WIDTH
+    blocks = [b.splitlines() for b in text.split("\n\n")[:-1]]
+    assert len(blocks) >= 2
+    groups = {}
+    for i in impls:
+        group, rest = i.split("-", 1)
+        groups.setdefault(group, set()).add(rest)
+    for members in groups.values():
+        holding = [k for k, b in enumerate(blocks)
+                   if members & set(next(x for x in b if x.startswith("optimizer")).split())]
+        assert len(holding) == 1, (members, text)

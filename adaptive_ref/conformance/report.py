@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import textwrap
@@ -145,11 +146,29 @@ def table(results, impls, width: int = 100) -> str:
         groups = [""] + [c[0] for c in block]
         return _block(head, groups, [[o] + [c[2][r] for c in block] for r, o in enumerate(opts)])
 
+    def fits(block):
+        return max(map(len, render(block))) <= width
+
+    # units: a group's consecutive columns (cut where one group alone is too wide); blocks: the
+    # fewest runs of whole units that fit, the most even of those
+    units = []
+    for _, members in itertools.groupby(cols, key=lambda c: c[0]):
+        units.append([])
+        for c in members:
+            if units[-1] and not fits([*units[-1], c]):
+                units.append([])
+            units[-1].append(c)
     blocks = [[]]
-    for c in cols:  # greedily: a column that would overflow the block starts the next one
-        if blocks[-1] and max(map(len, render([*blocks[-1], c]))) > width:
-            blocks.append([])
-        blocks[-1].append(c)
+    for k in range(1, len(units) + 1):
+        options = []
+        for cuts in itertools.combinations(range(1, len(units)), k - 1):
+            bounds = (0, *cuts, len(units))
+            split = [[c for u in units[a:b] for c in u] for a, b in itertools.pairwise(bounds)]
+            if all(fits(b) for b in split):
+                options.append((max(max(map(len, render(b))) for b in split), split))
+        if options:
+            blocks = min(options, key=lambda o: o[0])[1]
+            break
     out = []
     for b in blocks:
         out += ([""] if out else []) + render(b)
