@@ -348,3 +348,19 @@ def test_json_report_carries_the_reproduce_line(tmp_path, monkeypatch, capsys):
                                 f"my-wrong --optimizer sgd --dtype float64 --case '{BASE}' -v")
     assert doc["implementations"]["my-wrong"]["source"] == "--adapter jsonmod:MyWrongSGD"
     assert all("reproduce" not in r for r in doc["results"] if r["status"] == "pass")
+
+
+def test_entry_point_names_are_unique(tmp_path, monkeypatch):
+    """The same entry point named again with --adapter is not added twice; an entry point whose
+    adapter takes a shipped name is listed as not available instead of replacing it."""
+    (tmp_path / "eps_mod.py").write_text(
+        ADAPTER_MODULE + '\n\nclass Clash(MySGD):\n    name = "reference-numpy"\n')
+    _dist(tmp_path, "eps_other", "my-sgd = eps_mod:MySGD\nclash = eps_mod:Clash")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    known = adapters_mod.known_adapters(["eps_mod:MySGD"])
+    names = [a.name for a in known]
+    assert names.count("my-sgd") == 1 and names.count("reference-numpy") == 1
+    assert type(next(a for a in known if a.name == "reference-numpy")).__name__ == \
+        "ReferenceAdapter"
+    clash = next(a for a in known if a.name == "clash")
+    assert "the name 'reference-numpy' is taken (shipped with adaptive-ref)" in clash.missing()

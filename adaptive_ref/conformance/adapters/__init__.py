@@ -129,6 +129,7 @@ def entry_point_adapters() -> list[Adapter]:
             made = [UnusableEntryPoint(ep.name, f"{where} ({ep.value}) failed: {err}")]
         for a in made:
             a.conformance_source = f"{where}: {ep.value}"
+            a.conformance_entry_point = ep.name
         out += made
     return out
 
@@ -143,9 +144,11 @@ def known_adapters(specs=()) -> list[Adapter]:
     out = all_adapters()
     names = {a.name: "shipped with adaptive-ref" for a in out}
     for a in entry_point_adapters():
-        if a.name in names:
-            a = UnusableEntryPoint(a.name, f"{a.conformance_source}: the name {a.name!r} is "
-                                   f"taken ({names[a.name]})")
+        if a.name in names:  # listed under the entry point's name, not the taken one
+            ep_name = getattr(a, "conformance_entry_point", a.name)
+            a = UnusableEntryPoint(ep_name if ep_name not in names else f"{ep_name} (entry point)",
+                                   f"{a.conformance_source}: the name {a.name!r} is taken "
+                                   f"({names[a.name]})")
         names[a.name] = getattr(a, "conformance_source", "?")
         out.append(a)
     for spec in specs:
