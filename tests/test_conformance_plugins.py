@@ -360,6 +360,8 @@ def test_entry_point_names_are_unique(tmp_path, monkeypatch):
     known = adapters_mod.known_adapters(["eps_mod:MySGD"])
     names = [a.name for a in known]
     assert names.count("my-sgd") == 1 and names.count("reference-numpy") == 1
+    mine = next(a for a in known if a.name == "my-sgd")  # what a run with --adapter selects
+    assert mine.conformance_spec == "eps_mod:MySGD"
     assert type(next(a for a in known if a.name == "reference-numpy")).__name__ == \
         "ReferenceAdapter"
     clash = next(a for a in known if a.name == "clash")

@@ -199,6 +199,9 @@ def run_conform(args) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `adaptive-ref conform --list | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, report

@@ -149,12 +149,14 @@ def known_adapters(specs=()) -> list[Adapter]:
             a = UnusableEntryPoint(ep_name if ep_name not in names else f"{ep_name} (entry point)",
                                    f"{a.conformance_source}: the name {a.name!r} is taken "
                                    f"({names[a.name]})")
-        names[a.name] = getattr(a, "conformance_source", "?")
+        names[a.name] = getattr(a, "conformance_source", "an entry point that does not load")
         out.append(a)
     for spec in specs:
         for a in load_adapter_spec(spec):
-            if names.get(a.name, "").endswith(f": {spec}"):
-                continue  # the same entry point, named again with --adapter
+            if names.get(a.name, "").endswith(f": {spec}"):  # that entry point, named again:
+                found = next(b for b in out if b.name == a.name)  # it is the one --adapter runs
+                found.conformance_spec = spec
+                continue
             if a.name in names:
                 msg = (f"{spec!r} gives an adapter named {a.name!r}, a name already taken "
                        f"({names[a.name]}); give yours another name")
