@@ -12,12 +12,20 @@ __all__ = ["main"]
 def _cmd_list(args: argparse.Namespace) -> int:
     from .registry import REGISTRY
 
-    for spec in REGISTRY.values():
-        print(f"{spec.name:10s} {spec.title:10s} profiles: {', '.join(spec.profiles) or '-'}")
+    specs = list(REGISTRY.values())
+    profiles = {s.name: ", ".join(s.profiles) or "-" for s in specs}
+    wn = max(len(x) for x in ["optimizer", *profiles])
+    wp = max(len(x) for x in ["profiles", *profiles.values()])
+    hps = [h for s in specs for h in s.hparams]
+    wh, wd = max(len(h.name) for h in hps), max(len(repr(h.default)) for h in hps)
+    print(f"{'optimizer':{wn}s}  {'profiles':{wp}s}  title")
+    for spec in specs:
+        print(f"{spec.name:{wn}s}  {profiles[spec.name]:{wp}s}  {spec.title}")
         if args.verbose:
             for h in spec.hparams:
                 kind = "knob" if h.knob else "hparam"
-                print(f"    {h.name:26s} {kind:6s} default={h.default!r:10s} {h.range_text()}")
+                print(f"    {h.name:{wh}s}  {kind:6s}  default={h.default!r:{wd}s}  "
+                      f"{h.range_text()}")
     return 0
 
 
