@@ -676,14 +676,16 @@ def add_diagnose_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _adapter(name: str):
-    from .adapters import get_adapter
+    """A shipped or entry-point adapter by name, or the one ``MODULE:ATTR`` names."""
+    from .adapters import get_adapter, load_adapter_spec
 
     if ":" not in name:
         return get_adapter(name)
-    import importlib
-
-    module, _, cls = name.partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    adapters = load_adapter_spec(name)
+    if len(adapters) != 1:
+        msg = f"--impl {name!r} gives {len(adapters)} adapters; diagnose takes one"
+        raise ValueError(msg)
+    return adapters[0]
 
 
 def run_diagnose(args) -> int:
