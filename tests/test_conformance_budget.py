@@ -54,13 +54,26 @@ def test_a_correctly_rounded_trajectory_passes_every_case():
 
 
 LONG = [c for c in ALL if "base" in c.tags and c.steps == 200]
-DELTA = {"float32": 3e-5, "float64": 1e-13}
+
+
+def _delta(case) -> float:
+    """The perturbation each long case must catch (docs/conformance.md, "Detection"): 3e-5 in
+    float32 and 1e-13 in float64, except where the allowed error of the scalar factors is
+    larger: factors computed with an array power ((t - 1) u per beta**t; also charged when a
+    case does not declare ``factor_precision``) feed RAdam's cancelling rho_t (measured:
+    2.3e-12) and, undeclared, NAdam's and AdamW's updates (1.3e-13, 1.0e-13)."""
+    if case.dtype == "float32":
+        return 3e-5
+    fp = case.hparams.get("factor_precision")
+    if fp != "float64" and case.optimizer == "radam":
+        return 3e-12
+    return 2e-13 if fp is None else 1e-13
 
 
 @pytest.mark.parametrize("case", LONG, ids=lambda c: c.id)
 def test_an_update_perturbed_from_step_51_is_caught(case):
     assert run_case(PerturbedUpdate(0.0), case).status == "pass"  # the unperturbed mutant
-    delta = DELTA[case.dtype]
+    delta = _delta(case)
     res = run_case(PerturbedUpdate(delta), case)
     assert res.status == "fail", res.report()
     assert all(f.step > 50 for f in res.failures), res.report()
