@@ -362,9 +362,15 @@ def minimize(fun: Callable, x0: Any, method: str = "adam", *, jac: Callable | bo
             raise ValueError(msg)
         return f, g
 
-    def stationarity(x, g):
+    def measure(x, f, g):
+        """``(float(f), ||x - P(x - g)||_2)``, in one computation on Dask."""
         r = g if proj is None else x - proj(x - g)
-        return float(xp.sqrt(xp.sum(r * r)))
+        r = xp.sqrt(xp.sum(r * r))
+        if persist:
+            import dask
+
+            f, r = dask.compute(f, r)
+        return float(f), float(r)
 
     bar = _Progress(maxiter, method) if progress else None
     hist_f: list[float] = []
@@ -372,15 +378,15 @@ def minimize(fun: Callable, x0: Any, method: str = "adam", *, jac: Callable | bo
     nit, status = 0, None
     batch = None
     try:
+        if source is not None:
+            try:
+                batch = source(0)
+            except StopIteration:
+                msg = "minimize: the iterable of batches is empty"
+                raise ValueError(msg) from None
         for k in range(maxiter + 1):
-            if source is not None:
-                try:
-                    batch = source(k)
-                except StopIteration:
-                    status = 1
-                    break
             f, g = evaluate(x, batch)
-            fval, r = float(f), stationarity(x, g)
+            fval, r = measure(x, f, g)
             hist_f.append(fval)
             hist_r.append(r)
             if bar is not None:
@@ -402,6 +408,12 @@ def minimize(fun: Callable, x0: Any, method: str = "adam", *, jac: Callable | bo
             if k == maxiter:
                 status = 1
                 break
+            if source is not None:  # the next point's batch first: never step without one
+                try:
+                    batch = source(k + 1)
+                except StopIteration:
+                    status = 1
+                    break
             x_new, state = update(x, g, state)
             if persist:
                 import dask
@@ -414,8 +426,6 @@ def minimize(fun: Callable, x0: Any, method: str = "adam", *, jac: Callable | bo
     finally:
         if bar is not None:
             bar.close()
-    if status is None or (status == 1 and not hist_f):  # batches ran out before any evaluation
-        status = 1
     message = _MESSAGES[status]
     if status == 1 and source is not None and nit < maxiter:
         message = "the iterable of batches ran out"
@@ -423,7 +433,7 @@ def minimize(fun: Callable, x0: Any, method: str = "adam", *, jac: Callable | bo
         message = (f"{message} at iteration {len(hist_f) - 1} "
                    f"(f = {hist_f[-1]!r}, stationarity = {hist_r[-1]!r})")
     return OptimizeResult(
-        x=x, fun=hist_f[-1] if hist_f else math.nan, jac=g if hist_f else None, nit=nit,
+        x=x, fun=hist_f[-1], jac=g, nit=nit,
         nfev=len(hist_f), njev=len(hist_f), status=status, success=status in (0, 2),
         message=message, history={"fun": hist_f, "grad_norm": hist_r}, state=state,
         method=method)
