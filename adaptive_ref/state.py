@@ -32,7 +32,7 @@ def _is_saved_state(x: Any) -> bool:
 
 
 def _not_a_leaf(fn: str, x: Any, want: str) -> Any:
-    msg = f"{fn}: a tree leaf is {type(x).__name__} {x!r:.60}, not {want}"
+    msg = f"{fn}: a tree leaf, {type(x).__name__} {x!r:.60}, is not {want}"
     raise TypeError(msg)
 
 
@@ -40,8 +40,20 @@ def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
     if not _is_state(state):  # a tree of states (adaptive_ref.tree): map over its leaves
         from .tree import map_tree
 
-        return map_tree(lambda s: state_to_dict(s, to_numpy=to_numpy) if _is_state(s) else
-                        _not_a_leaf("state_to_dict", s, "an optimizer state"), state, _is_state)
+        found: list[Any] = []
+
+        def one(s: Any) -> Any:
+            if not _is_state(s):
+                return _not_a_leaf("state_to_dict", s, "the state of a registered optimizer")
+            found.append(s)
+            return state_to_dict(s, to_numpy=to_numpy)
+
+        out = map_tree(one, state, _is_state)
+        if not found:
+            msg = (f"state_to_dict: {type(state).__name__} is not the state of a registered "
+                   f"optimizer, nor a tree of such states")
+            raise TypeError(msg)
+        return out
     types = state_types()
     name = type(state).__name__
     if name not in types or not isinstance(state, types[name]):
@@ -64,7 +76,9 @@ def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
 
     A tree whose leaves are such dicts (from ``state_to_dict`` of a tree state) gives the tree
     of states back."""
-    if not _is_saved_state(d) and isinstance(d, (dict, list, tuple)):
+    # a dict with a "type" or a "count" is one (maybe malformed) saved state, not a tree
+    if isinstance(d, (list, tuple)) or (isinstance(d, dict) and "type" not in d
+                                          and "count" not in d):
         from .tree import map_tree
 
         return map_tree(lambda x: state_from_dict(x, like=like) if _is_saved_state(x) else

@@ -315,7 +315,9 @@ def test_tree_state_through_state_to_dict_directly():
     p2, _ = opt.step(params, _grads(1), loaded)
     for a, b in zip(_leaves(p1), _leaves(p2), strict=True):
         assert_bitwise_equal(a, b, "param")
-    with pytest.raises(TypeError, match="state_to_dict: a tree leaf is int 3, not an optimizer"):
+    with pytest.raises(TypeError, match="state_to_dict: a tree leaf, int 3, is not the state of"):
         state_to_dict({"a": 3})
-    with pytest.raises(TypeError, match="state_from_dict: a tree leaf is int 3, not a dict"):
+    with pytest.raises(TypeError, match="state_to_dict: NoneType is not the state of a regis"):
+        state_to_dict(None)
+    with pytest.raises(TypeError, match="state_from_dict: a tree leaf, int 3, is not a dict"):
         state_from_dict({"a": 3})
