@@ -30,6 +30,31 @@ CASES = [
 ]
 
 
+# issue 13: the schedules of the theory and of practice
+CASES += [
+    ("staircase", schedules.exponential_decay(1.0, 0.5, 3, staircase=True),
+     {0: 1.0, 2: 1.0, 3: 0.5, 5: 0.5, 6: 0.25}),
+    ("inverse_time", schedules.inverse_time_decay(1.0, 0.5, 2),
+     {0: 1.0, 2: 1 / 1.5, 4: 0.5, 8: 1 / 3}),
+    ("inverse_time_staircase", schedules.inverse_time_decay(1.0, 1.0, 2, staircase=True),
+     {0: 1.0, 1: 1.0, 2: 0.5, 3: 0.5, 4: 1 / 3}),
+    ("inverse_sqrt", schedules.inverse_sqrt_decay(0.5), {0: 0.5, 3: 0.25, 15: 0.125}),
+    ("inverse_sqrt_T", schedules.inverse_sqrt_decay(2.0, 4), {0: 2.0, 12: 1.0, 60: 0.5}),
+    ("piecewise", schedules.piecewise_constant([3, 7], [1.0, 0.1, 0.01]),
+     {0: 1.0, 2: 1.0, 3: 0.1, 6: 0.1, 7: 0.01, 1000: 0.01}),
+    ("polynomial", schedules.polynomial_decay(1.0, 0.2, 4, power=2.0),
+     {0: 1.0, 2: 0.8 * 0.25 + 0.2, 4: 0.2, 9: 0.2}),
+    ("polynomial_linear", schedules.polynomial_decay(1.0, 0.0, 10),
+     {0: 1.0, 5: 0.5, 10: 0.0}),
+    ("restarts", schedules.cosine_restarts(1.0, 4),
+     {0: 1.0, 2: 0.5, 4: 1.0, 6: 0.5, 8: 1.0}),
+    ("restarts_mult", schedules.cosine_restarts(2.0, 2, period_mult=2.0, alpha=0.5),
+     {0: 2.0, 1: 1.5, 2: 2.0, 4: 1.5, 6: 2.0, 10: 1.5, 14: 2.0}),
+    ("sequence", schedules.sequence([schedules.linear_warmup(1.0, 2), schedules.constant(0.5),
+                                     schedules.exponential_decay(0.5, 0.5)], [2, 5]),
+     {0: 0.0, 1: 0.5, 2: 0.5, 4: 0.5, 5: 0.5, 6: 0.25, 8: 0.0625}),
+]
+
 @pytest.mark.parametrize(("name", "schedule", "values"), CASES, ids=[c[0] for c in CASES])
 def test_values_at_chosen_steps(name, schedule, values):
     for step, expected in values.items():
@@ -80,48 +105,6 @@ def test_join_rejects_negative_boundary():
 
 
 # ---- schedules of issue 13: known values -----------------------------------------------------
-
-NEW_CASES = [
-    ("staircase", schedules.exponential_decay(1.0, 0.5, 3, staircase=True),
-     {0: 1.0, 2: 1.0, 3: 0.5, 5: 0.5, 6: 0.25}),
-    ("inverse_time", schedules.inverse_time_decay(1.0, 0.5, 2),
-     {0: 1.0, 2: 1 / 1.5, 4: 0.5, 8: 1 / 3}),
-    ("inverse_time_staircase", schedules.inverse_time_decay(1.0, 1.0, 2, staircase=True),
-     {0: 1.0, 1: 1.0, 2: 0.5, 3: 0.5, 4: 1 / 3}),
-    ("inverse_sqrt", schedules.inverse_sqrt_decay(0.5), {0: 0.5, 3: 0.25, 15: 0.125}),
-    ("inverse_sqrt_T", schedules.inverse_sqrt_decay(2.0, 4), {0: 2.0, 12: 1.0, 60: 0.5}),
-    ("piecewise", schedules.piecewise_constant([3, 7], [1.0, 0.1, 0.01]),
-     {0: 1.0, 2: 1.0, 3: 0.1, 6: 0.1, 7: 0.01, 1000: 0.01}),
-    ("polynomial", schedules.polynomial_decay(1.0, 0.2, 4, power=2.0),
-     {0: 1.0, 2: 0.8 * 0.25 + 0.2, 4: 0.2, 9: 0.2}),
-    ("polynomial_linear", schedules.polynomial_decay(1.0, 0.0, 10),
-     {0: 1.0, 5: 0.5, 10: 0.0}),
-    ("restarts", schedules.cosine_restarts(1.0, 4),
-     {0: 1.0, 2: 0.5, 4: 1.0, 6: 0.5, 8: 1.0}),
-    ("restarts_mult", schedules.cosine_restarts(2.0, 2, period_mult=2.0, alpha=0.5),
-     {0: 2.0, 1: 1.5, 2: 2.0, 4: 1.5, 6: 2.0, 10: 1.5, 14: 2.0}),
-    ("sequence", schedules.sequence([schedules.linear_warmup(1.0, 2), schedules.constant(0.5),
-                                     schedules.exponential_decay(0.5, 0.5)], [2, 5]),
-     {0: 0.0, 1: 0.5, 2: 0.5, 4: 0.5, 5: 0.5, 6: 0.25, 8: 0.0625}),
-]
-
-
-@pytest.mark.parametrize(("name", "schedule", "values"), NEW_CASES, ids=[c[0] for c in NEW_CASES])
-def test_new_schedules_known_values(name, schedule, values):
-    """Known values, exact decimal fractions or within 4 ulps (cos/pow/sqrt of the library)."""
-    for step, expected in values.items():
-        got = schedule(step)
-        assert isinstance(got, float)
-        assert got == pytest.approx(expected, rel=ULP4, abs=1e-16), (name, step)
-
-
-@pytest.mark.parametrize(("name", "schedule", "values"), NEW_CASES, ids=[c[0] for c in NEW_CASES])
-def test_new_schedules_int_and_array_steps_agree(name, schedule, values):
-    for step in list(values) + [1, 3, 7, 13, 29]:
-        a = schedule(np.asarray(step, dtype=np.int64))
-        assert np.ndim(a) == 0 and np.asarray(a).dtype == np.float64, (name, step)
-        np.testing.assert_allclose(float(a), schedule(step), rtol=ULP4, atol=1e-16)
-
 
 def test_cosine_restarts_array_steps_at_every_restart():
     """period_mult != 1: arrays use a log for the period index; at each restart step (2, 6, 14,
