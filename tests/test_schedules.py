@@ -104,7 +104,7 @@ def test_join_rejects_negative_boundary():
         schedules.join(schedules.constant(1.0), schedules.constant(0.5), -1)
 
 
-# ---- schedules of issue 13: known values -----------------------------------------------------
+# ---- schedules of issue 13: restarts, tracing, bad arguments ---------------------------------
 
 def test_cosine_restarts_array_steps_at_every_restart():
     """period_mult != 1: arrays use a log for the period index; at each restart step (2, 6, 14,
