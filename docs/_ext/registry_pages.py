@@ -177,8 +177,8 @@ def registry():
     from adaptive_ref.registry import REGISTRY
 
     for mod in pkgutil.walk_packages(adaptive_ref.__path__, "adaptive_ref."):
-        if mod.name.startswith(SKIP_MODULES):
-            continue
+        if mod.name.startswith(SKIP_MODULES) or mod.name.endswith(".__main__"):
+            continue  # a __main__ module runs a CLI when imported
         importlib.import_module(mod.name)
     return REGISTRY
 
@@ -419,7 +419,8 @@ def _backend_row_jax() -> list[str]:
 # Pages written by hand in this directory's own toctree (docs/index.md), and directories that are
 # not pages.
 OWN_PAGES = ("index", "conventions", "backends", "figures", "api")
-NOT_PAGES = ("_build", "_generated", "_ext", "_static", "_templates", "optimizers", "figures")
+NOT_PAGES = ("_build", "_generated", "_ext", "_static", "_templates", "optimizers", "figures",
+             "tutorials")  # tutorials: in index.md's own toctree
 
 
 def more_toctree(srcdir: str) -> str:

@@ -79,7 +79,7 @@ def reddi_runs(steps: int = 3000):
         res = minimize(fun, [0.0], method, jac=jac, batches=lambda k: k, bounds=(-1.0, 1.0),
                        gtol=0.0, maxiter=steps, lr=schedules.inverse_sqrt_decay(0.5),
                        beta1=0.0, beta2=1.0 / (1.0 + C**2), eps=1e-8,
-                       callback=lambda r: xs.append(float(r.x[0])))
+                       callback=lambda r, xs=xs: xs.append(float(r.x[0])))
         out[method] = (np.array(xs), np.array(res.history["fun"]))
     return out
 
