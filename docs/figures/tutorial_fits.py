@@ -96,10 +96,10 @@ def amsgrad():
         best = np.cumsum([-(C if k % 3 == 0 else -1.0) for k in range(len(losses))])
         bx.plot(t, (np.cumsum(losses) - best) / t, color=color, label=label)
     ax.axhline(-1.0, color="0.3", ls=":", lw=1, label="minimiser x* = -1")
-    ax.set(xlabel="step t", ylabel="x_t", ylim=(-1.15, 1.15),
-           title="iterates on [-1, 1] (C = 3, beta2 = 1/(1+C^2))")
+    ax.set(xlabel="step $t$", ylabel="$x_t$", ylim=(-1.15, 1.15),
+           title=r"iterates on $[-1, 1]$ ($C = 3$, $\beta_2 = 1/(1+C^2)$)")
     ax.legend(loc="center right", fontsize=8)
-    bx.set(xlabel="T", ylabel="R_T / T", title="average regret", ylim=(0, None))
+    bx.set(xlabel="$T$", ylabel="$R_T / T$", title="average regret", ylim=(0, None))
     bx.set_xscale("log")
     bx.legend(fontsize=8)
     fig.tight_layout()
