@@ -278,7 +278,8 @@ def check_loss_scale_identity(spec: OptimizerSpec, param: Any, grads: Sequence[A
     """``step(c*g, eps) == step(g, eps/c)`` (and ``eps_root/c**2``) for ``c = 2**k``, bitwise, for
     the parameters after every step. Real arithmetic: ``m`` scales by ``c``, ``v`` by ``c**2``,
     ``sqrt(v) + eps`` by ``c``, so the update is unchanged; a power of two commutes with
-    rounding (no overflow or underflow at the magnitudes drawn), hence bitwise. Holds for Adam,
+    rounding as long as no value overflows or becomes subnormal (where rounding is absolute: a
+    ``beta1`` of 1e-320 makes ``beta1*m`` subnormal), hence bitwise. Holds for Adam,
     AMSGrad, AdamW, NAdam and Adamax without weight decay (L2 adds ``wd*p``, which does not
     scale). An eps inside the square root (``sqrt(v + eps)``) breaks it: that needs ``eps/c**2``.
     """
@@ -320,9 +321,9 @@ def adam_step_bound(t: int, beta1: float, beta2: float) -> float:
 
     ``R_1 = 1``; unbounded in ``t`` when ``b1**2 >= b2``. Kingma & Ba's ``lr (1-b1)/sqrt(1-b2)``
     is a heuristic that ``R_t`` exceeds (7.27 lr with the defaults, as ``t`` grows)."""
-    ratio = beta1**2 / beta2 if beta2 > 0 else math.inf
-    total = float(t) if ratio == 1.0 else (
-        (1.0 - ratio**t) / (1.0 - ratio) if math.isfinite(ratio) else (1.0 if t == 1 else math.inf))
+    if beta2 == 0.0:  # v_t = g_t**2: the step is sign(g) with b1 = 0, unbounded otherwise
+        return 1.0 if beta1 == 0.0 or t == 1 else math.inf
+    total = math.fsum((beta1 * beta1 / beta2) ** k for k in range(t))
     return ((1.0 - beta1) / (1.0 - beta1**t) * math.sqrt((1.0 - beta2**t) / (1.0 - beta2))
             * math.sqrt(total))
 
