@@ -321,3 +321,27 @@ def test_tree_state_through_state_to_dict_directly():
         state_to_dict(None)
     with pytest.raises(TypeError, match="state_from_dict: a tree leaf, int 3, is not a dict"):
         state_from_dict({"a": 3})
+
+
+def test_per_leaf_schedules_trace_under_jit():
+    """Under jax.jit each leaf's count is a traced array; the schedule and lr_scale trace too.
+    The compiled step may fuse operations differently from the eager one, so the two agree to a
+    few float32 ulps (rtol 4 * 2**-23), while the counts agree exactly."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    opt = make("adam", lr=schedules.linear_warmup(0.1, 3),
+               groups=[Group(lambda path, leaf: path == ("b",), lr_scale=0.5)])
+    params = {"a": jnp.ones(3, dtype=jnp.float32), "b": jnp.ones(2, dtype=jnp.float32)}
+    grads = {"a": jnp.full(3, 0.5, dtype=jnp.float32), "b": None}
+    state = opt.init(params)
+    eager_p, eager_s = params, state
+    step = jax.jit(opt.step)
+    for t in range(4):
+        g = grads if t == 0 else {"a": grads["a"], "b": jnp.full(2, 0.25, dtype=jnp.float32)}
+        params, state = step(params, g, state)
+        eager_p, eager_s = opt.step(eager_p, g, eager_s)
+    assert int(state["a"].count) == 4 and int(state["b"].count) == 3
+    for k in params:
+        np.testing.assert_allclose(np.asarray(params[k]), np.asarray(eager_p[k]),
+                                   rtol=4 * 2.0**-23, atol=0)
