@@ -41,9 +41,6 @@ __all__ = ["Group", "Optimizer", "make", "tree_init", "tree_step", "leaf_paths",
 
 _NONE_LEAF = dict(none_is_leaf=True, namespace="adaptive_ref")
 
-#: Group keywords that are not hyperparameters of the optimizer.
-GROUP_ONLY = ("lr_scale",)
-
 
 class _Flat:
     """A flattened tree: leaf paths and leaves, and its structure's two operations."""
