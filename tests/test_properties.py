@@ -48,9 +48,8 @@ ADAM_LIKE = ["adam", "amsgrad", "adamw"]
 per_optimizer = settings(max_examples=max(10, settings.default.max_examples // 3))
 
 
-def ema_ulps(b1: float, b2: float) -> float:
-    """Relative error (in U) of m_hat / sqrt(v_hat) from the two EMAs for same-sign inputs."""
-    return 3.0 / (1.0 - b1) + 2.0 / (1.0 - b2)
+# Relative error (in U) of m_hat / sqrt(v_hat) from the two EMAs for same-sign inputs.
+ema_ulps = inv.ema_roundings
 
 
 def seq(grads: np.ndarray) -> list[np.ndarray]:
