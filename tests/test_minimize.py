@@ -131,22 +131,23 @@ def test_amsgrad_counterexample_projected():
     assert np.mean(adam.history["fun"][-300:]) > 0 > np.mean(ams.history["fun"][-300:])
 
 
-def test_clipping_by_value_then_by_norm_with_sgd():
-    """SGD with lr = 1 from 0 makes the step -clip(g): checkable exactly."""
+def test_clipping_by_value_then_by_norm_with_sgd(backend, xp):
+    """SGD with lr = 1 from 0 makes the step -clip(g): checkable exactly, on every backend (the
+    norm-clipped ones within one rounding of the norm and of the division: 2 ulp)."""
     g0 = np.array([3.0, -4.0, 0.5])
-    fun, jac = (lambda x: float(g0 @ x)), (lambda x: g0)
-    by_value = minimize(fun, np.zeros(3), "sgd", jac=jac, lr=1.0, maxiter=1, gtol=0,
-                        clip_value=1.0)
-    np.testing.assert_array_equal(by_value.x, [-1.0, 1.0, -0.5])
-    by_norm = minimize(fun, np.zeros(3), "sgd", jac=jac, lr=1.0, maxiter=1, gtol=0,
-                       clip_norm=1.0)
-    np.testing.assert_allclose(by_norm.x, -g0 / np.linalg.norm(g0), rtol=2**-52, atol=0)
-    below = minimize(fun, np.zeros(3), "sgd", jac=jac, lr=1.0, maxiter=1, gtol=0, clip_norm=10.0)
-    np.testing.assert_array_equal(below.x, -g0)
-    both = minimize(fun, np.zeros(3), "sgd", jac=jac, lr=1.0, maxiter=1, gtol=0, clip_value=1.0,
-                    clip_norm=1.0)
+    g = backend.asarray(g0)
+
+    def run(**clip):
+        res = minimize(lambda x: xp.sum(g * x), backend.asarray(np.zeros(3)), "sgd",
+                       jac=lambda x: g, lr=1.0, maxiter=1, gtol=0, **clip)
+        return backend.to_numpy(res.x)
+
+    np.testing.assert_array_equal(run(clip_value=1.0), [-1.0, 1.0, -0.5])
+    np.testing.assert_allclose(run(clip_norm=1.0), -g0 / np.linalg.norm(g0), rtol=2**-51, atol=0)
+    np.testing.assert_array_equal(run(clip_norm=10.0), -g0)
     v = np.array([1.0, -1.0, 0.5])
-    np.testing.assert_allclose(both.x, -v / np.linalg.norm(v), rtol=2**-52, atol=0)
+    np.testing.assert_allclose(run(clip_value=1.0, clip_norm=1.0), -v / np.linalg.norm(v),
+                               rtol=2**-51, atol=0)
 
 
 def test_jac_true_callback_xtol_and_resume():
