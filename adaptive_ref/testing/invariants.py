@@ -8,6 +8,12 @@ for other libraries' suites too (combine them with :mod:`adaptive_ref.testing.st
 Every check that says *bitwise* compares the bit patterns of the results (so ``-0.0 != 0.0`` and
 NaN equals NaN at the same position): the property is exact in floating point, not only in real
 arithmetic, and the docstring of each check says why.
+
+The catalogue :data:`INVARIANTS` says which property holds for which registered optimizer and
+under which hyperparameter values (a declarative table read by :func:`applicable_invariants`);
+:func:`check_invariants` runs every applicable one on NumPy inputs drawn from a seeded generator,
+for a registered optimizer or for your own implementation described by
+:func:`adaptive_ref.testing.minimal_spec` (``reference="adam"``: the optimizer it claims to be).
 """
 
 from __future__ import annotations
