@@ -188,3 +188,38 @@ def test_assert_close_ulp_treats_equal_nans_as_equal():
         assert_close_ulp(a, np.array([1.0, np.nan, np.inf, 2.0]), max_ulp=0, nan_equal=False)
     with pytest.raises(AssertionError, match=r"error 1 ULP .* > allowed 0 ULP"):
         assert_close_ulp(np.float32([1, math.nan, 1 + 2**-23]), [1, math.nan, 1], max_ulp=0)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamax", "rmsprop", "sgd"])
+def test_registered_optimizers_on_the_backends(backend, name):
+    """The catalogue runs on each backend's arrays (the exact properties are bitwise there too)."""
+    ran = check_invariants(REGISTRY[name], backend=backend)
+    assert "permutation" in ran and "shape_dtype" not in ran
+
+
+def test_a_torch_adam_written_by_hand():
+    """An implementation in torch, checked as it is: the correct one passes, eps inside the
+    square root is caught by the loss-scale identity."""
+    torch = pytest.importorskip("torch")
+
+    def init(param):
+        return MyAdamState(0, torch.zeros_like(param), torch.zeros_like(param))
+
+    def make(eps_inside):
+        def step(param, grad, state, *, lr, beta1, beta2, eps):
+            t = state.count + 1
+            mu = beta1 * state.mu + (1 - beta1) * grad
+            nu = beta2 * state.nu + (1 - beta2) * grad * grad
+            nu_hat = nu / (1 - beta2**t)
+            denom = torch.sqrt(nu_hat + eps) if eps_inside else torch.sqrt(nu_hat) + eps
+            return param - lr * (mu / (1 - beta1**t)) / denom, MyAdamState(t, mu, nu)
+
+        return step
+
+    good = minimal_spec("torch_adam", init, make(False), like="adam", hparams=HP)
+    assert "loss_scale" in check_invariants(good, reference="adam", backend="torch")
+    bad = minimal_spec("torch_adam_inside", init, make(True), like="adam", hparams=HP)
+    with pytest.raises(AssertionError, match="loss_scale: torch_adam_inside: loss scale"):
+        check_invariants(bad, reference="adam", backend="torch")
+    with pytest.raises(ValueError, match="backend='bogus' is not one of"):
+        check_invariants(good, reference="adam", backend="bogus")

@@ -35,7 +35,7 @@ __all__ = [
     "check_first_step_is_minus_lr_sign", "check_loss_scale_identity",
     "check_constant_gradient_closed_form", "check_step_bound", "check_sign_flip_equivariant",
     "adam_step_bound", "adamax_step_bound", "unit_roundoff", "ema_roundings",
-    "Invariant", "INVARIANTS", "applicable_invariants", "check_invariants",
+    "Invariant", "INVARIANTS", "applicable_invariants", "check_invariants", "NUMPY_ONLY",
 ]
 
 
@@ -628,19 +628,65 @@ def applicable_invariants(spec: OptimizerSpec, *, reference: str | None = None
     return out
 
 
+#: Invariants that compare NumPy objects directly (dtypes, saved states): run with NumPy only.
+NUMPY_ONLY = frozenset({"shape_dtype", "resume"})
+
+
+def _on_backend(spec: OptimizerSpec, backend: Any) -> OptimizerSpec:
+    """``spec`` with its functions fed arrays of ``backend`` and its params read back as NumPy
+    (an exact copy both ways); the state stays the backend's own."""
+    import dataclasses
+
+    from ..backends import Backend
+
+    try:
+        b = backend if isinstance(backend, Backend) else Backend(backend)
+    except ValueError:
+        msg = (f"backend={backend!r} is not one of "
+               f"{', '.join(repr(x.value) for x in Backend)}")
+        raise ValueError(msg) from None
+    reason = b.missing_reason()
+    if reason is not None:
+        msg = f"backend={b.value!r} is not usable here: {reason}"
+        raise ValueError(msg)
+    b.setup()
+
+    def init(param, **kw):
+        return spec.init(b.asarray(param), **kw)
+
+    def step(param, grad, state, **kw):
+        p, st = spec.step(b.asarray(param), b.asarray(grad), state, **kw)
+        return b.to_numpy(p), st
+
+    return dataclasses.replace(spec, init=init, step=step)
+
+
 def check_invariants(spec: OptimizerSpec, *, reference: str | None = None, seed: int = 0,
-                     dtype: Any = np.float64, only: Sequence[str] | None = None) -> list[str]:
+                     dtype: Any = np.float64, only: Sequence[str] | None = None,
+                     backend: Any = None) -> list[str]:
     """Run every invariant that applies to ``spec`` (see :func:`applicable_invariants`) on inputs
     drawn from ``numpy.random.default_rng(seed)``; return the names run. All failures are
-    collected and raised together as one ``AssertionError``, one line per invariant."""
+    collected and raised together as one ``AssertionError``, one line per invariant.
+
+    ``backend`` (a :class:`adaptive_ref.backends.Backend` or its name, e.g. ``"torch"``): the
+    inputs are handed to ``spec`` as that library's arrays and its parameters are read back
+    (exact copies both ways), so an implementation written for torch or JAX is checked as it
+    is. :data:`NUMPY_ONLY` invariants are then skipped, and ``pure`` checks the state only (the
+    inputs it sees are copies).
+    """
     ran, failures = [], []
     known = {inv.name for inv in INVARIANTS}
     unknown = sorted(set(only or ()) - known)
     if unknown:
         msg = f"only= names unknown invariants {unknown}; known: {', '.join(sorted(known))}"
         raise ValueError(msg)
-    for inv, settings in applicable_invariants(spec, reference=reference):
+    applicable = applicable_invariants(spec, reference=reference)
+    if backend is not None:
+        spec = _on_backend(spec, backend)
+    for inv, settings in applicable:
         if isinstance(settings, str) or (only is not None and inv.name not in only):
+            continue
+        if backend is not None and inv.name in NUMPY_ONLY:
             continue
         rng = np.random.default_rng(seed)
         try:
