@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shlex
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +13,7 @@ from adaptive_ref.ulp import ulp_error
 
 from . import tolerance
 
-__all__ = ["CaseResult", "compare", "Failure"]
+__all__ = ["CaseResult", "compare", "Failure", "pytest_node"]
 
 
 @dataclass
@@ -35,31 +37,52 @@ class CaseResult:
     worst: str = ""
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    suspect: str = ""  # the convention that explains the failure (diagnose.suspect), if found
+    reproduce: str = ""  # a command that runs this case again (set by the runner)
 
     @property
     def passed(self) -> bool:
         return self.status in ("pass", "xfail")
 
     def report(self) -> str:
-        """A readable account: which optimizer, which step, which array, how big."""
+        """A readable account: which optimizer, which step, which array, how big, and a command
+        that runs the case again (:attr:`reproduce`; under pytest, the current test)."""
         if self.status in ("pass", "n/a"):
             return f"{self.case_id} [{self.impl}]: {self.status} {self.reason}".rstrip()
+        lines = []
         if self.status == "error":
-            return f"{self.case_id} [{self.impl}]: error: {self.reason}"
-        lines = [f"{self.case_id} [{self.impl}]: {self.status}; max error {self.max_ulp:.3g} ULP "
-                 f"(relative {self.max_rel:.3g}) at {self.worst}"]
-        if self.failures:
+            lines.append(f"{self.case_id} [{self.impl}]: error: {self.reason}")
+        else:
+            lines.append(f"{self.case_id} [{self.impl}]: {self.status}; max error "
+                         f"{self.max_ulp:.3g} ULP (relative {self.max_rel:.3g}) at {self.worst}")
+            if self.status == "xfail" and self.reason:
+                lines.append(f"  expected failure: {self.reason}")
+        if self.status != "error" and self.failures:
             f0 = self.failures[0]
             lines.append(f"  first divergence: step {f0.step}, {f0.what}: {f0.ulp:.3g} ULP "
                          f"(relative {f0.rel:.3g}) > budget {f0.allowed:g} ULP")
+            if self.suspect:
+                lines.append(f"  suspected knob: {self.suspect}")
             for f in self.failures[1:6]:
                 lines.append(f"  step {f.step}, {f.what}: {f.ulp:.3g} ULP (relative "
                              f"{f.rel:.3g}) > {f.allowed:g}")
             if len(self.failures) > 6:
                 lines.append(f"  ... {len(self.failures) - 6} more")
-        lines.append(f"  reproduce: adaptive-ref conform --impl {self.impl} --case "
-                     f"'{self.case_id}' -v")
+        if self.reproduce:
+            lines.append(f"  reproduce: {self.reproduce}")
+        elif pytest_node():
+            lines.append(f"  reproduce: python -m pytest {shlex.quote(pytest_node())}")
+        else:
+            lines.append(f"  case: the {self.case_id!r} element of "
+                         f"adaptive_ref.conformance.load_cases({self.optimizer!r})")
         return "\n".join(lines)
+
+
+def pytest_node() -> str | None:
+    """The node id of the pytest test running now (``PYTEST_CURRENT_TEST``), or None."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    node = current.rsplit(" (", 1)[0].strip()
+    return node or None
 
 
 def _rel(a, e, s) -> float:
@@ -72,8 +95,9 @@ def _rel(a, e, s) -> float:
 
 
 def compare(case, result, *, dtype: str | None = None, budget=None, impl: str = "?",
-            state: bool = True) -> CaseResult:
-    """Compare ``result`` (``{step: (params, state)}``) with ``case.expected``."""
+            state: bool = True, explain: bool = True) -> CaseResult:
+    """Compare ``result`` (``{step: (params, state)}``) with ``case.expected``; with
+    ``explain``, a failure also names the suspected knob (:func:`.diagnose.suspect`)."""
     dtype = dtype or case.dtype
     budget = budget or tolerance.budget
     out = CaseResult(case.id, case.optimizer, impl)
@@ -118,4 +142,8 @@ def compare(case, result, *, dtype: str | None = None, budget=None, impl: str = 
             if not err <= allowed:
                 out.failures.append(Failure(step, what, err, rel, allowed))
     out.status = "fail" if out.failures else "pass"
+    if out.failures and explain:
+        from .diagnose import suspect
+
+        out.suspect = suspect(case, result) or ""
     return out

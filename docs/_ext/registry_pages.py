@@ -29,7 +29,8 @@ __all__ = ["setup", "generate"]
 # Optimizers of other issues (natural-gradient methods, second-order flavours, sparse variants)
 # join the registry through ``registry.register`` when their module is imported, so every module
 # of the package is imported first, except these (a CLI, the test helpers).
-SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.testing")
+SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
+                "adaptive_ref.testing")
 
 PROFILES = ("torch", "optax")
 
@@ -177,8 +178,8 @@ def registry():
     from adaptive_ref.registry import REGISTRY
 
     for mod in pkgutil.walk_packages(adaptive_ref.__path__, "adaptive_ref."):
-        if mod.name.startswith(SKIP_MODULES) or mod.name.endswith(".__main__"):
-            continue  # a __main__ module runs a CLI when imported
+        if mod.name.startswith(SKIP_MODULES):
+            continue
         importlib.import_module(mod.name)
     return REGISTRY
 
@@ -418,7 +419,7 @@ def _backend_row_jax() -> list[str]:
 
 # Pages written by hand in this directory's own toctree (docs/index.md), and directories that are
 # not pages.
-OWN_PAGES = ("index", "conventions", "backends", "figures", "api")
+OWN_PAGES = ("index", "conventions", "backends", "figures", "api", "scaleout")
 NOT_PAGES = ("_build", "_generated", "_ext", "_static", "_templates", "optimizers", "figures",
              "tutorials")  # tutorials: in index.md's own toctree
 
@@ -464,7 +465,8 @@ def more_toctree(srcdir: str) -> str:
 # Modules api.md documents by hand (or that are not API).
 API_DONE = ("adaptive_ref.optimizers", "adaptive_ref.registry", "adaptive_ref.tree",
             "adaptive_ref.state", "adaptive_ref.schedules", "adaptive_ref.cli",
-            "adaptive_ref.__main__", "adaptive_ref.testing.pytest_plugin")
+            "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
+            "adaptive_ref.testing.pytest_plugin")
 
 
 def api_modules() -> str:
