@@ -7,6 +7,7 @@ Importing this package imports no array backend.
 """
 
 from . import schedules
+from .optimize import OptimizeResult, minimize
 from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
 from .optimizers.adam import (
                               AdamState,
@@ -48,7 +49,7 @@ __all__ = [
     "VONState", "von_init", "von_step", "von_sample", "IVONState", "ivon_init", "ivon_step",
     "ivon_sample", "RootFreeState", "rootfree_init", "rootfree_step", "ShampooState",
     "shampoo_init", "shampoo_step", "FullMatrixAdagradState", "full_matrix_adagrad_init",
-    "full_matrix_adagrad_step",
+    "full_matrix_adagrad_step", "minimize", "OptimizeResult",
 ]
 
 from .sparse import (  # noqa: E402

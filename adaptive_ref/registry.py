@@ -29,11 +29,35 @@ _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (r
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 
-def register(spec: OptimizerSpec) -> OptimizerSpec:
-    """Add an optimizer (used by the modules of other issues: sparse, natural-gradient, ...)."""
-    if spec.name in REGISTRY and REGISTRY[spec.name] is not spec:
-        msg = f"an optimizer named {spec.name!r} is already registered"
-        raise ValueError(msg)
+_BUILTIN = frozenset(REGISTRY)
+
+
+def _origin(spec: OptimizerSpec) -> tuple:
+    return tuple((getattr(f, "__module__", None), getattr(f, "__qualname__", None))
+                 for f in (spec.init, spec.step))
+
+
+def register(spec: OptimizerSpec, *, replace: bool = False) -> OptimizerSpec:
+    """Add an optimizer to the registry (tests, conformance cases, CLI and docs then see it).
+
+    Registering a name again (a notebook cell run twice) follows one rule:
+
+    * the same spec object: nothing happens;
+    * a spec whose ``init`` and ``step`` have the same module and qualified names as the
+      registered one's (the same definition, executed again): it replaces the old entry;
+    * anything else under a taken name, including every built-in name, is a ``ValueError``
+      unless ``replace=True`` (an explicit, deliberate replacement).
+    """
+    old = REGISTRY.get(spec.name)
+    if old is not None and old is not spec and not replace:
+        if spec.name in _BUILTIN:
+            msg = (f"{spec.name!r} is a built-in optimizer; pass replace=True to replace it "
+                   f"deliberately, or register yours under another name")
+            raise ValueError(msg)
+        if _origin(old) != _origin(spec):
+            msg = (f"an optimizer named {spec.name!r} is already registered (init/step from "
+                   f"{_origin(old)[1][0]}.{_origin(old)[1][1]}); pass replace=True to replace it")
+            raise ValueError(msg)
     REGISTRY[spec.name] = spec
     return spec
 

@@ -3,7 +3,10 @@
 ``state_to_dict(state)`` gives ``{"type": "AdamState", "count": ..., "mu": ..., ...}`` (``None``
 for absent buffers); ``state_from_dict(d)`` rebuilds the NamedTuple. Arrays are kept as they are
 (same namespace, dtype and device), so save/load is exact; ``to_numpy=True`` converts leaves for
-writing to disk with ``numpy.savez``. Trees of states (see :mod:`adaptive_ref.tree`) map leaf-wise.
+writing to disk with ``numpy.savez``. A tree of states (what :func:`adaptive_ref.make`'s
+``init`` returns: dicts, lists, tuples and JAX-registered nodes with states at the leaves) maps
+leaf-wise: ``state_to_dict`` returns the same tree with a dict in place of each state, and
+``state_from_dict`` takes such a tree back.
 """
 
 from __future__ import annotations
@@ -20,7 +23,37 @@ def state_types() -> dict[str, type]:
     return {spec.state_type.__name__: spec.state_type for spec in REGISTRY.values()}
 
 
+def _is_state(x: Any) -> bool:
+    return isinstance(x, tuple) and hasattr(x, "_fields") and hasattr(x, "count")
+
+
+def _is_saved_state(x: Any) -> bool:
+    return isinstance(x, dict) and isinstance(x.get("type"), str)
+
+
+def _not_a_leaf(fn: str, x: Any, want: str) -> Any:
+    msg = f"{fn}: a tree leaf, {type(x).__name__} {x!r:.60}, is not {want}"
+    raise TypeError(msg)
+
+
 def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
+    if not _is_state(state):  # a tree of states (adaptive_ref.tree): map over its leaves
+        from .tree import map_tree
+
+        found: list[Any] = []
+
+        def one(s: Any) -> Any:
+            if not _is_state(s):
+                return _not_a_leaf("state_to_dict", s, "the state of a registered optimizer")
+            found.append(s)
+            return state_to_dict(s, to_numpy=to_numpy)
+
+        out = map_tree(one, state, _is_state)
+        if not found:
+            msg = (f"state_to_dict: {type(state).__name__} is not the state of a registered "
+                   f"optimizer, nor a tree of such states")
+            raise TypeError(msg)
+        return out
     types = state_types()
     name = type(state).__name__
     if name not in types or not isinstance(state, types[name]):
@@ -39,7 +72,18 @@ def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
 
 
 def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
-    """Rebuild a state; with ``like`` (an array), numpy leaves are moved to its namespace/device."""
+    """Rebuild a state; with ``like`` (an array), numpy leaves are moved to its namespace/device.
+
+    A tree whose leaves are such dicts (from ``state_to_dict`` of a tree state) gives the tree
+    of states back."""
+    # a dict with a "type" or a "count" is one (maybe malformed) saved state, not a tree
+    if isinstance(d, (list, tuple)) or (isinstance(d, dict) and "type" not in d
+                                          and "count" not in d):
+        from .tree import map_tree
+
+        return map_tree(lambda x: state_from_dict(x, like=like) if _is_saved_state(x) else
+                        _not_a_leaf("state_from_dict", x, "a dict from state_to_dict"), d,
+                        _is_saved_state)
     types = state_types()
     name = d.get("type")
     if name not in types:

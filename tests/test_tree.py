@@ -188,3 +188,160 @@ def test_tree_state_is_serialisable():
                     optree.tree_leaves(s2, is_leaf=_is_state), strict=True):
         for f in a._fields:
             assert_bitwise_equal(getattr(a, f), getattr(b, f), f)
+
+
+# ---- issue 10 item 8 and issue 13: per-leaf schedules, group lrs, JAX pytrees, tree states ----
+
+def test_schedule_is_evaluated_at_each_leafs_own_count():
+    """A leaf skipped for 3 steps (None gradient) keeps its warm-up at its own count; the other
+    leaf's lr follows its own count (issue 10, item 8: both used the first leaf's count)."""
+    sched = schedules.linear_warmup(1.0, 4)
+    opt = make("sgd", lr=sched)
+    params = {"a": np.zeros(1), "b": np.zeros(1)}
+    state = opt.init(params)
+    for _ in range(3):
+        params, state = opt.step(params, {"a": None, "b": np.ones(1)}, state)
+    assert int(state["a"].count) == 0 and int(state["b"].count) == 3
+    p, s = opt.step(params, {"a": np.ones(1), "b": np.ones(1)}, state)
+    # a: lr(0) = 0, so no move; b: lr(3) = 0.75
+    assert_bitwise_equal(p["a"], np.zeros(1), "a at its count 0")
+    assert_bitwise_equal(p["b"], params["b"] - 0.75, "b at its count 3")
+
+
+def test_group_schedules_and_lr_scale():
+    """A group may bring its own schedule; lr_scale scales the base schedule (torch's groups:
+    every group follows one schedule, each at its own initial lr). Scales of groups multiply."""
+    base = schedules.exponential_decay(1.0, 0.5)
+    own = schedules.constant(0.25)
+    groups = [Group(lambda path, leaf: path[0] == "scaled", lr_scale=0.1),
+              Group(lambda path, leaf: path[0] == "own", lr=own),
+              Group(lambda path, leaf: path[0] == "scaled", lr_scale=0.5)]
+    opt = make("sgd", lr=base, groups=groups)
+    params = {"plain": np.zeros(1), "scaled": np.zeros(1), "own": np.zeros(1)}
+    state = opt.init(params)
+    ones = {k: np.ones(1) for k in params}
+    for t in range(3):
+        new, state = opt.step(params, ones, state)
+        assert_bitwise_equal(new["plain"], params["plain"] - base(t), f"plain t={t}")
+        assert_bitwise_equal(new["scaled"], params["scaled"] - base(t) * (0.1 * 0.5), "scaled")
+        assert_bitwise_equal(new["own"], params["own"] - 0.25, "own")
+        params = new
+    with pytest.raises(ValueError, match=r"lr_scale=-1.0 is outside the accepted range"):
+        make("sgd", lr=0.1, groups=[Group(lambda p, x: True, lr_scale=-1.0)]).step(
+            params, ones, state)
+
+
+def test_a_selector_returning_an_array_is_a_clear_error():
+    params = _params()
+    state = tree_init("sgd", params)
+    grp = [Group(lambda path, leaf: leaf > 0, lr=0.0)]
+    with pytest.raises(TypeError, match=r"groups\[0\]: the selector must return True or False "
+                                        r"for each leaf; at leaf \('encoder', 'bias'\) it "
+                                        r"returned an array of shape \(2,\)"):
+        tree_step("sgd", params, _grads(0), state, groups=grp)
+    with pytest.raises(TypeError, match="decay_mask: the selector must return True or False"):
+        make("adamw", decay_mask=lambda path, leaf: np.ones(1)).step(params, _grads(0),
+                                                                     tree_init("adamw", params))
+    # NumPy bools (np.ndim(leaf) >= 2) are accepted, as before
+    make("adamw", decay_mask=lambda path, leaf: np.ndim(leaf) >= 2).step(
+        params, _grads(0), tree_init("adamw", params))
+
+
+def _jax_linear():
+    jax = pytest.importorskip("jax")
+    from jax import tree_util as jtu
+
+    @jtu.register_pytree_with_keys_class
+    class Linear:  # what flax.struct / equinox.Module register: a node with named children
+        def __init__(self, weight, bias):
+            self.weight, self.bias = weight, bias
+
+        def tree_flatten_with_keys(self):
+            children = ((jtu.GetAttrKey("weight"), self.weight),
+                        (jtu.GetAttrKey("bias"), self.bias))
+            return children, None
+
+        @classmethod
+        def tree_unflatten(cls, aux, children):
+            return cls(*children)
+
+    return jax, Linear
+
+
+def test_jax_registered_pytree_nodes():
+    """A JAX-registered node is a tree node (optree alone would see one opaque leaf): each of
+    its children is stepped as a leaf, paths name attributes, the result has the node's type,
+    and the state serialises as a tree."""
+    jax, Linear = _jax_linear()
+    import jax.numpy as jnp
+
+    params = {"lin": Linear(jnp.ones((2, 2)), jnp.zeros(2)), "scale": jnp.ones(())}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    groups = [Group(lambda path, leaf: path[-1] == "bias", lr=0.0)]
+    opt = make("adam", lr=0.1, groups=groups)
+    state = opt.init(params)
+    assert isinstance(state["lin"], Linear)
+    jitted, _ = jax.jit(opt.step)(params, grads, state)  # traceable: a node is no obstacle
+    assert isinstance(jitted["lin"], Linear)
+    new, state = opt.step(params, grads, state)
+    assert isinstance(new["lin"], Linear)
+    assert_bitwise_equal(new["lin"].bias, params["lin"].bias, "bias (lr 0)")
+    spec = REGISTRY["adam"]
+    ref, _ = spec.step(params["lin"].weight, grads["lin"].weight,
+                       spec.init(params["lin"].weight), **spec.settings(None, lr=0.1))
+    assert_bitwise_equal(new["lin"].weight, ref, "weight stepped as a leaf")
+    from adaptive_ref.tree import leaf_paths
+
+    assert leaf_paths(params) == [("lin", "weight"), ("lin", "bias"), ("scale",)]
+    saved = state_to_dict(state, to_numpy=True)
+    assert isinstance(saved["lin"], Linear) and saved["lin"].weight["type"] == "AdamState"
+    loaded = state_from_dict(saved, like=jnp.zeros(()))
+    p1, _ = opt.step(new, grads, state)
+    p2, _ = opt.step(new, grads, loaded)
+    for a, b in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p2), strict=True):
+        assert_bitwise_equal(a, b, "after reload")
+
+
+def test_tree_state_through_state_to_dict_directly():
+    """state_to_dict/state_from_dict take a whole tree state (no tree_map needed)."""
+    params = _params()
+    opt = make("adam", lr=0.1)
+    state = opt.init(params)
+    params, state = opt.step(params, _grads(0), state)
+    saved = state_to_dict(state, to_numpy=True)
+    assert saved["encoder"]["weight"]["type"] == "AdamState"
+    loaded = state_from_dict(saved)
+    p1, _ = opt.step(params, _grads(1), state)
+    p2, _ = opt.step(params, _grads(1), loaded)
+    for a, b in zip(_leaves(p1), _leaves(p2), strict=True):
+        assert_bitwise_equal(a, b, "param")
+    with pytest.raises(TypeError, match="state_to_dict: a tree leaf, int 3, is not the state of"):
+        state_to_dict({"a": 3})
+    with pytest.raises(TypeError, match="state_to_dict: NoneType is not the state of a regis"):
+        state_to_dict(None)
+    with pytest.raises(TypeError, match="state_from_dict: a tree leaf, int 3, is not a dict"):
+        state_from_dict({"a": 3})
+
+
+def test_per_leaf_schedules_trace_under_jit():
+    """Under jax.jit each leaf's count is a traced array; the schedule and lr_scale trace too.
+    The compiled step may fuse operations differently from the eager one, so the two agree to a
+    few float32 ulps (rtol 4 * 2**-23), while the counts agree exactly."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    opt = make("adam", lr=schedules.linear_warmup(0.1, 3),
+               groups=[Group(lambda path, leaf: path == ("b",), lr_scale=0.5)])
+    params = {"a": jnp.ones(3, dtype=jnp.float32), "b": jnp.ones(2, dtype=jnp.float32)}
+    grads = {"a": jnp.full(3, 0.5, dtype=jnp.float32), "b": None}
+    state = opt.init(params)
+    eager_p, eager_s = params, state
+    step = jax.jit(opt.step)
+    for t in range(4):
+        g = grads if t == 0 else {"a": grads["a"], "b": jnp.full(2, 0.25, dtype=jnp.float32)}
+        params, state = step(params, g, state)
+        eager_p, eager_s = opt.step(eager_p, g, eager_s)
+    assert int(state["a"].count) == 4 and int(state["b"].count) == 3
+    for k in params:
+        np.testing.assert_allclose(np.asarray(params[k]), np.asarray(eager_p[k]),
+                                   rtol=4 * 2.0**-23, atol=0)

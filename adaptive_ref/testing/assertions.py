@@ -28,12 +28,35 @@ from ..ulp import ulp, ulp_distance, ulp_error
 __all__ = ["ulp", "ulp_distance", "ulp_error", "assert_close_ulp", "assert_matches_golden"]
 
 
-def assert_close_ulp(actual, expected, *, max_ulp: float, dtype=None, what: str = "array"):
-    """Assert the normwise ULP error is at most ``max_ulp`` (``dtype``: that of ``actual``)."""
-    dt = np.asarray(actual).dtype if dtype is None else np.dtype(dtype)
-    err = ulp_error(actual, expected, dt)
+def assert_close_ulp(actual, expected, *, max_ulp: float, dtype=None, what: str = "array",
+                     nan_equal: bool = True):
+    """Assert the normwise ULP error is at most ``max_ulp`` (``dtype``: that of ``actual``).
+
+    NaN-aware: with ``nan_equal`` (the default) a NaN in both arrays at the same position is
+    equal, and so is an infinity of the same sign in both; those positions are left out of the
+    error. A NaN or infinity in only one of them fails, naming the first such index. With
+    ``nan_equal=False`` any NaN fails.
+    """
+    a = np.asarray(actual)
+    e = np.asarray(expected)
+    dt = a.dtype if dtype is None else np.dtype(dtype)
+    if a.shape != e.shape:
+        msg = f"{what}: shape {a.shape} != expected {e.shape}"
+        raise AssertionError(msg)
+    a64, e64 = a.astype(np.float64), e.astype(np.float64)
+    a_nan, e_nan = np.isnan(a64), np.isnan(e64)
+    same_inf = np.isinf(a64) & (a64 == e64)
+    special = (a_nan & e_nan) | same_inf if nan_equal else same_inf
+    lone = (a_nan | e_nan | np.isinf(a64) | np.isinf(e64)) & ~special
+    if np.any(lone):
+        idx = tuple(int(i[0]) for i in np.nonzero(lone)) if a.ndim else ()
+        msg = (f"{what}: non-finite mismatch at {idx}: {a64[idx]!r} vs expected {e64[idx]!r}"
+               + ("" if nan_equal else " (nan_equal=False: NaN never equals NaN)"))
+        raise AssertionError(msg)
+    keep = ~special
+    err = ulp_error(a64[keep], e64[keep], dt)
     if not err <= max_ulp:
-        rel = _rel(actual, expected)
+        rel = _rel(a64[keep], e64[keep])
         msg = (f"{what}: error {err:.3g} ULP ({dt}) > allowed {max_ulp:g} ULP "
                f"(max relative error {rel:.3g})")
         raise AssertionError(msg)

@@ -8,11 +8,19 @@ for other libraries' suites too (combine them with :mod:`adaptive_ref.testing.st
 Every check that says *bitwise* compares the bit patterns of the results (so ``-0.0 != 0.0`` and
 NaN equals NaN at the same position): the property is exact in floating point, not only in real
 arithmetic, and the docstring of each check says why.
+
+The catalogue :data:`INVARIANTS` says which property holds for which registered optimizer and
+under which hyperparameter values (a declarative table read by :func:`applicable_invariants`);
+:func:`check_invariants` runs every applicable one on NumPy inputs drawn from a seeded generator,
+for a registered optimizer or for your own implementation described by
+:func:`adaptive_ref.testing.minimal_spec` (``reference="adam"``: the optimizer it claims to be).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +32,10 @@ __all__ = [
     "as_numpy", "assert_bitwise_equal", "run_steps", "check_shape_dtype_preserved", "check_pure",
     "check_maximize_is_negated_minimize", "check_resume_equals_uninterrupted",
     "check_permutation_equivariant", "check_zero_gradient_fixed_point", "check_monotone_field",
+    "check_first_step_is_minus_lr_sign", "check_loss_scale_identity",
+    "check_constant_gradient_closed_form", "check_step_bound", "check_sign_flip_equivariant",
+    "adam_step_bound", "adamax_step_bound", "unit_roundoff", "ema_roundings",
+    "Invariant", "INVARIANTS", "applicable_invariants", "check_invariants", "NUMPY_ONLY",
 ]
 
 
@@ -62,6 +74,17 @@ def assert_bitwise_equal(actual: Any, expected: Any, what: str = "") -> None:
         raise AssertionError(msg)
 
 
+def _state_arrays(state: Any) -> dict[str, Any]:
+    """The array fields of a NamedTuple or dict state (``{}`` for any other state type)."""
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        items = zip(state._fields, state, strict=True)
+    elif isinstance(state, dict):
+        items = state.items()
+    else:
+        return {}
+    return {k: v for k, v in items if v is not None and hasattr(v, "shape")}
+
+
 def _assert_states_bitwise(s1: Any, s2: Any, what: str) -> None:
     assert type(s1) is type(s2), f"{what}: state types {type(s1)} != {type(s2)}"
     for name, a, b in zip(s1._fields, s1, s2, strict=True):
@@ -80,7 +103,8 @@ def run_steps(spec: OptimizerSpec, param: Any, grads: Sequence[Any], settings: d
     ``(param, state)``.
     """
     if state is None:
-        state = spec.init(param, **spec.init_kwargs(settings), state_dtype=state_dtype)
+        extra = {} if state_dtype is None else {"state_dtype": state_dtype}
+        state = spec.init(param, **spec.init_kwargs(settings), **extra)
     for t, g in enumerate(grads, start=1):
         param, state = spec.step(param, g, state, **settings)
         if callback is not None:
@@ -122,13 +146,13 @@ def check_pure(spec: OptimizerSpec, param: Any, grads: Sequence[Any],
     state = spec.init(param, **spec.init_kwargs(settings))
     for t, g in enumerate(grads, start=1):
         before_p, before_g = as_numpy(param).copy(), as_numpy(g).copy()
-        before_s = [None if v is None else as_numpy(v).copy() for v in state]
+        before_s = {k: as_numpy(v).copy() for k, v in _state_arrays(state).items()}
         new_p, new_s = spec.step(param, g, state, **settings)
         assert_bitwise_equal(param, before_p, f"{spec.name} step {t}: param was modified")
         assert_bitwise_equal(g, before_g, f"{spec.name} step {t}: grad was modified")
-        for name, v, b in zip(state._fields, state, before_s, strict=True):
-            if v is not None:
-                assert_bitwise_equal(v, b, f"{spec.name} step {t}: state.{name} was modified")
+        for name, v in _state_arrays(state).items():
+            assert_bitwise_equal(v, before_s[name], f"{spec.name} step {t}: state.{name} was "
+                                                    f"modified")
         param, state = new_p, new_s
 
 
@@ -168,10 +192,11 @@ def check_permutation_equivariant(spec: OptimizerSpec, param: np.ndarray,
     p1, s1 = run_steps(spec, param, grads, settings)
     p2, s2 = run_steps(spec, param[perm], [g[perm] for g in grads], settings)
     assert_bitwise_equal(p2, as_numpy(p1)[perm], f"{spec.name}: permuted params")
-    for name, a, b in zip(s1._fields, s1, s2, strict=True):
-        if a is None or name == "count" or np.ndim(a) == 0:
+    f2 = _state_arrays(s2)
+    for name, a in _state_arrays(s1).items():
+        if name == "count" or np.ndim(a) == 0 or name not in f2:
             continue
-        assert_bitwise_equal(b, as_numpy(a)[perm], f"{spec.name}: permuted state.{name}")
+        assert_bitwise_equal(f2[name], as_numpy(a)[perm], f"{spec.name}: permuted state.{name}")
 
 
 def check_zero_gradient_fixed_point(spec: OptimizerSpec, param: Any, zero: Any,
@@ -203,3 +228,474 @@ def check_monotone_field(spec: OptimizerSpec, param: Any, grads: Sequence[Any],
         prev[0] = cur
 
     run_steps(spec, param, grads, settings, callback=check)
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantic invariants with their exact conditions, and the registry-driven catalogue
+
+def unit_roundoff(dtype: Any) -> float:
+    """``u``: half the spacing of 1.0 in ``dtype`` (2**-53 for float64, 2**-24 for float32)."""
+    return float(np.finfo(np.dtype(dtype)).eps) / 2.0
+
+
+def ema_roundings(beta1: float, beta2: float) -> float:
+    """Relative error, in units of ``u``, of ``m_hat / sqrt(v_hat)`` from the two moving averages
+    of same-sign inputs: each EMA step adds about ``3u``, damped by ``beta``, so ``m`` carries
+    ``3/(1-b1)`` and ``v`` ``2/(1-b2)`` after the square root halves its ``4/(1-b2)``."""
+    return 3.0 / (1.0 - beta1) + 2.0 / (1.0 - beta2)
+
+
+def _fresh(spec: OptimizerSpec, param: Any, settings: dict[str, Any]) -> Any:
+    return spec.init(param, **spec.init_kwargs(settings))
+
+
+def check_first_step_is_minus_lr_sign(spec: OptimizerSpec, grad: np.ndarray,
+                                      settings: dict[str, Any], *, roundings: float = 10.0
+                                      ) -> None:
+    """From ``p = 0`` and a fresh state, with ``eps = 0`` and bias correction on, one step gives
+    ``-lr * sign(g)`` for every nonzero ``g``, whatever ``beta1`` and ``beta2``: ``m_hat = g``
+    and ``sqrt(v_hat) = |g|`` in real arithmetic. Holds for Adam, AMSGrad, AdamW (any eps
+    placement), Adamax and Adagrad (``initial_accumulator_value = 0``); not for NAdam (its first
+    step is ``1.0565 lr`` under torch's schedule), RAdam (``lr * g``) or RMSprop
+    (``lr / sqrt(1 - alpha)``). Tolerance: ``roundings * u * lr`` (default 10: two roundings in
+    ``m_hat``, four in ``v_hat`` halved by the root plus the root itself, the division, the
+    multiplication by lr, and three in the 'hat' form's step size). ``g = 0`` gives 0/0 = NaN (as
+    torch and optax do), so zeros are not allowed in ``grad``."""
+    g = np.asarray(grad)
+    if np.any(g == 0):
+        msg = "check_first_step_is_minus_lr_sign needs nonzero gradients (0/0 is NaN at eps = 0)"
+        raise ValueError(msg)
+    p0 = np.zeros_like(g)
+    p1, _ = spec.step(p0, g, _fresh(spec, p0, settings), **settings)
+    lr = float(settings["lr"])
+    err = np.abs(as_numpy(p1) + lr * np.sign(g))
+    tol = roundings * unit_roundoff(g.dtype) * lr
+    bad = ~(err <= tol)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        msg = (f"{spec.name}: first step is not -lr*sign(g) (eps = 0): at element {i}, g = "
+               f"{g.flat[i]!r}, step = {as_numpy(p1).flat[i]!r}, expected "
+               f"{-lr * np.sign(g.flat[i])!r} (allowed error {tol:.3g})")
+        raise AssertionError(msg)
+
+
+def check_loss_scale_identity(spec: OptimizerSpec, param: Any, grads: Sequence[Any],
+                              settings: dict[str, Any], scale_exponent: int) -> None:
+    """``step(c*g, eps) == step(g, eps/c)`` (and ``eps_root/c**2``) for ``c = 2**k``, bitwise, for
+    the parameters after every step. Real arithmetic: ``m`` scales by ``c``, ``v`` by ``c**2``,
+    ``sqrt(v) + eps`` by ``c``, so the update is unchanged; a power of two commutes with
+    rounding as long as no value overflows or becomes subnormal (where rounding is absolute: a
+    ``beta1`` of 1e-320 makes ``beta1*m`` subnormal), hence bitwise. Holds for Adam,
+    AMSGrad, AdamW, NAdam and Adamax without weight decay (L2 adds ``wd*p``, which does not
+    scale). An eps inside the square root (``sqrt(v + eps)``) breaks it: that needs ``eps/c**2``.
+    """
+    c = 2.0 ** scale_exponent
+    scaled = {**settings, "eps": settings["eps"] / c}
+    if "eps_root" in settings:
+        scaled["eps_root"] = settings["eps_root"] / c**2
+    p1, s1 = run_steps(spec, param, [c * g for g in grads], settings)
+    p2, s2 = run_steps(spec, param, list(grads), scaled)
+    assert_bitwise_equal(p1, p2, f"{spec.name}: loss scale c = 2**{scale_exponent}: step(c*g, "
+                                 f"eps) vs step(g, eps/c), params")
+
+
+def check_constant_gradient_closed_form(spec: OptimizerSpec, param: np.ndarray, grad_value: float,
+                                        steps: int, settings: dict[str, Any]) -> None:
+    """A constant gradient ``g`` with ``eps = 0`` and bias correction: ``theta_t = theta_0 - t *
+    lr * sign(g)`` at every step ``t``, bitwise, when ``g``, ``lr`` and ``theta_0`` are powers of
+    two (or 0) and ``beta1, beta2`` are dyadic with few bits (``1 - 2**-k``), ``t <= 12``:
+    ``m_t = (1 - b1**t) g``, ``v_t = (1 - b2**t) g**2`` and both bias corrections are then exact,
+    so ``m_hat = g`` and ``sqrt(v_hat) = |g|`` exactly. Holds for Adam, AMSGrad and AdamW
+    (without decay). The caller chooses such values; :func:`check_invariants` does."""
+    lr = float(settings["lr"])
+    p = np.asarray(param)
+    g = np.full_like(p, grad_value)
+
+    def check(t, pt, s):
+        want = p - t * lr * math.copysign(1.0, grad_value)
+        assert_bitwise_equal(pt, want, f"{spec.name}: constant gradient {grad_value!r}, step {t}: "
+                                       f"theta_t != theta_0 - t*lr*sign(g)")
+
+    run_steps(spec, p, [g] * steps, settings, callback=check)
+
+
+def adam_step_bound(t: int, beta1: float, beta2: float) -> float:
+    """``R_t``: the supremum of ``|Delta_t| / lr`` over all gradient sequences for Adam with
+    ``eps = 0`` (Cauchy-Schwarz; attained by ``g_j ~ (b1/b2)**(t-j)``)::
+
+        R_t = (1-b1)/(1-b1**t) * sqrt((1-b2**t)/(1-b2)) * sqrt(sum_{k<t} (b1**2/b2)**k)
+
+    ``R_1 = 1``; unbounded in ``t`` when ``b1**2 >= b2``. Kingma & Ba's ``lr (1-b1)/sqrt(1-b2)``
+    is a heuristic that ``R_t`` exceeds (7.27 lr with the defaults, as ``t`` grows)."""
+    if beta2 == 0.0:  # v_t = g_t**2: the step is sign(g) with b1 = 0, unbounded otherwise
+        return 1.0 if beta1 == 0.0 or t == 1 else math.inf
+    total = math.fsum((beta1 * beta1 / beta2) ** k for k in range(t))
+    return ((1.0 - beta1) / (1.0 - beta1**t) * math.sqrt((1.0 - beta2**t) / (1.0 - beta2))
+            * math.sqrt(total))
+
+
+def adamax_step_bound(t: int, beta1: float, beta2: float) -> float:
+    """The supremum of ``|Delta_t| / lr`` for Adamax with ``eps = 0``:
+    ``(1-b1)/(1-b1**t) * sum_{k<t} (b1/b2)**k`` (attained by ``g_j = b2**(j-t)``)."""
+    return (1.0 - beta1) / (1.0 - beta1**t) * sum((beta1 / beta2) ** k for k in range(t))
+
+
+def check_step_bound(spec: OptimizerSpec, grads: Sequence[np.ndarray], settings: dict[str, Any],
+                     bound: Callable[[int, dict[str, Any]], float]) -> list[float]:
+    """``|Delta_t| <= lr * bound(t, settings)`` at every step, for any gradients. The step is
+    measured from ``p = 0`` with the running state (exact: no parameter addition), and the bound
+    gets the EMA's rounding allowance ``(ema_roundings + 10) u`` relative. Returns each step's
+    ``max |Delta_t| / lr`` (to check that an extremal sequence attains the bound)."""
+    state = None
+    ratios = []
+    lr = float(settings["lr"])
+    for t, g in enumerate(grads, start=1):
+        g = np.asarray(g)
+        p0 = np.zeros_like(g)
+        if state is None:
+            state = _fresh(spec, p0, settings)
+        delta, state = spec.step(p0, g, state, **settings)
+        b = bound(t, settings)
+        slack = (ema_roundings(settings.get("beta1", 0.0),
+                               settings.get("beta2", settings.get("alpha", 0.0))) + 10)
+        limit = lr * b * (1.0 + slack * unit_roundoff(g.dtype))
+        d = np.abs(as_numpy(delta))
+        if np.any(d > limit):
+            i = int(np.argmax(d))
+            msg = (f"{spec.name}: step {t} moved element {i} by {d.flat[i]!r} > lr * bound = "
+                   f"{lr * b!r} (bound {b:.6g}, rounding allowance included)")
+            raise AssertionError(msg)
+        ratios.append(float(np.max(d)) / lr if d.size else 0.0)
+    return ratios
+
+
+def check_sign_flip_equivariant(spec: OptimizerSpec, param: np.ndarray,
+                                grads: Sequence[np.ndarray], settings: dict[str, Any]) -> None:
+    """Negating the start and every gradient negates every iterate, bitwise: each update is an
+    odd function of ``(p, g)`` built from exact negations, squares and absolute values."""
+    p1, _ = run_steps(spec, param, grads, settings)
+    p2, _ = run_steps(spec, -param, [-g for g in grads], settings)
+    assert_bitwise_equal(p2, -as_numpy(p1), f"{spec.name}: sign-flipped run")
+
+
+# ---- the catalogue -------------------------------------------------------------------------
+#: The optimizers of the core table (their properties are proven in the theory notes and tested
+#: in the project's own suite). Other registered optimizers get the generic invariants only.
+CORE = frozenset({"sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "adamax", "nadam",
+                  "radam"})
+ADAM_LIKE = frozenset({"adam", "amsgrad", "adamw"})
+#: Optimizers whose state arrays all have the parameter's shape (Shampoo, full-matrix Adagrad
+#: and row-wise Adagrad keep matrices or one value per row).
+PARAM_SHAPED_STATE = CORE | {"von", "ivon", "rootfree_rmsprop", "lazy_adam", "sparse_adagrad"}
+DYADIC_BETAS = (0.5, 0.75, 0.875, 0.9375)
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One property, the optimizers it holds for and the exact settings it needs.
+
+    ``holds_for``: registry names (``None``: every optimizer). ``conditions``: hyperparameter
+    values the property needs; an implementation without that hyperparameter qualifies only if the
+    reference's default is that value (it then implements the default). ``needs``: spec metadata
+    (``"elementwise"``, ``"maximize"``, ``"registered_state"``). ``run(spec, settings, rng,
+    dtype)`` draws inputs and calls the ``check_*`` function named in ``statement``.
+    """
+
+    name: str
+    statement: str
+    run: Callable
+    holds_for: frozenset | None = None
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+
+
+def _grads(rng, shape, steps, dtype, lo=-6.0, hi=2.0, zeros=False):
+    out = []
+    for _ in range(steps):
+        g = rng.choice([-1.0, 1.0], size=shape) * 10.0 ** rng.uniform(lo, hi, size=shape)
+        if zeros:
+            g[rng.random(shape) < 0.2] = 0.0
+        out.append(g.astype(dtype))
+    return out
+
+
+def _param(rng, shape, dtype):
+    return (rng.choice([-1.0, 1.0], size=shape) * 10.0 ** rng.uniform(-3, 1, size=shape)
+            ).astype(dtype)
+
+
+def _run_pure(spec, settings, rng, dtype):
+    p = _param(rng, (5,), dtype)
+    p.flags.writeable = False
+    grads = _grads(rng, (5,), 3, dtype)
+    for g in grads:
+        g.flags.writeable = False
+    check_pure(spec, p, grads, settings)
+
+
+def _run_shape(spec, settings, rng, dtype):
+    check_shape_dtype_preserved(spec, _param(rng, (2, 3), dtype), _grads(rng, (2, 3), 3, dtype),
+                                settings)
+
+
+def _run_resume(spec, settings, rng, dtype):
+    grads = _grads(rng, (4,), 6, dtype)
+    check_resume_equals_uninterrupted(spec, _param(rng, (4,), dtype), grads, settings, 3,
+                                      to_numpy=True)
+
+
+def _run_permutation(spec, settings, rng, dtype):
+    check_permutation_equivariant(spec, _param(rng, (6,), dtype), _grads(rng, (6,), 5, dtype),
+                                  settings, rng.permutation(6))
+
+
+def _run_sign_flip(spec, settings, rng, dtype):
+    check_sign_flip_equivariant(spec, _param(rng, (6,), dtype), _grads(rng, (6,), 5, dtype),
+                                settings)
+
+
+def _run_maximize(spec, settings, rng, dtype):
+    check_maximize_is_negated_minimize(spec, _param(rng, (5,), dtype),
+                                       _grads(rng, (5,), 4, dtype), settings, neg=lambda g: -g)
+
+
+def _run_zero_gradient(spec, settings, rng, dtype):
+    check_zero_gradient_fixed_point(spec, _param(rng, (5,), dtype), np.zeros(5, dtype), settings)
+
+
+def _run_first_step(spec, settings, rng, dtype):
+    for beta1, beta2 in ((0.9, 0.999), (0.0, 0.5), (0.5, 0.99)):
+        kw = {**settings, **{k: v for k, v in (("beta1", beta1), ("beta2", beta2))
+                             if k in settings}}
+        check_first_step_is_minus_lr_sign(spec, _grads(rng, (8,), 1, dtype)[0], kw)
+
+
+def _run_loss_scale(spec, settings, rng, dtype):
+    # magnitudes where eps matters (|g| near eps's scale and above): a misplaced eps shows
+    for k in (-7, 3, 10):
+        check_loss_scale_identity(spec, _param(rng, (6,), dtype),
+                                  _grads(rng, (6,), 6, dtype, lo=-9.0, hi=0.0), settings, k)
+
+
+def _run_constant_gradient(spec, settings, rng, dtype):
+    for beta1, beta2 in ((0.5, 0.75), (0.875, 0.9375), (0.75, 0.5)):
+        kw = {**settings, **{k: v for k, v in (("beta1", beta1), ("beta2", beta2))
+                             if k in settings}, "lr": 2.0**-5}
+        g = float(rng.choice([-1.0, 1.0]) * 2.0 ** int(rng.integers(-20, 20)))
+        check_constant_gradient_closed_form(spec, np.zeros(3, dtype), g, 12, kw)
+
+
+def _adam_bound(t, s):
+    return adam_step_bound(t, s["beta1"], s["beta2"])
+
+
+def _run_adam_bound(spec, settings, rng, dtype):
+    for beta1, beta2 in ((0.9, 0.999), (0.9, 0.99), (0.5, 0.9)):
+        kw = {**settings, "beta1": beta1, "beta2": beta2}
+        # the extremal sequence g_j ~ (b1/b2)**(t-j) for t = 12 and random ones
+        t_end = 12
+        extremal = [np.full(3, (beta1 / beta2) ** (t_end - j), dtype) for j in range(1, t_end + 1)]
+        reached = check_step_bound(spec, extremal, kw, _adam_bound)[-1]
+        tight = adam_step_bound(t_end, beta1, beta2)
+        slack = (ema_roundings(beta1, beta2) + 10) * unit_roundoff(dtype)
+        assert reached >= tight * (1 - slack), (
+            f"{spec.name}: the extremal sequence reaches |Delta|/lr = {reached!r} at t = {t_end}, "
+            f"below the supremum R_t = {tight!r} (b1 = {beta1}, b2 = {beta2})")
+        check_step_bound(spec, _grads(rng, (6,), 20, dtype), kw, _adam_bound)
+
+
+def _run_adamax_bound(spec, settings, rng, dtype):
+    def bound(t, s):
+        return adamax_step_bound(t, s["beta1"], s["beta2"])
+
+    check_step_bound(spec, _grads(rng, (6,), 20, dtype), settings, bound)
+
+
+def _run_rmsprop_bound(spec, settings, rng, dtype):
+    def bound(t, s):
+        return 1.0 / math.sqrt(1.0 - s["alpha"])
+
+    check_step_bound(spec, _grads(rng, (6,), 20, dtype), settings, bound)
+
+
+_NO_DECAY = {"weight_decay": 0.0}
+
+INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("pure", "check_pure: no input is modified (read-only NumPy inputs, same bits "
+              "after)", _run_pure),
+    Invariant("shape_dtype", "check_shape_dtype_preserved: namespace, shape and dtype of the "
+              "param and the state arrays kept; count advances by one", _run_shape,
+              PARAM_SHAPED_STATE, needs=("registered_state",)),
+    Invariant("resume", "check_resume_equals_uninterrupted: save after 3 steps through NumPy, "
+              "load, continue: bitwise the uninterrupted run", _run_resume,
+              needs=("registered_state",)),
+    Invariant("permutation", "check_permutation_equivariant: permuting the coordinates permutes "
+              "the result, bitwise (element-wise methods)", _run_permutation, CORE,
+              needs=("elementwise",)),
+    Invariant("sign_flip", "check_sign_flip_equivariant: negating p and every g negates every "
+              "iterate, bitwise (element-wise methods)", _run_sign_flip, CORE,
+              needs=("elementwise",)),
+    Invariant("maximize", "check_maximize_is_negated_minimize: maximize=True on g equals "
+              "minimize on -g, bitwise", _run_maximize, CORE, needs=("maximize",)),
+    Invariant("zero_gradient", "check_zero_gradient_fixed_point: from a fresh state, zero "
+              "gradients leave p unchanged (eps > 0, no weight decay)", _run_zero_gradient, CORE,
+              {"eps": 1e-8, **_NO_DECAY}),
+    Invariant("first_step_sign", "check_first_step_is_minus_lr_sign: the first step from p = 0 "
+              "is -lr*sign(g) at eps = 0 with bias correction", _run_first_step,
+              ADAM_LIKE | {"adamax", "adagrad"},
+              {"eps": 0.0, "eps_root": 0.0, "bias_correction": True, "maximize": False,
+               "initial_accumulator_value": 0.0, **_NO_DECAY}),
+    Invariant("loss_scale", "check_loss_scale_identity: step(c*g, eps) == step(g, eps/c) "
+              "bitwise for c = 2**k, no weight decay", _run_loss_scale,
+              ADAM_LIKE | {"nadam", "adamax"}, {"eps": 1e-8, **_NO_DECAY}),
+    Invariant("constant_gradient", "check_constant_gradient_closed_form: theta_t = theta_0 - "
+              "t*lr*sign(g), bitwise for dyadic inputs, eps = 0", _run_constant_gradient,
+              ADAM_LIKE, {"eps": 0.0, "eps_root": 0.0, "bias_correction": True,
+                          "eps_placement": "outside", "maximize": False, **_NO_DECAY}),
+    Invariant("step_bound", "check_step_bound with adam_step_bound: |Delta_t| <= lr*R_t at "
+              "eps = 0, attained by the extremal sequence", _run_adam_bound, frozenset({"adam"}),
+              {"eps": 0.0, "eps_root": 0.0, "bias_correction": True, "eps_placement": "outside",
+               "amsgrad": False, "maximize": False, **_NO_DECAY}),
+    Invariant("step_bound_adamax", "check_step_bound with adamax_step_bound: |Delta_t| <= lr*"
+              "(1-b1)/(1-b1^t) sum_k (b1/b2)^k at eps = 0", _run_adamax_bound,
+              frozenset({"adamax"}), {"eps": 0.0, "maximize": False, **_NO_DECAY}),
+    Invariant("step_bound_rmsprop", "check_step_bound: plain RMSprop moves at most "
+              "lr/sqrt(1-alpha) per step", _run_rmsprop_bound, frozenset({"rmsprop"}),
+              {"centered": False, "momentum": 0.0, "bias_correction": False,
+               "initial_accumulator_value": 0.0, "maximize": False, **_NO_DECAY}),
+)
+
+
+def _reference(spec: OptimizerSpec, reference: str | None) -> OptimizerSpec | None:
+    from .. import registry
+
+    name = reference if reference is not None else spec.name
+    if reference is not None and name not in registry.REGISTRY:
+        msg = (f"reference={reference!r} is not a registered optimizer; registered: "
+               f"{', '.join(registry.names())}")
+        raise ValueError(msg)
+    return registry.REGISTRY.get(name)
+
+
+def _has(spec: OptimizerSpec, need: str) -> bool:
+    if need == "elementwise":
+        return bool(spec.elementwise)
+    if need == "maximize":
+        return "maximize" in spec.hparam_names
+    if need == "registered_state":
+        from ..state import state_types
+
+        tp = state_types().get(getattr(spec.state_type, "__name__", ""))
+        return tp is spec.state_type
+    raise AssertionError(need)
+
+
+def applicable_invariants(spec: OptimizerSpec, *, reference: str | None = None
+                          ) -> list[tuple[Invariant, dict[str, Any] | str]]:
+    """Every invariant with either the settings to check it under or the reason it does not apply.
+
+    ``reference`` names the registered optimizer that ``spec`` implements (default: ``spec.name``,
+    for the registry's own optimizers); the catalogue's ``holds_for`` is read for that name.
+    """
+    ref = _reference(spec, reference)
+    ref_name = ref.name if ref is not None else None
+    out: list[tuple[Invariant, dict[str, Any] | str]] = []
+    for inv in INVARIANTS:
+        if inv.holds_for is not None and ref_name not in inv.holds_for:
+            out.append((inv, f"not a property of {ref_name or spec.name}"))
+            continue
+        missing = [n for n in inv.needs if not _has(spec, n)]
+        if missing:
+            out.append((inv, f"needs {', '.join(missing)}"))
+            continue
+        settings = spec.settings(None)
+        reason = None
+        for k, v in inv.conditions.items():
+            if k in spec.hparam_names:
+                h = spec.hparam(k)
+                if h.kind == "choice" and v not in h.choices:
+                    reason = f"needs {k}={v!r}, not among {spec.name}'s choices"
+                    break
+                if k in spec.fixed and spec.fixed[k] != v:
+                    reason = f"needs {k}={v!r}; {spec.name} fixes {k}={spec.fixed[k]!r}"
+                    break
+                settings[k] = v
+            elif ref is not None and k in ref.hparam_names and ref.hparam(k).default != v:
+                reason = (f"needs {k}={v!r}; {spec.name} has no {k}, so it implements the "
+                          f"default {ref.hparam(k).default!r}")
+                break
+        out.append((inv, settings if reason is None else reason))
+    return out
+
+
+#: Invariants that compare NumPy objects directly (dtypes, saved states): run with NumPy only.
+NUMPY_ONLY = frozenset({"shape_dtype", "resume"})
+
+
+def _on_backend(spec: OptimizerSpec, backend: Any) -> OptimizerSpec:
+    """``spec`` with its functions fed arrays of ``backend`` and its params read back as NumPy
+    (an exact copy both ways); the state stays the backend's own."""
+    import dataclasses
+
+    from ..backends import Backend
+
+    try:
+        b = backend if isinstance(backend, Backend) else Backend(backend)
+    except ValueError:
+        msg = (f"backend={backend!r} is not one of "
+               f"{', '.join(repr(x.value) for x in Backend)}")
+        raise ValueError(msg) from None
+    reason = b.missing_reason()
+    if reason is not None:
+        msg = f"backend={b.value!r} is not usable here: {reason}"
+        raise ValueError(msg)
+    b.setup()
+
+    def init(param, **kw):
+        return spec.init(b.asarray(param), **kw)
+
+    def step(param, grad, state, **kw):
+        p, st = spec.step(b.asarray(param), b.asarray(grad), state, **kw)
+        return b.to_numpy(p), st
+
+    return dataclasses.replace(spec, init=init, step=step)
+
+
+def check_invariants(spec: OptimizerSpec, *, reference: str | None = None, seed: int = 0,
+                     dtype: Any = np.float64, only: Sequence[str] | None = None,
+                     backend: Any = None) -> list[str]:
+    """Run every invariant that applies to ``spec`` (see :func:`applicable_invariants`) on inputs
+    drawn from ``numpy.random.default_rng(seed)``; return the names run. All failures are
+    collected and raised together as one ``AssertionError``, one line per invariant.
+
+    ``backend`` (a :class:`adaptive_ref.backends.Backend` or its name, e.g. ``"torch"``): the
+    inputs are handed to ``spec`` as that library's arrays and its parameters are read back
+    (exact copies both ways), so an implementation written for torch or JAX is checked as it
+    is. :data:`NUMPY_ONLY` invariants are then skipped, and ``pure`` checks the state only (the
+    inputs it sees are copies).
+    """
+    ran, failures = [], []
+    known = {inv.name for inv in INVARIANTS}
+    unknown = sorted(set(only or ()) - known)
+    if unknown:
+        msg = f"only= names unknown invariants {unknown}; known: {', '.join(sorted(known))}"
+        raise ValueError(msg)
+    applicable = applicable_invariants(spec, reference=reference)
+    if backend is not None:
+        spec = _on_backend(spec, backend)
+    for inv, settings in applicable:
+        if isinstance(settings, str) or (only is not None and inv.name not in only):
+            continue
+        if backend is not None and inv.name in NUMPY_ONLY:
+            continue
+        rng = np.random.default_rng(seed)
+        try:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                inv.run(spec, settings, rng, np.dtype(dtype))
+        except AssertionError as err:
+            failures.append(f"{inv.name}: {err}")
+        ran.append(inv.name)
+    if failures:
+        msg = f"{spec.name} violates {len(failures)} invariant(s):\n" + "\n".join(failures)
+        raise AssertionError(msg)
+    return ran
