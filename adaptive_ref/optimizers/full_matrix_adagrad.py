@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, is_array
+from .._checks import check_arrays, check_count, check_finite, is_array
 from .._common import check_hparams, finish
 from .._spec import HParam, OptimizerSpec
 
@@ -88,12 +88,17 @@ def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, l
     if la is None or not hasattr(la, "eigh"):
         msg = f"full_matrix_adagrad_step: the namespace {xp.__name__} has no linalg.eigh"
         raise TypeError(msg)
+    check_count("full_matrix_adagrad_step", xp, state.count)
+    check_finite("full_matrix_adagrad_step", "grad", grad)
     dtype = state.stats.dtype
     sd = nx.scalar_dtype(xp, param, dtype)
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), (n,))
     p = param if param.dtype == dtype else xp.astype(param, dtype)
-    count, _ = nx.advance(xp, state.count, sd)
+    count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     stats = state.stats + g[:, None] * g[None, :]
+    check_finite("full_matrix_adagrad_step", "state.stats + g g^T (the new statistic)", stats,
+                 hint="the gradient is too large for the state dtype")
     a = xp.astype(stats, sd) if stats.dtype != sd else stats
     a = (a + xp.permute_dims(a, (1, 0))) / 2
     lam, q = la.eigh(a)

@@ -45,8 +45,8 @@ IVON_HPARAMS = (
     HParam("rescale_lr", True, "multiply lr by (hess_init + wd), so the first step is an SGD "
            "step (the code always does)", kind="bool", knob=True),
     HParam("debias", True, "divide the momentum by 1 - beta1^t", kind="bool", knob=True),
-    HParam("clip_radius", math.inf, "elementwise clip of the preconditioned direction",
-           low=0.0, low_open=True),
+    HParam("clip_radius", math.inf, "elementwise clip of the preconditioned direction "
+           "(inf: no clipping)", low=0.0, low_open=True, allow_inf=True),
 )
 
 
@@ -116,6 +116,7 @@ def ivon_step(param, grad, state: IVONState, /, *, lr=0.1, ess=1e4, hess_init=1.
     cast = lambda a: a if a.dtype == dtype else xp.astype(a, dtype)  # noqa: E731
     p, g = pre.p, pre.g
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     h = state.hess
     if hess is not None:
         h_hat = cast(hess)

@@ -104,6 +104,7 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     lr, alpha, eps, momentum, weight_decay = scalars(xp, sd, param, lr, alpha, eps, momentum,
                                                      weight_decay)
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
     inside = lr_placement == "inside"

@@ -81,7 +81,8 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
     lr, momentum, dampening, weight_decay = scalars(xp, sd, param, lr, momentum, dampening,
                                                     weight_decay)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    count = state.count + 1
+    count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     first = state.count == 0
     inside = lr_placement == "inside"
 

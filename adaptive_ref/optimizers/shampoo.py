@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, is_array
+from .._checks import check_arrays, check_count, check_finite, is_array
 from .._common import check_hparams, finish
 from .._spec import HParam, OptimizerSpec
 
@@ -168,18 +168,23 @@ def shampoo_step(param, grad, state: ShampooState, /, *, lr=1e-3, eps=1e-6, upda
         msg = (f"shampoo_step: state statistics have shapes "
                f"{[tuple(s.shape) for s in state.stats]}, param needs {[(n, n) for n in dims]}")
         raise ValueError(msg)
+    check_count("shampoo_step", xp, state.count)
+    check_finite("shampoo_step", "grad", grad)
     dtype = state.stats[0].dtype
     sd = nx.scalar_dtype(xp, param, dtype)
     k = len(dims)
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), dims)
     p = param if param.dtype == dtype else xp.astype(param, dtype)
-    count, _ = nx.advance(xp, state.count, sd)
+    count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     refresh = (state.count % update_freq) == 0
     axes = tuple(range(k))
     stats, roots = [], []
     for i in range(k):
         others = tuple(a for a in axes if a != i)
         h = state.stats[i] + xp.tensordot(g, g, axes=(others, others))
+        check_finite("shampoo_step", f"state.stats[{i}] + G G^T (the new statistic)", h,
+                     hint="the gradient is too large for the state dtype")
         fresh = inverse_root(h, 2.0 * k, floor=eps)
         stats.append(h)
         roots.append(fresh if update_freq == 1 else xp.where(refresh, fresh, state.roots[i]))

@@ -102,6 +102,7 @@ def von_step(param, grad, state: VONState, /, *, lr=1e-3, beta1=0.9, beta2=0.999
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     p, g = pre.p, pre.g
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     h_hat = g * g if hess is None else (hess if hess.dtype == dtype else xp.astype(hess, dtype))
     s = c(beta2) * state.hess + c(1 - beta2) * h_hat
     delta = prior_precision / ess

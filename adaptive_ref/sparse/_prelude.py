@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._checks import check_arrays, is_array
+from .._checks import check_arrays, check_count, is_array
 from ._rowops import is_concrete
 from .rows import RowSparse, as_row_sparse
 
@@ -64,10 +64,7 @@ def sparse_prelude(op: str, param, grad, state, state_type: type, init_name: str
             msg = (f"{op}: state.{m} has shape {got} but a parameter of shape {shape} needs "
                    f"{shape[:1]} (one entry per row); make the state with {init_name}")
             raise ValueError(msg)
-    count = state.count
-    if not is_array(count) or tuple(count.shape) != () or not xp.isdtype(count.dtype, "integral"):
-        msg = f"{op}: state.count must be a 0-d integer array, got {count!r}"
-        raise TypeError(msg)
+    check_count(op, xp, state.count)
     if rows is not None:
         _check_rows(op, xp, rows, param)
         rows = _single_chunk_rows(rows)
