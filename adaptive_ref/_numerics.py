@@ -91,7 +91,25 @@ def as_scalar(xp, value, dtype, like):
     """``value`` (Python number or 0-d array) as a 0-d array of ``dtype`` on ``like``'s device."""
     if isinstance(value, (bool, int, float)):
         return xp.asarray(float(value), dtype=dtype, device=_device_key(like))
+    if _foreign(xp, value):
+        # e.g. a NumPy scalar lr with torch parameters: read it (it is on the host) and rebuild
+        # it in the parameters' namespace; an unreadable foreign array cannot be moved here
+        if not _readable(value):
+            msg = (f"a hyperparameter is a {type(value).__module__}.{type(value).__name__} but "
+                   f"the parameters belong to {getattr(xp, '__name__', xp)}; pass a Python "
+                   f"float or a 0-d array of the parameters' namespace")
+            raise TypeError(msg)
+        return xp.asarray(float(value), dtype=dtype, device=_device_key(like))
     return xp.astype(value, dtype)
+
+
+def _foreign(xp, value) -> bool:
+    import array_api_compat as aac
+
+    try:
+        return aac.array_namespace(value) is not xp
+    except TypeError:
+        return True
 
 
 def to(xp, value, dtype):

@@ -12,7 +12,7 @@ import array_api_compat as aac
 
 from .. import _numerics as nx
 from .._checks import check_arrays, check_count, check_finite, is_array
-from .._common import check_hparams, finish
+from .._common import check_hparams, finish, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["FullMatrixAdagradState", "full_matrix_adagrad_init", "full_matrix_adagrad_step",
@@ -94,6 +94,7 @@ def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, l
     sd = nx.scalar_dtype(xp, param, dtype)
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), (n,))
     p = param if param.dtype == dtype else xp.astype(param, dtype)
+    lr, eps = scalars(xp, sd, param, lr, eps)
     count, t = nx.advance(xp, state.count, sd)
     lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     stats = state.stats + g[:, None] * g[None, :]

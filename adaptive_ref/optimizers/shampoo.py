@@ -13,6 +13,7 @@ is treated as a vector of length 1.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import array_api_compat as aac
@@ -55,9 +56,10 @@ def shampoo_init(param, /, *, eps=1e-6, state_dtype=None) -> ShampooState:
     if not is_array(param):
         msg = f"shampoo_init: param must be an array, got {type(param).__name__}"
         raise TypeError(msg)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        msg = f"shampoo_init: eps must be a number > 0, got {eps!r}"
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+        msg = f"shampoo_init: eps must be a finite Python number > 0, got {eps!r}"
         raise ValueError(msg)
+    eps = float(eps)  # a NumPy float64 (a float subclass) would turn the state into NumPy arrays
     xp = aac.array_namespace(param)
     dtype = param.dtype if state_dtype is None else state_dtype
     if not xp.isdtype(dtype, "real floating"):
