@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import array_api_compat as aac
+
 from .. import _numerics as nx
 from .._checks import check_arrays, check_count, is_array
 from ._rowops import is_concrete
@@ -102,6 +104,10 @@ def _check_rows(op: str, xp, rows: RowSparse, param) -> None:
     if idx.ndim != 1:
         msg = f"{op}: grad.indices must be 1-d, got shape {tuple(idx.shape)}"
         raise ValueError(msg)
+    if aac.is_torch_array(idx) and idx.dtype not in (xp.int32, xp.int64):
+        msg = (f"{op}: grad.indices has dtype {idx.dtype}; torch indexes rows with int32 or "
+               f"int64 indices only (cast with indices.to(torch.int64))")
+        raise TypeError(msg)
     if val.dtype != param.dtype:
         msg = (f"{op}: grad.values has dtype {val.dtype} but param has dtype {param.dtype}; "
                f"cast the gradient to the parameter's dtype")
