@@ -45,7 +45,7 @@ def adagrad_init(param, /, *, initial_accumulator_value=0.0, state_dtype=None) -
         msg = (f"adagrad_init: initial_accumulator_value must be a number >= 0, "
                f"got {initial_accumulator_value!r}")
         raise ValueError(msg)
-    return AdagradState(count, z + float(initial_accumulator_value))
+    return AdagradState(count, xp.full_like(z, float(initial_accumulator_value)))
 
 
 def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,

@@ -57,7 +57,7 @@ def rmsprop_init(param, /, *, centered=False, momentum=0.0, initial_accumulator_
     """Step count 0; nu = initial value; zero mu (centred) and momentum buffer (momentum > 0)."""
     xp, z, count = init_zeros("rmsprop_init", param, state_dtype)
     has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
-    return RMSpropState(count, z + float(initial_accumulator_value),
+    return RMSpropState(count, xp.full_like(z, float(initial_accumulator_value)),
                         xp.zeros_like(z) if centered else None,
                         xp.zeros_like(z) if has_buf else None)
 

@@ -161,15 +161,23 @@ def shampoo_step(param, grad, state: ShampooState, /, *, lr=1e-3, eps=1e-6, upda
         msg = (f"shampoo_step: state is a {type(state).__name__}, not a ShampooState; make it "
                f"with shampoo_init")
         raise TypeError(msg)
-    dims = _dims(param.shape)
+    for field in ("stats", "roots"):
+        if not isinstance(getattr(state, field), tuple):
+            msg = (f"shampoo_step: state.{field} must be a tuple of arrays (one per mode), got "
+                   f"{type(getattr(state, field)).__name__}; make the state with shampoo_init")
+            raise TypeError(msg)
     arrays = {"param": param, "grad": grad}
     arrays.update({f"state.stats[{i}]": s for i, s in enumerate(state.stats)})
+    arrays.update({f"state.roots[{i}]": s for i, s in enumerate(state.roots)})
     xp, pdtype, _ = check_arrays("shampoo_step", arrays, same_shape=["grad"])
-    if len(state.stats) != len(dims) or any(tuple(s.shape) != (n, n)
-                                            for s, n in zip(state.stats, dims, strict=True)):
-        msg = (f"shampoo_step: state statistics have shapes "
-               f"{[tuple(s.shape) for s in state.stats]}, param needs {[(n, n) for n in dims]}")
-        raise ValueError(msg)
+    dims = _dims(param.shape)
+    for field in ("stats", "roots"):
+        mats = getattr(state, field)
+        if len(mats) != len(dims) or any(tuple(s.shape) != (n, n)
+                                         for s, n in zip(mats, dims, strict=True)):
+            msg = (f"shampoo_step: state.{field} have shapes {[tuple(s.shape) for s in mats]}, "
+                   f"param needs {[(n, n) for n in dims]}")
+            raise ValueError(msg)
     check_count("shampoo_step", xp, state.count)
     check_finite("shampoo_step", "grad", grad)
     dtype = state.stats[0].dtype
