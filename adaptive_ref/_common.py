@@ -96,3 +96,19 @@ def init_zeros(op: str, param, state_dtype=None):
 
 
 __all__ += ["init_zeros"]
+
+
+def init_number(op: str, specs, name: str, value) -> float:
+    """An ``init`` hyperparameter (``specs`` holds its HParam) checked like a step's, as a
+    Python float: a Python number or a readable 0-d array (the state is built from it)."""
+    from ._checks import readable
+
+    spec = next(h for h in specs if h.name == name)
+    check_hparams(op, (spec,), (value,))
+    if not readable(value):
+        msg = f"{op}: {name} must be a concrete number (not traced or lazy), got {value!r}"
+        raise TypeError(msg)
+    return float(value)
+
+
+__all__ += ["init_number"]

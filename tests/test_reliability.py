@@ -96,7 +96,8 @@ def _real_hparams(name):
     return [h for h in spec.hparams if h.kind == "real" and h.name not in spec.fixed]
 
 
-INF_CASES = [(n, h.name, v) for n in NAMES for h in _real_hparams(n) if not h.allow_inf
+INF_CASES = [(n, h.name, v) for n in NAMES for h in _real_hparams(n)
+             if not getattr(h, "allow_inf", False)
              for v in (math.inf, -math.inf)]
 
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from .. import _numerics as nx
 from .._checks import check_arrays, is_array
-from .._common import check_hparams, finish, init_zeros, prelude, scalars
+from .._common import check_hparams, finish, init_number, init_zeros, prelude, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["IVONState", "ivon_init", "ivon_step", "ivon_sample", "ivon_hess_update", "IVON"]
@@ -53,7 +53,8 @@ IVON_HPARAMS = (
 def ivon_init(param, /, *, hess_init=1.0, state_dtype=None) -> IVONState:
     """Count 0, zero momentum, Hessian filled with ``hess_init``."""
     xp, z, count = init_zeros("ivon_init", param, state_dtype)
-    return IVONState(count, z, z + float(hess_init))
+    hess_init = init_number("ivon_init", IVON_HPARAMS, "hess_init", hess_init)
+    return IVONState(count, z, z + hess_init)
 
 
 def ivon_sample(param, state: IVONState, noise, /, *, ess=1e4, weight_decay=1e-4):

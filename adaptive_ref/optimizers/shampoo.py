@@ -13,13 +13,12 @@ is treated as a vector of length 1.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, check_count, check_finite, is_array
+from .._checks import check_arrays, check_count, check_finite, is_array, readable
 from .._common import check_hparams, finish
 from .._spec import HParam, OptimizerSpec
 
@@ -46,6 +45,9 @@ SHAMPOO_HPARAMS = (
 )
 
 
+_INIT_HPARAMS = (SHAMPOO_HPARAMS[1],)  # eps
+
+
 def _dims(shape) -> tuple[int, ...]:
     return tuple(shape) if len(shape) else (1,)
 
@@ -56,9 +58,10 @@ def shampoo_init(param, /, *, eps=1e-6, state_dtype=None) -> ShampooState:
     if not is_array(param):
         msg = f"shampoo_init: param must be an array, got {type(param).__name__}"
         raise TypeError(msg)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
-        msg = f"shampoo_init: eps must be a finite Python number > 0, got {eps!r}"
-        raise ValueError(msg)
+    check_hparams("shampoo_init", _INIT_HPARAMS, (eps,))
+    if not readable(eps):
+        msg = f"shampoo_init: eps must be a concrete number (not traced or lazy), got {eps!r}"
+        raise TypeError(msg)
     eps = float(eps)  # a NumPy float64 (a float subclass) would turn the state into NumPy arrays
     xp = aac.array_namespace(param)
     dtype = param.dtype if state_dtype is None else state_dtype

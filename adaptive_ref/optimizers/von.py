@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from .. import _numerics as nx
 from .._checks import check_arrays, is_array
-from .._common import check_hparams, finish, init_zeros, prelude, scalars
+from .._common import check_hparams, finish, init_number, init_zeros, prelude, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["VONState", "von_init", "von_step", "von_sample", "VON"]
@@ -46,7 +46,8 @@ VON_HPARAMS = (
 def von_init(param, /, *, hess_init=1.0, state_dtype=None) -> VONState:
     """Count 0, zero momentum, Hessian estimate filled with ``hess_init``."""
     xp, z, count = init_zeros("von_init", param, state_dtype)
-    return VONState(count, z, z + float(hess_init))
+    hess_init = init_number("von_init", VON_HPARAMS, "hess_init", hess_init)
+    return VONState(count, z, z + hess_init)
 
 
 def von_sample(param, state: VONState, noise, /, *, prior_precision=1.0, ess=1.0, damping=0.0):
