@@ -268,6 +268,13 @@ def check_count(op: str, xp, count: Any) -> None:
     wherever the count can be read; elsewhere (under ``jax.jit``, on Dask, on a GPU)
     :func:`adaptive_ref._numerics.advance` poisons the step instead.
     """
+    np = sys.modules.get("numpy")
+    if np is not None and type(count) in (np.ndarray, np.int64, np.int32) and count.ndim == 0:
+        top = _numpy_count_max().get(count.dtype)  # fast path: no namespace calls
+        if top is not None:
+            if 0 <= int(count) < top:
+                return
+            return _count_error(op, int(count), count.dtype, top)
     if not is_array(count) or tuple(getattr(count, "shape", (None,))) != () \
             or not xp.isdtype(count.dtype, "integral"):
         msg = f"{op}: state.count must be a 0-d integer array, got {count!r}"
@@ -275,19 +282,26 @@ def check_count(op: str, xp, count: Any) -> None:
     if not readable(count):
         return
     c = int(count)
+    top = int(xp.iinfo(count.dtype).max)
+    if not 0 <= c < top:
+        _count_error(op, c, count.dtype, top)
+
+
+def _count_error(op: str, c: int, dtype, top: int) -> None:
     if c < 0:
-        msg = (f"{op}: state.count={c} is negative; a step count lies in [0, "
-               f"{_int_max(xp, count.dtype)}) (was the state edited or loaded from a bad file?)")
+        msg = (f"{op}: state.count={c} is negative; a step count lies in [0, {top}) (was the "
+               f"state edited or loaded from a bad file?)")
         raise ValueError(msg)
-    top = _int_max(xp, count.dtype)
-    if c >= top:
-        msg = (f"{op}: state.count={c} is the largest {count.dtype} value: one more step would "
-               f"overflow the step count (accepted: [0, {top}))")
-        raise OverflowError(msg)
+    msg = (f"{op}: state.count={c} is the largest {dtype} value: one more step would overflow "
+           f"the step count (accepted: [0, {top}))")
+    raise OverflowError(msg)
 
 
-def _int_max(xp, dtype) -> int:
-    return int(xp.iinfo(dtype).max)
+@lru_cache(maxsize=1)
+def _numpy_count_max():
+    import numpy as np
+
+    return {np.dtype(t): int(np.iinfo(t).max) for t in (np.int64, np.int32)}
 
 
 def check_finite(op: str, name: str, x: Any, *, hint: str = "") -> None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from ._checks import readable as _readable
+
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to"]
 
 
@@ -147,10 +149,14 @@ def poison(xp, value, count, t):
     return one * value if isinstance(value, (int, float)) else one * xp.astype(value, t.dtype)
 
 
-def _readable(x) -> bool:
-    from ._checks import readable
-
-    return readable(x)
+def advance_count(xp, count, sdtype, lr):
+    """``(count + 1, lr)`` for the optimizers whose update does not use the step index: on a
+    readable count (checked by ``check_count``) just the increment; otherwise :func:`advance`'s
+    saturating count and ``lr`` poisoned by :func:`poison`."""
+    if _readable(count):
+        return count + 1, lr
+    nxt, t = advance(xp, count, sdtype)
+    return nxt, poison(xp, lr, count, t)
 
 
 def power(xp, base, t):

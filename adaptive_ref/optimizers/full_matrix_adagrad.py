@@ -99,8 +99,7 @@ def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, l
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), (n,))
     p = param if param.dtype == dtype else xp.astype(param, dtype)
     lr, eps = scalars(xp, sd, param, lr, eps)
-    count, t = nx.advance(xp, state.count, sd)
-    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     stats = state.stats + g[:, None] * g[None, :]
     check_finite("full_matrix_adagrad_step", "state.stats + g g^T (the new statistic)", stats,
                  hint="the gradient is too large for the state dtype")

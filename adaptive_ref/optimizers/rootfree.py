@@ -83,8 +83,7 @@ def rootfree_step(param, grad, state: RootFreeState, /, *, lr=1e-2, beta2=0.99, 
         xp, sd, param, lr, beta2, damping, batch_size, momentum, weight_decay)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     p, g = pre.p, pre.g
-    count, t = nx.advance(xp, state.count, sd)
-    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     s = c(beta2) * state.precond + c((1 - beta2) * batch_size) * (g * g)
     d = g / (s + c(damping))
     if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):

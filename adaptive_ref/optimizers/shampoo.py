@@ -188,8 +188,7 @@ def shampoo_step(param, grad, state: ShampooState, /, *, lr=1e-3, eps=1e-6, upda
     k = len(dims)
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), dims)
     p = param if param.dtype == dtype else xp.astype(param, dtype)
-    count, t = nx.advance(xp, state.count, sd)
-    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     refresh = (state.count % update_freq) == 0
     axes = tuple(range(k))
     stats, roots = [], []

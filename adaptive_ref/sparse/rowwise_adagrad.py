@@ -108,8 +108,7 @@ def rowwise_adagrad_step(param, grad, state: RowwiseAdagradState, /, *, lr=1e-2,
                          "rowwise_adagrad_init", full_shape_moments=(), row_moments=("sum",))
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, eps, weight_decay = scalars(xp, sd, param, lr, eps, weight_decay)
-    count, t = nx.advance(xp, state.count, sd)
-    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     cast = lambda a: a if a.dtype == dtype else xp.astype(a, dtype)  # noqa: E731
     back = lambda a: a if a.dtype == pre.param_dtype else xp.astype(a, pre.param_dtype)  # noqa
     kw = dict(lr=lr, eps=eps, weight_decay=weight_decay,
