@@ -245,19 +245,27 @@ def _check_cached(op: str, specs_id: int, values: tuple, types: tuple) -> None:
 def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     """Check ``values`` (in the order of ``specs``) against their ranges.
 
-    Python scalars are checked once per distinct tuple (the result is cached); arrays are checked
-    every call (they are unhashable), for shape and dtype only.
+    Tuples of immutable values (Python scalars, strings, NumPy scalars) are checked once per
+    distinct tuple (the result is cached); a tuple holding an array is checked every call: an
+    array is unhashable or, like a torch tensor (hashed by identity), mutable in place (a
+    scheduler's ``lr.fill_(...)``), so a cached verdict could go stale.
     """
     key = id(specs)
     if key not in _SPECS_BY_ID:
         _SPECS_BY_ID[key] = specs
-    try:
-        _check_cached(op, key, values, tuple(map(type, values)))
-    except TypeError as err:
-        if "unhashable" not in str(err):
-            raise
-        for spec, value in zip(specs, values, strict=True):
-            _check_one(op, spec, value)
+    types = tuple(map(type, values))
+    if all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
+        try:
+            _check_cached(op, key, values, types)
+            return
+        except TypeError as err:  # a NumPy array: unhashable
+            if "unhashable" not in str(err):
+                raise
+    for spec, value in zip(specs, values, strict=True):
+        _check_one(op, spec, value)
+
+
+_IMMUTABLE = frozenset((int, float, bool, str, type(None)))
 
 
 def check_count(op: str, xp, count: Any) -> None:

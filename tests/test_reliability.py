@@ -187,6 +187,18 @@ def test_issue_examples_of_unchecked_numpy_hyperparameters():
         ar.adam_step(p, p, ar.adam_init(p), beta2=np.array(-3.0))
 
 
+def test_a_tensor_hyperparameter_changed_in_place_is_checked_again():
+    """A torch tensor hashes by identity: a cached verdict went stale when a scheduler changed
+    the tensor in place (``lr.fill_(-0.5)`` then ascended)."""
+    torch = pytest.importorskip("torch")
+    p = torch.ones(3, dtype=torch.float64)
+    lr = torch.tensor(0.1, dtype=torch.float64)
+    ar.adam_step(p, p, ar.adam_init(p), lr=lr)
+    lr.fill_(-0.5)
+    with pytest.raises(ValueError, match=r"lr=-0\.5 .*outside the accepted range"):
+        ar.adam_step(p, p, ar.adam_init(p), lr=lr)
+
+
 def test_traced_hyperparameters_are_not_read_under_jit():
     """What cannot be checked (documented): a traced value under jax.jit is not read, so an
     out-of-range traced lr is the caller's responsibility; the step must still trace."""
