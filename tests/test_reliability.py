@@ -142,6 +142,12 @@ def _array_makers():
         out.append(("array-api-strict", lambda v: xs.asarray(v, dtype=xs.float64)))
     except ImportError:  # pragma: no cover
         pass
+    try:
+        import jax.numpy as jnp
+
+        out.append(("jax-eager-cpu", lambda v: jnp.asarray(v)))
+    except ImportError:  # pragma: no cover
+        pass
     return out
 
 
@@ -163,6 +169,10 @@ def test_readable_array_hyperparameters_are_range_checked(make_id, make):
         import array_api_strict as xs
 
         xp_param = xs.asarray
+    elif make_id == "jax-eager-cpu":
+        import jax.numpy as jnp
+
+        xp_param = jnp.asarray
     for name, hparam, bad in RANGE_CASES:
         spec = REGISTRY[name]
         p, g, s, settings = _problem(name, xp_param)
@@ -257,6 +267,30 @@ def test_count_overflow_poisons_under_jit(name):
     p2, s2 = step(p1, g, s1)
     assert bool(jnp.all(jnp.isnan(p1))) and bool(jnp.all(jnp.isnan(p2)))
     assert int(s1.count) == int(top) and int(s2.count) == int(top)
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop", "adam"])
+def test_cupy_plans_poison_an_overflowing_count(name):
+    """The CuPy fused plans (their scalars, built without a GPU on Dask arrays, whose count is
+    as unreadable as a GPU one): SGD, and RMSprop/Adam without bias correction, never use the
+    step index, so their lr must carry the poison."""
+    da = pytest.importorskip("dask.array")
+    ck = pytest.importorskip("adaptive_ref.fused.cupy_kernels")
+    spec = REGISTRY[name]
+    settings = spec.settings(None, bias_correction=False) if name != "sgd" else \
+        spec.settings(None)
+    p = da.from_array(np.ones(4), chunks=2)
+    s = spec.init(p, **spec.init_kwargs(settings))
+    s = s._replace(count=da.from_array(np.asarray(np.iinfo(np.int64).max)))
+    kw = {k: v for k, v in settings.items() if k not in ("initial_accumulator_value",)}
+    if name == "adam":
+        kw.pop("weight_decay_mode")
+        plan = ck._plan_adam("adam_step", p, p, s, coupled=True, decay_factor=None, **kw)
+    else:
+        plan = getattr(ck, f"_plan_{name}")(f"{name}_step", p, p, s, **kw)
+    assert math.isnan(float(np.asarray(plan.scalars["lr"])))
+    assert int(np.asarray(plan.make_state({"b": None, "v": p, "m": None}).count)) == \
+        np.iinfo(np.int64).max
 
 
 def test_count_overflow_is_an_error_on_torch_cpu():
