@@ -1,8 +1,12 @@
 """Input validation shared by every step function.
 
-Every error names the argument, the value received and what is accepted. Hyperparameters that are
-0-d arrays are checked for shape and dtype only: reading their value would force a lazy (Dask) or
-traced (JAX) computation, so their range is the caller's responsibility.
+Every error names the argument, the value received and what is accepted.
+
+Hyperparameters given as NumPy scalars or 0-d arrays are range-checked like Python numbers
+wherever their value is :func:`readable`: without a trace, a lazy graph or a device sync (NumPy,
+array-api-strict, torch CPU tensors, concrete JAX arrays on the CPU). Elsewhere (values traced
+under ``jax.jit`` or ``torch.func``, lazy Dask arrays, GPU arrays) only their shape and dtype are
+checked; their range is the caller's responsibility (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import array_api_compat as aac
 
 from ._spec import HParam
 
-__all__ = ["check_arrays", "check_hparams", "is_array"]
+__all__ = ["check_arrays", "check_hparams", "check_count", "check_finite", "is_array", "readable"]
 
 
 _SCALARS = (int, float, complex, bool, str, type(None))
@@ -28,6 +32,40 @@ def is_array(x: Any) -> bool:
         # arithmetic on 0-d arrays, so a step on a 0-d param must accept its own output.
         return type(x) not in _SCALARS and aac.is_numpy_array(x)
     return aac.is_array_api_obj(x)
+
+
+def readable(x: Any) -> bool:
+    """True when the value of ``x`` can be read on the host without a trace, a lazy graph or a
+    device sync: Python numbers, NumPy arrays and scalars, array-api-strict arrays, torch tensors
+    on the CPU (not meta, not under a ``torch.func`` transform), and concrete (non-traced) JAX
+    arrays on the CPU. Not: traced JAX values (``jax.jit``), Dask arrays, CuPy and GPU arrays."""
+    if isinstance(x, (int, float)):
+        return True
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(x, (np.ndarray, np.generic)):
+        return True
+    mod = type(x).__module__ or ""
+    if mod.startswith("array_api_strict"):
+        return True
+    if mod.startswith("torch"):
+        import torch
+
+        if type(x) is not torch.Tensor or x.device.type != "cpu" or x.is_meta:
+            return False
+        try:  # a torch.func (vmap/grad) wrapper cannot be read
+            return not torch._C._functorch.is_functorch_wrapped_tensor(x)
+        except AttributeError:  # pragma: no cover - older torch
+            return True
+    if aac.is_jax_array(x):
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return False
+        try:
+            return all(d.platform == "cpu" for d in x.devices())
+        except Exception:
+            return False
+    return False
 
 
 def _namespace(x: Any):
@@ -176,6 +214,12 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
             msg = (f"{op}: {spec.name} as an array must have a real floating dtype, "
                    f"got {value.dtype}")
             raise TypeError(msg)
+        if readable(value):  # a 0-d read: cheap; traced/lazy/GPU values are not read
+            number = float(value)
+            if not spec.contains(number):
+                msg = (f"{op}: {spec.name}={number!r} (a 0-d array of dtype {value.dtype}) "
+                       f"is outside the accepted range {spec.range_text()}")
+                raise ValueError(msg)
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         msg = f"{op}: {spec.name} must be a real number in {spec.range_text()}, got {value!r}"
@@ -201,16 +245,85 @@ def _check_cached(op: str, specs_id: int, values: tuple, types: tuple) -> None:
 def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     """Check ``values`` (in the order of ``specs``) against their ranges.
 
-    Python scalars are checked once per distinct tuple (the result is cached); arrays are checked
-    every call (they are unhashable), for shape and dtype only.
+    Tuples of immutable values (Python scalars, strings, NumPy scalars) are checked once per
+    distinct tuple (the result is cached); a tuple holding an array is checked every call: an
+    array is unhashable or, like a torch tensor (hashed by identity), mutable in place (a
+    scheduler's ``lr.fill_(...)``), so a cached verdict could go stale.
     """
     key = id(specs)
     if key not in _SPECS_BY_ID:
         _SPECS_BY_ID[key] = specs
-    try:
-        _check_cached(op, key, values, tuple(map(type, values)))
-    except TypeError as err:
-        if "unhashable" not in str(err):
-            raise
-        for spec, value in zip(specs, values, strict=True):
-            _check_one(op, spec, value)
+    types = tuple(map(type, values))
+    if all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
+        try:
+            _check_cached(op, key, values, types)
+            return
+        except TypeError as err:  # a NumPy array: unhashable
+            if "unhashable" not in str(err):
+                raise
+    for spec, value in zip(specs, values, strict=True):
+        _check_one(op, spec, value)
+
+
+_IMMUTABLE = frozenset((int, float, bool, str, type(None)))
+
+
+def check_count(op: str, xp, count: Any) -> None:
+    """``state.count`` must be a 0-d integer array; where :func:`readable`, its value must lie in
+    ``[0, max - 1]`` of its dtype, so that the step's ``count + 1`` cannot wrap around.
+
+    This is the step-count overflow policy for every optimizer (docs/reliability.md): an error
+    wherever the count can be read; elsewhere (under ``jax.jit``, on Dask, on a GPU)
+    :func:`adaptive_ref._numerics.advance` poisons the step instead.
+    """
+    np = sys.modules.get("numpy")
+    if np is not None and type(count) in (np.ndarray, np.int64, np.int32) and count.ndim == 0:
+        top = _numpy_count_max().get(count.dtype)  # fast path: no namespace calls
+        if top is not None:
+            if 0 <= int(count) < top:
+                return
+            return _count_error(op, int(count), count.dtype, top)
+    if not is_array(count) or tuple(getattr(count, "shape", (None,))) != () \
+            or not xp.isdtype(count.dtype, "integral"):
+        msg = f"{op}: state.count must be a 0-d integer array, got {count!r}"
+        raise TypeError(msg)
+    if not readable(count):
+        return
+    c = int(count)
+    top = int(xp.iinfo(count.dtype).max)
+    if not 0 <= c < top:
+        _count_error(op, c, count.dtype, top)
+
+
+def _count_error(op: str, c: int, dtype, top: int) -> None:
+    if c < 0:
+        msg = (f"{op}: state.count={c} is negative; a step count lies in [0, {top}) (was the "
+               f"state edited or loaded from a bad file?)")
+        raise ValueError(msg)
+    msg = (f"{op}: state.count={c} is the largest {dtype} value: one more step would overflow "
+           f"the step count (accepted: [0, {top}))")
+    raise OverflowError(msg)
+
+
+@lru_cache(maxsize=1)
+def _numpy_count_max():
+    import numpy as np
+
+    return {np.dtype(t): int(np.iinfo(t).max) for t in (np.int64, np.int32)}
+
+
+def check_finite(op: str, name: str, x: Any, *, hint: str = "") -> None:
+    """Where ``x`` is :func:`readable`, every element must be finite (for the steps whose
+    eigendecomposition fails on NaN/inf with a LinAlgError). One vectorised reduction; under a
+    trace NaN/inf propagate into the result instead."""
+    if not readable(x):
+        return
+    xp = _namespace(x)
+    if bool(xp.all(xp.isfinite(x))):
+        return
+    bad = "NaN" if bool(xp.any(xp.isnan(x))) else "inf"
+    msg = (f"{op}: {name} contains {bad} values; this step needs finite values (an "
+           f"eigendecomposition of a non-finite matrix has no result)")
+    if hint:
+        msg += f"; {hint}"
+    raise ValueError(msg)

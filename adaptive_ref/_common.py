@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _numerics as nx
-from ._checks import check_arrays, check_hparams, is_array
+from ._checks import check_arrays, check_count, check_hparams, is_array
 
 __all__ = ["Prelude", "prelude", "prepare_grad", "scalars", "finish"]
 
@@ -36,18 +36,20 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
     moment_names = []
     # the count and a state type's SCALAR_FIELDS (0-d, scalar dtype) are not moment arrays
     skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
+    optional = state_type._field_defaults
     for name, value in zip(state._fields, state, strict=True):
-        if name in skip or value is None or not is_array(value):
+        if name in skip or (value is None and name in optional):
             continue
+        if not is_array(value):
+            msg = (f"{op}: state.{name} must be an array, got {type(value).__name__}; make the "
+                   f"state with {init_name} (or load it with state_from_dict)")
+            raise TypeError(msg)
         key = f"state.{name}"
         arrays[key] = value
         moment_names.append(key)
     xp, pdtype, sdtype_state = check_arrays(
         op, arrays, same_shape=["grad", *moment_names], state_dtype_names=moment_names)
-    count = state.count
-    if not is_array(count) or tuple(count.shape) != () or not xp.isdtype(count.dtype, "integral"):
-        msg = f"{op}: state.count must be a 0-d integer array, got {count!r}"
-        raise TypeError(msg)
+    check_count(op, xp, state.count)
     sdtype = nx.scalar_dtype(xp, param, sdtype_state)
     p = param if sdtype_state == pdtype else xp.astype(param, sdtype_state)
     g = grad if sdtype_state == pdtype else xp.astype(grad, sdtype_state)
@@ -94,3 +96,19 @@ def init_zeros(op: str, param, state_dtype=None):
 
 
 __all__ += ["init_zeros"]
+
+
+def init_number(op: str, specs, name: str, value) -> float:
+    """An ``init`` hyperparameter (``specs`` holds its HParam) checked like a step's, as a
+    Python float: a Python number or a readable 0-d array (the state is built from it)."""
+    from ._checks import readable
+
+    spec = next(h for h in specs if h.name == name)
+    check_hparams(op, (spec,), (value,))
+    if not readable(value):
+        msg = f"{op}: {name} must be a concrete number (not traced or lazy), got {value!r}"
+        raise TypeError(msg)
+    return float(value)
+
+
+__all__ += ["init_number"]

@@ -3,8 +3,14 @@
 Policy (stated once, tested in ``tests/test_numerics.py``):
 
 * The step count is a 0-d integer array: int64 where the backend has it, else int32 (JAX without
-  x64). It cannot saturate silently: if ``count + 1`` overflows, the float step index becomes NaN,
-  so every bias correction, and with it every parameter, becomes NaN.
+  x64). Overflow policy, one for every optimizer: where the count is readable (NumPy,
+  array-api-strict, torch CPU, concrete JAX on the CPU) a count that is negative or at its dtype's
+  maximum is an error before anything is computed (:func:`adaptive_ref._checks.check_count`).
+  Where it is not (traced under ``jax.jit``, Dask, GPU arrays), :func:`advance` poisons: the
+  float step index ``t`` becomes NaN and the count stays where it is (it never wraps to a
+  negative number), and optimizers whose update does not use ``t`` multiply their lr by
+  :func:`poison` (1, or NaN after an overflow), so every parameter becomes NaN, at that step and
+  at every later one.
 * Scalar factors (``1 - beta**t``, ``lr / (1 - beta1**t)``, NAdam's momentum schedule, RAdam's
   rho) are computed as 0-d arrays in the *scalar dtype*: float64 wherever the backend offers it on
   the parameter's device (NumPy, array-api-strict, torch CPU, Dask, CuPy; JAX only with x64),
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
+
+from ._checks import readable as _readable
 
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to"]
 
@@ -85,7 +93,25 @@ def as_scalar(xp, value, dtype, like):
     """``value`` (Python number or 0-d array) as a 0-d array of ``dtype`` on ``like``'s device."""
     if isinstance(value, (bool, int, float)):
         return xp.asarray(float(value), dtype=dtype, device=_device_key(like))
+    if _foreign(xp, value):
+        # e.g. a NumPy scalar lr with torch parameters: read it (it is on the host) and rebuild
+        # it in the parameters' namespace; an unreadable foreign array cannot be moved here
+        if not _readable(value):
+            msg = (f"a hyperparameter is a {type(value).__module__}.{type(value).__name__} but "
+                   f"the parameters belong to {getattr(xp, '__name__', xp)}; pass a Python "
+                   f"float or a 0-d array of the parameters' namespace")
+            raise TypeError(msg)
+        return xp.asarray(float(value), dtype=dtype, device=_device_key(like))
     return xp.astype(value, dtype)
+
+
+def _foreign(xp, value) -> bool:
+    import array_api_compat as aac
+
+    try:
+        return aac.array_namespace(value) is not xp
+    except TypeError:
+        return True
 
 
 def to(xp, value, dtype):
@@ -100,12 +126,37 @@ def to(xp, value, dtype):
 def advance(xp, count, sdtype):
     """Return ``(count + 1, t)``: the new count and the float step index ``t`` (1 at step one).
 
-    ``t`` is NaN when the increment overflowed the count's integer dtype.
+    On a readable count (checked beforehand by ``check_count``) this is plain arithmetic. On an
+    unreadable one, a negative count or an increment that overflows the count's dtype gives
+    ``t = NaN`` and leaves the count unchanged (saturated), so the poison persists.
     """
     nxt = count + 1
     t = xp.astype(nxt, sdtype)
-    t = xp.where(nxt > count, t, xp.asarray(float("nan"), dtype=sdtype))
-    return nxt, t
+    if _readable(count):
+        return nxt, t
+    ok = (nxt > count) & (count >= 0)
+    t = xp.where(ok, t, xp.asarray(float("nan"), dtype=sdtype, device=_device_key(t)))
+    return xp.where(ok, nxt, count), t
+
+
+def poison(xp, value, count, t):
+    """``value`` unchanged where ``count`` is readable (an overflow has raised already); else
+    ``value * (t - t + 1)``: the same value while ``t`` is finite, NaN after an overflow. For the
+    optimizers whose update does not use ``t`` (applied to their lr)."""
+    if _readable(count):
+        return value
+    one = t - t + 1.0
+    return one * value if isinstance(value, (int, float)) else one * xp.astype(value, t.dtype)
+
+
+def advance_count(xp, count, sdtype, lr):
+    """``(count + 1, lr)`` for the optimizers whose update does not use the step index: on a
+    readable count (checked by ``check_count``) just the increment; otherwise :func:`advance`'s
+    saturating count and ``lr`` poisoned by :func:`poison`."""
+    if _readable(count):
+        return count + 1, lr
+    nxt, t = advance(xp, count, sdtype)
+    return nxt, poison(xp, lr, count, t)
 
 
 def power(xp, base, t):

@@ -30,6 +30,9 @@ class HParam:
 
     ``kind`` is ``"real"`` (a Python float or a 0-d floating array), ``"bool"`` or ``"choice"``.
     A real value must lie in ``[low, high]``; ``low_open`` / ``high_open`` make an end open.
+    A real value must also be finite (an infinite lr, eps or weight decay gives -inf/NaN
+    parameters or a silent no-op), unless ``allow_inf`` (e.g. a clip radius, where inf means
+    "no clipping"); :meth:`range_text` then prints the infinite end closed.
     ``init`` marks knobs that decide the state layout: ``<name>_init`` accepts them too.
     ``knob`` marks convention switches (where frameworks disagree), as opposed to numbers.
     """
@@ -45,18 +48,24 @@ class HParam:
     choices: tuple = ()
     init: bool = False
     knob: bool = False
+    allow_inf: bool = False
 
     def range_text(self) -> str:
         if self.kind == "bool":
             return "True or False"
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        lo = "(" if self.low_open or self.low == -math.inf else "["
-        hi = ")" if self.high_open or self.high == math.inf else "]"
-        return f"{lo}{self.low:g}, {self.high:g}{hi}"
+        lo = "(" if self.low_open or (self.low == -math.inf and not self.allow_inf) else "["
+        hi = ")" if self.high_open or (self.high == math.inf and not self.allow_inf) else "]"
+        text = f"{lo}{self.low:g}, {self.high:g}{hi}"
+        if not self.allow_inf and math.inf in (-self.low, self.high):
+            text += " (finite)"
+        return text
 
     def contains(self, value: float) -> bool:
         if math.isnan(value):
+            return False
+        if math.isinf(value) and not self.allow_inf:
             return False
         if value < self.low or (self.low_open and value == self.low):
             return False

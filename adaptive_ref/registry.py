@@ -20,7 +20,8 @@ from .optimizers.shampoo import SHAMPOO
 from .optimizers.von import VON
 from .sparse import LAZY_ADAM, ROWWISE_ADAGRAD, SPARSE_ADAGRAD
 
-__all__ = ["REGISTRY", "get", "names", "OptimizerSpec", "HParam", "Profile", "REQUIRED"]
+__all__ = ["REGISTRY", "get", "names", "state_types", "state_type_key", "OptimizerSpec", "HParam",
+           "Profile", "REQUIRED"]
 
 _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW, ADAMAX, NADAM,
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
@@ -73,3 +74,30 @@ def get(name: str) -> OptimizerSpec:
 
 def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
+
+
+def state_types() -> dict[str, type]:
+    """Every registered optimizer's state type under a unique key: its class name, or, for a
+    later-registered type whose class name is already taken (a user's ``AdamState``), its
+    ``module.qualname``. Built-ins come first, so a user's optimizer never takes a built-in's key
+    (a saved built-in state keeps loading)."""
+    out: dict[str, type] = {}
+    seen: set[int] = set()
+    for spec in REGISTRY.values():
+        tp = spec.state_type
+        if id(tp) in seen:
+            continue
+        seen.add(id(tp))
+        key = tp.__name__
+        if key in out:
+            key = f"{tp.__module__}.{tp.__qualname__}"
+        out[key] = tp
+    return out
+
+
+def state_type_key(tp: type) -> str | None:
+    """The key of ``tp`` in :func:`state_types` (None when no registered optimizer uses it)."""
+    for key, known in state_types().items():
+        if known is tp:
+            return key
+    return None

@@ -11,16 +11,19 @@ leaf-wise: ``state_to_dict`` returns the same tree with a dict in place of each 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["state_to_dict", "state_from_dict", "state_types"]
 
 
 def state_types() -> dict[str, type]:
-    """Every registered optimizer's state type, by class name."""
-    from .registry import REGISTRY
+    """Every registered optimizer's state type, by class name (a user type whose class name is
+    taken by a built-in one: by ``module.qualname``); see
+    :func:`adaptive_ref.registry.state_types`."""
+    from .registry import state_types as types
 
-    return {spec.state_type.__name__: spec.state_type for spec in REGISTRY.values()}
+    return types()
 
 
 def _is_state(x: Any) -> bool:
@@ -54,10 +57,12 @@ def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
                    f"optimizer, nor a tree of such states")
             raise TypeError(msg)
         return out
-    types = state_types()
-    name = type(state).__name__
-    if name not in types or not isinstance(state, types[name]):
-        msg = f"state_to_dict: {name} is not the state of a registered optimizer"
+    from .registry import state_type_key
+
+    name = state_type_key(type(state))
+    if name is None:
+        msg = (f"state_to_dict: {type(state).__name__} is not the state of a registered "
+               f"optimizer")
         raise TypeError(msg)
     out: dict[str, Any] = {"type": name}
     for field, value in zip(state._fields, state, strict=True):
@@ -84,9 +89,13 @@ def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
         return map_tree(lambda x: state_from_dict(x, like=like) if _is_saved_state(x) else
                         _not_a_leaf("state_from_dict", x, "a dict from state_to_dict"), d,
                         _is_saved_state)
+    if not isinstance(d, Mapping):
+        msg = (f"state_from_dict: d must be a dict (as state_to_dict returns), got "
+               f"{type(d).__name__}")
+        raise TypeError(msg)
     types = state_types()
     name = d.get("type")
-    if name not in types:
+    if not isinstance(name, str) or name not in types:
         msg = f"state_from_dict: type {name!r} is not one of {', '.join(sorted(types))}"
         raise ValueError(msg)
     tp = types[name]
@@ -99,6 +108,7 @@ def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
         msg = f"state_from_dict: {name} has no fields {', '.join(extra)}"
         raise ValueError(msg)
     values = {f: d.get(f, tp._field_defaults.get(f)) for f in tp._fields}
+    _check_loaded_count(values.get("count"))
     if like is not None:
         import array_api_compat as aac
 
@@ -108,3 +118,26 @@ def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
         values = {f: (None if v is None else tuple(map(move, v)) if isinstance(v, tuple)
                       else move(v)) for f, v in values.items()}
     return tp(**values)
+
+
+def _check_loaded_count(count: Any) -> None:
+    """A loaded count must be a 0-d integer (array) and, where readable, not negative."""
+    import array_api_compat as aac
+
+    from ._checks import is_array, readable
+
+    if count is None:
+        return
+    if isinstance(count, bool) or not (isinstance(count, int) or is_array(count)):
+        msg = f"state_from_dict: count must be a 0-d integer array, got {type(count).__name__}"
+        raise TypeError(msg)
+    if is_array(count) and not isinstance(count, int):
+        xp = aac.array_namespace(count)
+        if tuple(count.shape) != () or not xp.isdtype(count.dtype, "integral"):
+            msg = (f"state_from_dict: count must be a 0-d integer array, got shape "
+                   f"{tuple(count.shape)} and dtype {count.dtype}")
+            raise TypeError(msg)
+    if readable(count) and int(count) < 0:
+        msg = (f"state_from_dict: count={int(count)} is negative; a step count is >= 0 (the "
+               f"file is corrupt or was edited)")
+        raise ValueError(msg)

@@ -140,9 +140,6 @@ def test_jit_static_hyperparameters(name, profile):
 # Real hyperparameters that stay Python values under jit, with the reason.
 STATIC_ONLY = {
     ("shampoo", "update_freq"): "an integer period, validated as a Python int by shampoo_step",
-    # Finding: ivon_step branches in Python on `clip_radius != inf` (ivon.py), so a traced
-    # clip_radius raises TracerBoolConversionError; it cannot come from a schedule.
-    ("ivon", "clip_radius"): "ivon_step tests `clip_radius != math.inf` in Python",
 }
 
 

@@ -211,9 +211,12 @@ def test_sgd_nesterov_needs_momentum_and_no_dampening():
 
 
 def test_adagrad_init_rejects_bad_initial_accumulator_value():
-    for bad in (-0.1, float("nan"), "1"):
-        with pytest.raises(ValueError, match="initial_accumulator_value must be a number >= 0"):
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"initial_accumulator_value=.* is outside the "
+                                             r"accepted range \[0, inf\) \(finite\)"):
             REGISTRY["adagrad"].init(np.ones(2), initial_accumulator_value=bad)
+    with pytest.raises(TypeError, match="initial_accumulator_value must be a real number"):
+        REGISTRY["adagrad"].init(np.ones(2), initial_accumulator_value="1")
 
 
 # --------------------------------------------------------------------------- NaN / Inf, sizes

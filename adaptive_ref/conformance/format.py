@@ -16,6 +16,8 @@ import gzip
 import hashlib
 import json
 import math
+import re
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +35,12 @@ SCHEMA_VERSION = 1
 GOLDEN_DIR = Path(__file__).resolve().parent / "goldens"
 DTYPES = ("float64", "float32")
 KINDS = ("replay", "closed_loop")
+
+#: Bounds a reader enforces before it spends time or memory on a file (the goldens shipped use
+#: at most 0.8 MB of JSON per file, 200 steps and 128 elements per parameter).
+MAX_TEXT_BYTES = 64 * 2**20  # uncompressed JSON text of one golden file or the manifest
+MAX_STEPS = 100_000  # steps of one case
+MAX_ELEMENTS = 10**6  # elements of one parameter
 
 
 class FormatError(ValueError):
@@ -131,6 +139,9 @@ def _replay_grad(grad_json: str, shape: tuple, step: int, dtype: str) -> np.ndar
 
 # ---- dict <-> case ---------------------------------------------------------------------------
 def _need(d: dict, key: str, types, where: str):
+    if not isinstance(d, dict):
+        msg = f"{where}: must be a JSON object, got {type(d).__name__}"
+        raise FormatError(msg)
     if key not in d:
         msg = f"{where}: missing field {key!r}"
         raise FormatError(msg)
@@ -174,6 +185,9 @@ def case_from_dict(d: dict) -> GoldenCase:
         raise FormatError(msg)
     hp = _need(d, "hparams", dict, where)
     steps = _need(d, "steps", int, where)
+    if not 1 <= steps <= MAX_STEPS:
+        msg = f"{where}: steps={steps} is outside the accepted range [1, {MAX_STEPS}]"
+        raise FormatError(msg)
     cps = _need(d, "checkpoints", list, where)
     if not cps or any(not isinstance(c, int) or not 1 <= c <= steps for c in cps) or \
             cps != sorted(set(cps)):
@@ -187,7 +201,14 @@ def case_from_dict(d: dict) -> GoldenCase:
         pw = f"{where} params[{i}]"
         name = _need(p, "name", str, pw)
         shape = tuple(_need(p, "shape", list, pw))
-        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
+            msg = f"{pw}: shape must be a list of integers >= 0, got {list(shape)!r:.80}"
+            raise FormatError(msg)
+        n = math.prod(shape)
+        if n > MAX_ELEMENTS:
+            msg = (f"{pw}: shape {list(shape)} has {n} elements, more than the {MAX_ELEMENTS} "
+                   f"a golden parameter may have")
+            raise FormatError(msg)
         init = _floats(_need(p, "init", list, pw), n, f"{pw} init")
         grad = p.get("grad")
         if kind == "replay":
@@ -204,7 +225,7 @@ def case_from_dict(d: dict) -> GoldenCase:
                 if key not in grad:
                     msg = f"{pw}: grad is missing {key!r}"
                     raise FormatError(msg)
-        params.append(ParamSpec(name, shape, init, grad, dict(p.get("hparams", {}))))
+        params.append(ParamSpec(name, shape, init, grad, _opt(p, "hparams", dict, pw)))
     sched = d.get("lr_schedule")
     if sched is not None:
         sched = tuple(_floats(sched, steps, f"{where} lr_schedule").tolist())
@@ -218,7 +239,7 @@ def case_from_dict(d: dict) -> GoldenCase:
             raise FormatError(msg)
     expected = {}
     shapes = {p.name: p.shape for p in params}
-    for key, snap in d.get("expected", {}).items():
+    for key, snap in _opt(d, "expected", dict, where).items():
         sw = f"{where} expected[{key}]"
         if not key.isdigit() or int(key) not in cps:
             msg = f"{sw}: {key!r} is not one of the checkpoints {cps}"
@@ -234,6 +255,9 @@ def case_from_dict(d: dict) -> GoldenCase:
         for name, fields in _need(snap, "state", dict, sw).items():
             if name not in shapes:
                 msg = f"{sw}: state for unknown param {name!r}"
+                raise FormatError(msg)
+            if not isinstance(fields, dict):
+                msg = f"{sw}: state.{name} must be a JSON object, got {type(fields).__name__}"
                 raise FormatError(msg)
             out_s[name] = {}
             for fname, vals in fields.items():
@@ -263,9 +287,20 @@ def case_from_dict(d: dict) -> GoldenCase:
                 raise FormatError(msg)
             rec["error"] = er
         expected[int(key)] = rec
-    return GoldenCase(cid, opt, prof, dtype, kind, dict(hp), dict(d.get("overrides", {})), steps,
-                      tuple(cps), tuple(params), sched, objective, tuple(d.get("tags", ())),
+    tags = _opt(d, "tags", list, where)
+    if not all(isinstance(t, str) for t in tags):
+        msg = f"{where}: tags must be a list of strings"
+        raise FormatError(msg)
+    return GoldenCase(cid, opt, prof, dtype, kind, dict(hp), _opt(d, "overrides", dict, where),
+                      steps, tuple(cps), tuple(params), sched, objective, tuple(tags),
                       expected, d.get("fidelity"))
+
+
+def _opt(d: dict, key: str, tp: type, where: str):
+    """An optional field: a fresh ``tp()`` when absent, else it must be a ``tp``."""
+    if key not in d:
+        return tp()
+    return tp(_need(d, key, tp, where))
 
 
 def _flat(a) -> list:
@@ -322,12 +357,33 @@ def write_file(path: Path, text: str) -> None:
         gz.write(text.encode())
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, *, limit: int = MAX_TEXT_BYTES) -> str:
+    """The (uncompressed) text of ``path``; at most ``limit`` bytes are read or decompressed
+    (a gzip bomb stops there), and a truncated or corrupt gzip stream, a file that is not
+    UTF-8 or a missing file is a :class:`FormatError` naming the file."""
     path = Path(path)
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        data = gzip.decompress(data)
-    return data.decode()
+    try:
+        with open(path, "rb") as raw:
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                    data = gz.read(limit + 1)
+            else:
+                data = raw.read(limit + 1)
+    except FileNotFoundError:
+        msg = f"{path}: no such file"
+        raise FormatError(msg) from None
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        msg = f"{path.name}: not a readable gzip file ({type(err).__name__}: {err})"
+        raise FormatError(msg) from None
+    if len(data) > limit:
+        msg = (f"{path.name}: more than {limit} bytes of text (uncompressed); a golden file is "
+               f"far smaller, so this is not one (a corrupt or hostile file)")
+        raise FormatError(msg)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as err:
+        msg = f"{path.name}: not UTF-8 text ({err})"
+        raise FormatError(msg) from None
 
 
 def parse(text: str, where: str = "golden file") -> tuple[dict, list[GoldenCase]]:
@@ -365,7 +421,7 @@ def read_file(path: Path, *, verify: bool = True) -> tuple[dict, list[GoldenCase
             msg = f"{path.name} is not listed in {path.parent / 'MANIFEST.json'}"
             raise FormatError(msg)
         got = sha256_text(text)
-        if got != entry["sha256"]:
+        if got != entry["sha256"]:  # read_manifest checked that every entry has one
             msg = (
                 f"{path.name}: sha256 {got[:12]}... does not match the manifest "
                               f"({entry['sha256'][:12]}...); the file was edited or corrupted. "
@@ -376,7 +432,14 @@ def read_file(path: Path, *, verify: bool = True) -> tuple[dict, list[GoldenCase
     return parse(text, str(path.name))
 
 
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.json\.gz")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def read_manifest(directory: Path = GOLDEN_DIR) -> dict:
+    """The manifest of ``directory``, validated: ``files`` maps plain file names (no path
+    separators, no ``..``: a manifest cannot point outside its directory) ending in
+    ``.json.gz`` to objects with a 64-hex-digit ``sha256``."""
     p = Path(directory) / "MANIFEST.json"
     if not p.exists():
         msg = (
@@ -384,7 +447,25 @@ def read_manifest(directory: Path = GOLDEN_DIR) -> dict:
                           f"`python -m adaptive_ref.conformance.generate`"
         )
         raise FormatError(msg)
-    return json.loads(p.read_text())
+    try:
+        man = json.loads(read_text(p))
+    except json.JSONDecodeError as err:
+        msg = f"{p}: not valid JSON ({err})"
+        raise FormatError(msg) from None
+    files = man.get("files") if isinstance(man, dict) else None
+    if not isinstance(files, dict):
+        msg = f"{p}: the manifest must be a JSON object with a 'files' object"
+        raise FormatError(msg)
+    for name, entry in files.items():
+        if not _FILE_NAME.fullmatch(name) or ".." in name:
+            msg = (f"{p}: file name {name!r:.80} is not accepted; a manifest lists plain "
+                   f"'<name>.json.gz' names in its own directory (no '/', '\\' or '..')")
+            raise FormatError(msg)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
+                or not _SHA256.fullmatch(entry["sha256"]):
+            msg = f"{p}: files[{name!r}] needs a 'sha256' of 64 lowercase hex digits"
+            raise FormatError(msg)
+    return man
 
 
 def load_cases(optimizer: str | None = None, *, directory: Path = GOLDEN_DIR,

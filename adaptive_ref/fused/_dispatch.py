@@ -46,6 +46,8 @@ def fast_dtype(param, grad, arrays, count, inplace: bool):
     if not isinstance(count, (np.ndarray, np.integer)) or count.ndim != 0 \
             or count.dtype.kind != "i":
         return None
+    if not 0 <= int(count) < _IMAX.get(count.dtype, 0):
+        return None  # a negative or saturated count: the reference raises its error
     return dt
 
 
@@ -98,19 +100,45 @@ def outputs(shape, dt, k: int):
     return outs, [o.reshape(-1) for o in outs]
 
 
-def write_back(param, state, new_param, new_state, what: str):
-    """In-place fallback: copy the reference's result into ``param`` and the state arrays."""
-    for name, old, new in [("param", param, new_param)] + [
-            (f"state.{f}", o, n) for f, o, n in zip(state._fields, state, new_state, strict=True)]:
-        if name == "state.count" or old is None or np.ndim(old) == 0:
-            continue
-        if type(old) is not np.ndarray or not old.flags.writeable:
-            msg = f"{what}: {name} must be a writeable NumPy array to be updated in place"
+def in_place_targets(param, state, what: str):
+    """``[(name, array)]``: every array an in-place step overwrites (the parameter and each
+    moment; not the count, not the state type's ``SCALAR_FIELDS`` such as NAdam's
+    ``mu_product``, which the returned state replaces). Raises, naming the argument, unless each
+    is a writeable ``numpy.ndarray`` of the parameter's shape: checked for all of them before
+    anything is written, so a failing in-place step changes nothing."""
+    scalar = ("count", *getattr(type(state), "SCALAR_FIELDS", ()))
+    out = [("param", param)] + [(f"state.{f}", o) for f, o in
+                                zip(state._fields, state, strict=True)
+                                if f not in scalar and o is not None]
+    shape = np.shape(param)
+    for name, a in out:
+        if type(a) is not np.ndarray:
+            msg = (f"{what}: {name} must be a numpy.ndarray to be updated in place, got "
+                   f"{type(a).__name__}")
             raise TypeError(msg)
-        np.copyto(old, new, casting="unsafe")
-    fields = {f: o for f, o in zip(state._fields, state, strict=True)}
-    fields["count"] = new_state.count
-    for f, n in zip(new_state._fields, new_state, strict=True):
-        if np.ndim(n) == 0 and f != "count":
-            fields[f] = n
+        if not a.flags.writeable:
+            msg = f"{what}: {name} is read-only; an in-place step needs a writeable array"
+            raise ValueError(msg)
+        if a.shape != shape:
+            msg = f"{what}: {name} has shape {a.shape} but param has shape {shape}"
+            raise ValueError(msg)
+    return out
+
+
+def write_back(param, state, new_param, new_state, what: str):
+    """In-place fallback: copy the reference's result into ``param`` and the state arrays,
+    after checking every destination (:func:`in_place_targets`), so nothing is half-written."""
+    targets = in_place_targets(param, state, what)
+    news = dict(zip(state._fields, new_state, strict=True))
+    news["param"] = new_param
+    for name, old in targets:
+        new = news[name.removeprefix("state.")]
+        if np.shape(new) != old.shape:  # pragma: no cover - the reference keeps shapes
+            msg = f"{what}: internal error, {name} changed shape"
+            raise AssertionError(msg)
+    for name, old in targets:
+        np.copyto(old, news[name.removeprefix("state.")], casting="unsafe")
+    written = {name.removeprefix("state.") for name, _ in targets}
+    fields = {f: (o if f in written else n)
+              for f, o, n in zip(state._fields, state, new_state, strict=True)}
     return param, type(state)(**fields)

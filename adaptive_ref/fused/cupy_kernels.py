@@ -101,6 +101,7 @@ def _plan_adam(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_p
     wd_on = coupled and (not _zero(weight_decay))
     decay = decay_factor(lr, weight_decay) if decay_factor is not None else 1.0
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN if the count overflows (t unused without bc)
     if bias_correction:
         bc1 = nx.bias_correction(xp, beta1, t)
         bc2 = nx.bias_correction(xp, beta2, t)
@@ -136,7 +137,7 @@ def _plan_sgd(op, param, grad, state, *, lr, momentum, dampening, nesterov, weig
     lr, momentum, dampening, weight_decay = scalars(xp, sd, param, lr, momentum, dampening,
                                                     weight_decay)
     c = lambda v: _typed(xp, dtype, _cast(xp, dtype, v))  # noqa: E731
-    count = state.count + 1
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if the count overflows
     has_buf = state.momentum_buffer is not None
     first = (state.count == 0) if not dampen_first_step else xp.asarray(False)
     body = E.sgd_body(bool(maximize), not _zero(weight_decay), has_buf,
@@ -179,6 +180,7 @@ def _plan_rmsprop(op, param, grad, state, *, lr, alpha, eps, eps_placement, cent
                                                      weight_decay)
     c = lambda v: _typed(xp, dtype, _cast(xp, dtype, v))  # noqa: E731
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN if the count overflows (t unused without bc)
     bcf = nx.bias_correction(xp, alpha, t) if bias_correction else 1.0
     has_buf = state.momentum_buffer is not None
     body = E.rmsprop_body(bool(maximize), not _zero(weight_decay), bool(centered),

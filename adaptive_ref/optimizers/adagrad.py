@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .. import _blockwise
+from .. import _blockwise, _common
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -40,12 +40,10 @@ ADAGRAD_HPARAMS = (
 def adagrad_init(param, /, *, initial_accumulator_value=0.0, state_dtype=None) -> AdagradState:
     """Step count 0; accumulator filled with ``initial_accumulator_value``."""
     xp, z, count = init_zeros("adagrad_init", param, state_dtype)
-    if isinstance(initial_accumulator_value, bool) or not isinstance(
-            initial_accumulator_value, (int, float)) or not initial_accumulator_value >= 0:
-        msg = (f"adagrad_init: initial_accumulator_value must be a number >= 0, "
-               f"got {initial_accumulator_value!r}")
-        raise ValueError(msg)
-    return AdagradState(count, z + float(initial_accumulator_value))
+    initial_accumulator_value = _common.init_number("adagrad_init", ADAGRAD_HPARAMS,
+                                            "initial_accumulator_value",
+                                            initial_accumulator_value)
+    return AdagradState(count, xp.full_like(z, float(initial_accumulator_value)))
 
 
 def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,

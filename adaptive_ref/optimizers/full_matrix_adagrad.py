@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, is_array
-from .._common import check_hparams, finish
+from .._checks import check_arrays, check_count, check_finite, is_array
+from .._common import check_hparams, finish, init_number, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["FullMatrixAdagradState", "full_matrix_adagrad_init", "full_matrix_adagrad_step",
@@ -50,7 +50,9 @@ def full_matrix_adagrad_init(param, /, *, initial_accumulator_value=0.0, state_d
     for d in param.shape:
         n *= d
     eye = xp.eye(n, dtype=dtype, device=aac.device(param))
-    return FullMatrixAdagradState(nx.new_count(xp, param), float(initial_accumulator_value) * eye)
+    iav = init_number("full_matrix_adagrad_init", FMA_HPARAMS, "initial_accumulator_value",
+                      initial_accumulator_value)
+    return FullMatrixAdagradState(nx.new_count(xp, param), iav * eye)
 
 
 def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, lr=1e-2, eps=1e-8,
@@ -63,7 +65,9 @@ def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, l
         \theta_t = \theta_{t-1} - \eta\,(\delta I + G_t^{1/2})^{-1} g
         \quad\text{or ('inside')}\quad \theta_{t-1} - \eta\,(\delta I + G_t)^{-1/2} g
 
-    via one ``eigh`` of :math:`G_t` in float64 (eigenvalues clamped at 0). Equivariant under
+    via one ``eigh`` of :math:`G_t` in float64 (eigenvalues clamped at 0). With
+    :math:`\delta = 0` the inverse is the pseudo-inverse: eigenvalues at or below
+    :math:`n\,\epsilon_{mach}\,\lambda_{max}` count as zero (g has no component there). Equivariant under
     every orthogonal change of coordinates (diagonal AdaGrad only under permutations and sign
     flips); equals Shampoo on a vector with ``'inside'`` placement.
     Defaults: lr 1e-2, delta 1e-8 outside, G_0 = 0.
@@ -88,12 +92,17 @@ def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, l
     if la is None or not hasattr(la, "eigh"):
         msg = f"full_matrix_adagrad_step: the namespace {xp.__name__} has no linalg.eigh"
         raise TypeError(msg)
+    check_count("full_matrix_adagrad_step", xp, state.count)
+    check_finite("full_matrix_adagrad_step", "grad", grad)
     dtype = state.stats.dtype
     sd = nx.scalar_dtype(xp, param, dtype)
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), (n,))
     p = param if param.dtype == dtype else xp.astype(param, dtype)
-    count, _ = nx.advance(xp, state.count, sd)
+    lr, eps = scalars(xp, sd, param, lr, eps)
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     stats = state.stats + g[:, None] * g[None, :]
+    check_finite("full_matrix_adagrad_step", "state.stats + g g^T (the new statistic)", stats,
+                 hint="the gradient is too large for the state dtype")
     a = xp.astype(stats, sd) if stats.dtype != sd else stats
     a = (a + xp.permute_dims(a, (1, 0))) / 2
     lam, q = la.eigh(a)
@@ -102,6 +111,13 @@ def full_matrix_adagrad_step(param, grad, state: FullMatrixAdagradState, /, *, l
         scale = 1.0 / (eps + xp.sqrt(lam))
     else:
         scale = 1.0 / xp.sqrt(lam + eps)
+    if is_array(eps) or eps == 0:
+        # delta = 0: the pseudo-inverse. g lies in the range of G_t (G_t includes g g^T), so
+        # eigenvalues at or below n * machine-eps * lambda_max are zero up to rounding and g
+        # has no component there; without the cut, 1/sqrt(0) = inf times that ~0 is NaN
+        cut = float(n) * float(xp.finfo(lam.dtype).eps) * xp.max(lam)
+        keep = lam > cut if not is_array(eps) else (lam > cut) | (eps > 0)
+        scale = xp.where(keep, scale, xp.zeros_like(scale))
     g64 = xp.astype(g, sd) if g.dtype != sd else g
     coef = xp.reshape(xp.matmul(xp.permute_dims(q, (1, 0)), xp.reshape(g64, (n, 1))), (n,))
     direction = xp.reshape(xp.matmul(q, xp.reshape(scale * coef, (n, 1))), (n,))

@@ -11,8 +11,8 @@ import math
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._checks import check_arrays
-from .._common import check_hparams, finish, init_zeros, prelude, scalars
+from .._checks import check_arrays, is_array
+from .._common import check_hparams, finish, init_number, init_zeros, prelude, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["IVONState", "ivon_init", "ivon_step", "ivon_sample", "ivon_hess_update", "IVON"]
@@ -45,15 +45,16 @@ IVON_HPARAMS = (
     HParam("rescale_lr", True, "multiply lr by (hess_init + wd), so the first step is an SGD "
            "step (the code always does)", kind="bool", knob=True),
     HParam("debias", True, "divide the momentum by 1 - beta1^t", kind="bool", knob=True),
-    HParam("clip_radius", math.inf, "elementwise clip of the preconditioned direction",
-           low=0.0, low_open=True),
+    HParam("clip_radius", math.inf, "elementwise clip of the preconditioned direction "
+           "(inf: no clipping)", low=0.0, low_open=True, allow_inf=True),
 )
 
 
 def ivon_init(param, /, *, hess_init=1.0, state_dtype=None) -> IVONState:
     """Count 0, zero momentum, Hessian filled with ``hess_init``."""
     xp, z, count = init_zeros("ivon_init", param, state_dtype)
-    return IVONState(count, z, z + float(hess_init))
+    hess_init = init_number("ivon_init", IVON_HPARAMS, "hess_init", hess_init)
+    return IVONState(count, z, z + hess_init)
 
 
 def ivon_sample(param, state: IVONState, noise, /, *, ess=1e4, weight_decay=1e-4):
@@ -74,9 +75,14 @@ def ivon_hess_update(h, h_hat, *, beta2, weight_decay):
     With :math:`x = h + \delta > 0`, :math:`r = 1-\beta_2`, :math:`d = (x - (\hat h+\delta))/x`:
     :math:`h' + \delta = x\,((1 - r d)^2 + 1)/2 \ge x/2`, so :math:`h'+\delta > 0` for *any*
     :math:`\hat h`, negative ones included.
+
+    The correction is evaluated as :math:`\tfrac12 e\,(e/(h+\delta))` with
+    :math:`e = (1-\beta_2)(h-\hat h)`, never forming :math:`(h-\hat h)^2`, which overflows
+    (float32: beyond |h - h_hat| ~ 1.8e19) long before the correction does.
     """
     r = 1 - beta2
-    return beta2 * h + r * h_hat + (0.5 * r * r) * (h - h_hat) ** 2 / (h + weight_decay)
+    e = r * (h - h_hat)
+    return beta2 * h + r * h_hat + 0.5 * e * (e / (h + weight_decay))
 
 
 def ivon_step(param, grad, state: IVONState, /, *, lr=0.1, ess=1e4, hess_init=1.0, beta1=0.9,
@@ -110,12 +116,13 @@ def ivon_step(param, grad, state: IVONState, /, *, lr=0.1, ess=1e4, hess_init=1.
     extra = {k: v for k, v in (("noise", noise), ("hess", hess)) if v is not None}
     if extra:
         check_arrays("ivon_step", {"param": param, **extra}, same_shape=list(extra))
-    lr, ess, beta1, beta2, weight_decay = scalars(xp, sd, param, lr, ess, beta1, beta2,
-                                                  weight_decay)
+    lr, ess, hess_init, beta1, beta2, weight_decay = scalars(xp, sd, param, lr, ess, hess_init,
+                                                             beta1, beta2, weight_decay)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     cast = lambda a: a if a.dtype == dtype else xp.astype(a, dtype)  # noqa: E731
     p, g = pre.p, pre.g
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     h = state.hess
     if hess is not None:
         h_hat = cast(hess)
@@ -129,8 +136,9 @@ def ivon_step(param, grad, state: IVONState, /, *, lr=0.1, ess=1e4, hess_init=1.
     h_new = ivon_hess_update(h, h_hat, beta2=c(beta2), weight_decay=c(weight_decay))
     m_hat = mom / c(nx.bias_correction(xp, beta1, t)) if debias else mom
     direction = (m_hat + c(weight_decay) * p) / (h_new + c(weight_decay))
-    if clip_radius != math.inf:
-        direction = xp.clip(direction, -clip_radius, clip_radius)
+    if is_array(clip_radius) or clip_radius != math.inf:  # a traced radius cannot be compared
+        (radius,) = scalars(xp, sd, param, clip_radius)
+        direction = xp.clip(direction, -c(radius), c(radius))
     step_lr = lr * (hess_init + weight_decay) if rescale_lr else lr
     p_new = p - c(step_lr) * direction
     return finish(xp, p_new, pre.param_dtype), IVONState(count, mom, h_new)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .. import _blockwise
+from .. import _blockwise, _common
 from .. import _numerics as nx
 from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
@@ -57,7 +57,9 @@ def rmsprop_init(param, /, *, centered=False, momentum=0.0, initial_accumulator_
     """Step count 0; nu = initial value; zero mu (centred) and momentum buffer (momentum > 0)."""
     xp, z, count = init_zeros("rmsprop_init", param, state_dtype)
     has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
-    return RMSpropState(count, z + float(initial_accumulator_value),
+    iav = _common.init_number("rmsprop_init", RMSPROP_HPARAMS, "initial_accumulator_value",
+                              initial_accumulator_value)
+    return RMSpropState(count, xp.full_like(z, iav),
                         xp.zeros_like(z) if centered else None,
                         xp.zeros_like(z) if has_buf else None)
 
@@ -104,6 +106,7 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     lr, alpha, eps, momentum, weight_decay = scalars(xp, sd, param, lr, alpha, eps, momentum,
                                                      weight_decay)
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
     inside = lr_placement == "inside"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, scalars
+from .._common import check_hparams, finish, init_number, init_zeros, prelude, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["RootFreeState", "rootfree_init", "rootfree_step", "ROOTFREE"]
@@ -46,7 +46,8 @@ def rootfree_init(param, /, *, momentum=0.0, precond_init=1.0, state_dtype=None)
     """Count 0; S filled with ``precond_init`` (default 1); zero momentum buffer if momentum > 0."""
     xp, z, count = init_zeros("rootfree_init", param, state_dtype)
     has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
-    return RootFreeState(count, z + float(precond_init), xp.zeros_like(z) if has_buf else None)
+    precond_init = init_number("rootfree_init", ROOTFREE_HPARAMS, "precond_init", precond_init)
+    return RootFreeState(count, z + precond_init, xp.zeros_like(z) if has_buf else None)
 
 
 def rootfree_step(param, grad, state: RootFreeState, /, *, lr=1e-2, beta2=0.99, damping=1e-8,
@@ -82,7 +83,7 @@ def rootfree_step(param, grad, state: RootFreeState, /, *, lr=1e-2, beta2=0.99, 
         xp, sd, param, lr, beta2, damping, batch_size, momentum, weight_decay)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     p, g = pre.p, pre.g
-    count, _ = nx.advance(xp, state.count, sd)
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     s = c(beta2) * state.precond + c((1 - beta2) * batch_size) * (g * g)
     d = g / (s + c(damping))
     if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):

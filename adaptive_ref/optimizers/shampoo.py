@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, is_array
+from .._checks import check_arrays, check_count, check_finite, is_array, readable
 from .._common import check_hparams, finish
 from .._spec import HParam, OptimizerSpec
 
@@ -45,6 +45,9 @@ SHAMPOO_HPARAMS = (
 )
 
 
+_INIT_HPARAMS = (SHAMPOO_HPARAMS[1],)  # eps
+
+
 def _dims(shape) -> tuple[int, ...]:
     return tuple(shape) if len(shape) else (1,)
 
@@ -55,9 +58,11 @@ def shampoo_init(param, /, *, eps=1e-6, state_dtype=None) -> ShampooState:
     if not is_array(param):
         msg = f"shampoo_init: param must be an array, got {type(param).__name__}"
         raise TypeError(msg)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        msg = f"shampoo_init: eps must be a number > 0, got {eps!r}"
-        raise ValueError(msg)
+    check_hparams("shampoo_init", _INIT_HPARAMS, (eps,))
+    if not readable(eps):
+        msg = f"shampoo_init: eps must be a concrete number (not traced or lazy), got {eps!r}"
+        raise TypeError(msg)
+    eps = float(eps)  # a NumPy float64 (a float subclass) would turn the state into NumPy arrays
     xp = aac.array_namespace(param)
     dtype = param.dtype if state_dtype is None else state_dtype
     if not xp.isdtype(dtype, "real floating"):
@@ -159,27 +164,39 @@ def shampoo_step(param, grad, state: ShampooState, /, *, lr=1e-3, eps=1e-6, upda
         msg = (f"shampoo_step: state is a {type(state).__name__}, not a ShampooState; make it "
                f"with shampoo_init")
         raise TypeError(msg)
-    dims = _dims(param.shape)
+    for field in ("stats", "roots"):
+        if not isinstance(getattr(state, field), tuple):
+            msg = (f"shampoo_step: state.{field} must be a tuple of arrays (one per mode), got "
+                   f"{type(getattr(state, field)).__name__}; make the state with shampoo_init")
+            raise TypeError(msg)
     arrays = {"param": param, "grad": grad}
     arrays.update({f"state.stats[{i}]": s for i, s in enumerate(state.stats)})
+    arrays.update({f"state.roots[{i}]": s for i, s in enumerate(state.roots)})
     xp, pdtype, _ = check_arrays("shampoo_step", arrays, same_shape=["grad"])
-    if len(state.stats) != len(dims) or any(tuple(s.shape) != (n, n)
-                                            for s, n in zip(state.stats, dims, strict=True)):
-        msg = (f"shampoo_step: state statistics have shapes "
-               f"{[tuple(s.shape) for s in state.stats]}, param needs {[(n, n) for n in dims]}")
-        raise ValueError(msg)
+    dims = _dims(param.shape)
+    for field in ("stats", "roots"):
+        mats = getattr(state, field)
+        if len(mats) != len(dims) or any(tuple(s.shape) != (n, n)
+                                         for s, n in zip(mats, dims, strict=True)):
+            msg = (f"shampoo_step: state.{field} have shapes {[tuple(s.shape) for s in mats]}, "
+                   f"param needs {[(n, n) for n in dims]}")
+            raise ValueError(msg)
+    check_count("shampoo_step", xp, state.count)
+    check_finite("shampoo_step", "grad", grad)
     dtype = state.stats[0].dtype
     sd = nx.scalar_dtype(xp, param, dtype)
     k = len(dims)
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), dims)
     p = param if param.dtype == dtype else xp.astype(param, dtype)
-    count, _ = nx.advance(xp, state.count, sd)
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     refresh = (state.count % update_freq) == 0
     axes = tuple(range(k))
     stats, roots = [], []
     for i in range(k):
         others = tuple(a for a in axes if a != i)
         h = state.stats[i] + xp.tensordot(g, g, axes=(others, others))
+        check_finite("shampoo_step", f"state.stats[{i}] + G G^T (the new statistic)", h,
+                     hint="the gradient is too large for the state dtype")
         fresh = inverse_root(h, 2.0 * k, floor=eps)
         stats.append(h)
         roots.append(fresh if update_freq == 1 else xp.where(refresh, fresh, state.roots[i]))

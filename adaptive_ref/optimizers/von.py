@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from .. import _numerics as nx
 from .._checks import check_arrays, is_array
-from .._common import check_hparams, finish, init_zeros, prelude, scalars
+from .._common import check_hparams, finish, init_number, init_zeros, prelude, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["VONState", "von_init", "von_step", "von_sample", "VON"]
@@ -46,7 +46,8 @@ VON_HPARAMS = (
 def von_init(param, /, *, hess_init=1.0, state_dtype=None) -> VONState:
     """Count 0, zero momentum, Hessian estimate filled with ``hess_init``."""
     xp, z, count = init_zeros("von_init", param, state_dtype)
-    return VONState(count, z, z + float(hess_init))
+    hess_init = init_number("von_init", VON_HPARAMS, "hess_init", hess_init)
+    return VONState(count, z, z + hess_init)
 
 
 def von_sample(param, state: VONState, noise, /, *, prior_precision=1.0, ess=1.0, damping=0.0):
@@ -102,6 +103,7 @@ def von_step(param, grad, state: VONState, /, *, lr=1e-3, beta1=0.9, beta2=0.999
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     p, g = pre.p, pre.g
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     h_hat = g * g if hess is None else (hess if hess.dtype == dtype else xp.astype(hess, dtype))
     s = c(beta2) * state.hess + c(1 - beta2) * h_hat
     delta = prior_precision / ess

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import array_api_compat as aac
+
 from .. import _numerics as nx
-from .._checks import check_arrays, is_array
+from .._checks import check_arrays, check_count, is_array
 from ._rowops import is_concrete
 from .rows import RowSparse, as_row_sparse
 
@@ -67,10 +69,7 @@ def sparse_prelude(op: str, param, grad, state, state_type: type, init_name: str
             msg = (f"{op}: state.{m} has shape {got} but a parameter of shape {shape} needs "
                    f"{shape[:1]} (one entry per row); make the state with {init_name}")
             raise ValueError(msg)
-    count = state.count
-    if not is_array(count) or tuple(count.shape) != () or not xp.isdtype(count.dtype, "integral"):
-        msg = f"{op}: state.count must be a 0-d integer array, got {count!r}"
-        raise TypeError(msg)
+    check_count(op, xp, state.count)
     if rows is not None:
         _check_rows(op, xp, rows, param)
         rows = _lazy_range_checked(op, _single_chunk_rows(rows), tuple(param.shape))
@@ -133,6 +132,10 @@ def _check_rows(op: str, xp, rows: RowSparse, param) -> None:
     if idx.ndim != 1:
         msg = f"{op}: grad.indices must be 1-d, got shape {tuple(idx.shape)}"
         raise ValueError(msg)
+    if aac.is_torch_array(idx) and idx.dtype not in (xp.int32, xp.int64):
+        msg = (f"{op}: grad.indices has dtype {idx.dtype}; torch indexes rows with int32 or "
+               f"int64 indices only (cast with indices.to(torch.int64))")
+        raise TypeError(msg)
     if val.dtype != param.dtype:
         msg = (f"{op}: grad.values has dtype {val.dtype} but param has dtype {param.dtype}; "
                f"cast the gradient to the parameter's dtype")

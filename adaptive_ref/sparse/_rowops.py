@@ -86,7 +86,9 @@ def put_rows(xp, table, indices, rows, *, donate: bool):
     Duplicate indices must carry identical rows (as ``row_totals`` ensures).
     """
     if indices.shape[0] == 0:  # nothing to write (Dask rejects an empty assignment)
-        return table
+        # still a new array unless donated: the caller may keep the input and later donate the
+        # output, which must then not be the input itself
+        return table if donate or not _mutable(table) else xp.asarray(table, copy=True)
     if rows.dtype != table.dtype:
         rows = xp.astype(rows, table.dtype)
     if _has_index_assignment(table):
@@ -94,6 +96,12 @@ def put_rows(xp, table, indices, rows, *, donate: bool):
 
         return xpx.at(table, indices).set(rows, copy=None if donate else True)
     return _put_rows_where(xp, table, indices, rows)
+
+
+def _mutable(table) -> bool:
+    """Arrays a later in-place (donated) write could change: NumPy, torch, CuPy, and
+    array-api-strict (not JAX, not lazy Dask)."""
+    return not (aac.is_jax_array(table) or aac.is_dask_array(table))
 
 
 def _put_rows_where(xp, table, indices, rows):

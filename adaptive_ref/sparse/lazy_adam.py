@@ -113,6 +113,7 @@ def lazy_adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, beta1, beta2, eps = scalars(xp, sd, param, lr, beta1, beta2, eps)
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     if bias_correction:
         bc1, bc2 = nx.bias_correction(xp, beta1, t), nx.bias_correction(xp, beta2, t)
     else:

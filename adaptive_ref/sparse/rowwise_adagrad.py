@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._common import check_hparams, init_zeros, scalars
+from .._common import check_hparams, init_number, init_zeros, scalars
 from .._spec import HParam, OptimizerSpec
 from ._prelude import sparse_prelude
 from ._rowops import put_rows, row_totals, take_rows
@@ -51,11 +51,9 @@ def rowwise_adagrad_init(param, /, *, initial_accumulator_value=0.0,
                          state_dtype=None) -> RowwiseAdagradState:
     """Step count 0; one accumulator per row (shape ``param.shape[:1]``) at the initial value."""
     xp, z, count = init_zeros("rowwise_adagrad_init", param, state_dtype)
-    if isinstance(initial_accumulator_value, bool) or not isinstance(
-            initial_accumulator_value, (int, float)) or not initial_accumulator_value >= 0:
-        msg = (f"rowwise_adagrad_init: initial_accumulator_value must be a number >= 0, "
-               f"got {initial_accumulator_value!r}")
-        raise ValueError(msg)
+    initial_accumulator_value = init_number("rowwise_adagrad_init", ROWWISE_ADAGRAD_HPARAMS,
+                                            "initial_accumulator_value",
+                                            initial_accumulator_value)
     acc = z if z.ndim == 0 else z[(slice(None),) + (0,) * (z.ndim - 1)]
     return RowwiseAdagradState(count, xp.asarray(acc + float(initial_accumulator_value),
                                                  copy=True))
@@ -110,7 +108,7 @@ def rowwise_adagrad_step(param, grad, state: RowwiseAdagradState, /, *, lr=1e-2,
                          "rowwise_adagrad_init", full_shape_moments=(), row_moments=("sum",))
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, eps, weight_decay = scalars(xp, sd, param, lr, eps, weight_decay)
-    count, _ = nx.advance(xp, state.count, sd)
+    count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     cast = lambda a: a if a.dtype == dtype else xp.astype(a, dtype)  # noqa: E731
     back = lambda a: a if a.dtype == pre.param_dtype else xp.astype(a, pre.param_dtype)  # noqa
     kw = dict(lr=lr, eps=eps, weight_decay=weight_decay,

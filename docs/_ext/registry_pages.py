@@ -419,7 +419,7 @@ def _backend_row_jax() -> list[str]:
 
 # Pages written by hand in this directory's own toctree (docs/index.md), and directories that are
 # not pages.
-OWN_PAGES = ("index", "conventions", "backends", "figures", "api", "scaleout")
+OWN_PAGES = ("index", "conventions", "backends", "figures", "api", "scaleout", "reliability")
 NOT_PAGES = ("_build", "_generated", "_ext", "_static", "_templates", "optimizers", "figures",
              "tutorials")  # tutorials: in index.md's own toctree
 
