@@ -113,6 +113,24 @@ FACTOR_PRECISION = HParam(
     kind="choice", choices=nx.FACTOR_PRECISIONS, knob=True)
 
 
+EMA_WEIGHT_PRECISION = HParam(
+    "ema_weight_precision", "float64",
+    "how the moment EMAs' weight 1 - beta is formed: 'float64': 1 - beta in float64, cast once "
+    "(torch, optax, Keras Adam: a Python float); 'param': 1 - beta computed in the parameter's "
+    "dtype from beta rounded to it (Keras Nadam); the two agree for float64 parameters",
+    kind="choice", choices=nx.FACTOR_PRECISIONS, knob=True)
+
+
+def ema_weights(xp, beta, like, sdtype, ema_weight_precision: str):
+    """``(beta, 1 - beta)`` for a moment EMA: ``1 - beta`` as a Python float (float64) or, with
+    ``"param"``, ``1 - beta`` computed in the parameter's dtype (0-d array; both cast by the
+    caller like any scalar)."""
+    if ema_weight_precision == "float64":
+        return beta, 1 - beta
+    b = nx.as_scalar(xp, beta, nx.factor_dtype(xp, sdtype, like.dtype, "param"), like)
+    return beta, 1 - b
+
+
 def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_multiplier=1.0):
     """``(lr, wd) -> factor`` that multiplies p for decoupled decay, or None when wd is 0.
 
@@ -128,4 +146,5 @@ def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_mul
     return lambda lr_, wd: 1 - schedule_multiplier * wd
 
 
-__all__ += ["WEIGHT_DECAY_MODE", "FACTOR_PRECISION", "decoupled_decay_factor"]
+__all__ += ["WEIGHT_DECAY_MODE", "FACTOR_PRECISION", "EMA_WEIGHT_PRECISION", "ema_weights",
+            "decoupled_decay_factor"]

@@ -403,7 +403,8 @@ def nadam_plan(param, grad, state, /, *, op="nadam_step", lr=2e-3, beta1=0.9, be
                eps=1e-8, momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
                weight_decay_mode="coupled", maximize=False):
     check_hparams(op, _nadam.NADAM_HPARAMS, (lr, beta1, beta2, eps, momentum_schedule,
-                  momentum_decay, weight_decay, weight_decay_mode, maximize, "float64"))
+                  momentum_decay, weight_decay, weight_decay_mode, maximize, "float64",
+                  "float64"))
     return _plan_nadam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                        momentum_schedule=momentum_schedule, momentum_decay=momentum_decay,
                        weight_decay=weight_decay, weight_decay_mode=weight_decay_mode,
@@ -431,7 +432,8 @@ PLANS = {"adam": adam_plan, "adamw": adamw_plan, "sgd": sgd_plan, "adagrad": ada
 # Knob values the kernels do not cover: (knob, value the kernels implement, optimizers).
 _NOT_FUSED = (("factor_precision", "float64", ("adam", "adamw", "rmsprop", "adamax", "nadam",
                                                 "radam")),
-              ("weight_decay_mode", "coupled", ("sgd", "adagrad", "rmsprop", "adamax")))
+              ("weight_decay_mode", "coupled", ("sgd", "adagrad", "rmsprop", "adamax")),
+              ("ema_weight_precision", "float64", ("nadam",)))
 
 
 def _fusable(name: str, op: str, hparams: dict) -> dict:

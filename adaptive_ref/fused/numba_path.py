@@ -531,13 +531,13 @@ def _nadam_run(param, grad, state, inplace, lr, beta1, beta2, eps, momentum_sche
 
 def _nadam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, momentum_schedule,
                   momentum_decay, weight_decay, weight_decay_mode, maximize,
-                  factor_precision="float64"):
+                  factor_precision="float64", ema_weight_precision="float64"):
     _checks.check_hparams(op, _nadam.NADAM_HPARAMS, (
         lr, beta1, beta2, eps, momentum_schedule, momentum_decay, weight_decay,
-        weight_decay_mode, maximize, factor_precision))
+        weight_decay_mode, maximize, factor_precision, ema_weight_precision))
     out = None
-    if factor_precision == "float64" and numbers(lr, beta1, beta2, eps, momentum_decay,
-                                                 weight_decay):
+    if factor_precision == ema_weight_precision == "float64" and \
+            numbers(lr, beta1, beta2, eps, momentum_decay, weight_decay):
         out = _nadam_run(param, grad, state, inplace, lr, beta1, beta2, eps, momentum_schedule,
                          momentum_decay, weight_decay, weight_decay_mode, maximize)
     if out is None:
@@ -545,7 +545,7 @@ def _nadam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, moment
             param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
             momentum_schedule=momentum_schedule, momentum_decay=momentum_decay,
             weight_decay=weight_decay, weight_decay_mode=weight_decay_mode, maximize=maximize,
-            factor_precision=factor_precision)
+            factor_precision=factor_precision, ema_weight_precision=ema_weight_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -554,21 +554,23 @@ def _nadam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, moment
 @_export
 def nadam_step(param, grad, state, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
-               weight_decay_mode="coupled", maximize=False, factor_precision="float64"):
+               weight_decay_mode="coupled", maximize=False, factor_precision="float64",
+               ema_weight_precision="float64"):
     """Fused :func:`adaptive_ref.nadam_step` (bit-identical; inputs not modified)."""
     return _nadam_common("nadam_step", False, param, grad, state, lr, beta1, beta2, eps,
                          momentum_schedule, momentum_decay, weight_decay, weight_decay_mode,
-                         maximize, factor_precision)
+                         maximize, factor_precision, ema_weight_precision)
 
 
 @_export
 def nadam_step_(param, grad, state, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                 momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
-                weight_decay_mode="coupled", maximize=False, factor_precision="float64"):
+                weight_decay_mode="coupled", maximize=False, factor_precision="float64",
+                ema_weight_precision="float64"):
     """In-place fused NAdam."""
     return _nadam_common("nadam_step_", True, param, grad, state, lr, beta1, beta2, eps,
                          momentum_schedule, momentum_decay, weight_decay, weight_decay_mode,
-                         maximize, factor_precision)
+                         maximize, factor_precision, ema_weight_precision)
 
 
 # ---------------------------------------------------------------------------------------- RAdam
