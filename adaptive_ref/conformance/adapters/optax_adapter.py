@@ -31,6 +31,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     if dtype != "float64":
         checks.append(need("factor_precision", "param", "optax computes the scalar factors "
                            "(1 - b**t, rho_t) in the parameter dtype (factor_precision='param')"))
+        checks.append(need("ema_weight_precision", "float64", "optax's EMA weights 1 - b are "
+                           "Python floats (ema_weight_precision='float64')"))
     if opt in ("sgd", "adagrad", "rmsprop") and hp.get("weight_decay", 0.0) != 0:
         checks.append(need("weight_decay_mode", "coupled", f"decoupled weight decay is not "
                            f"expressed by this adapter's optax.{opt} chain"))

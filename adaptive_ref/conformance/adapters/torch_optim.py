@@ -94,9 +94,12 @@ def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
     for name, value in _FIXED.get(opt, {}).items():
         if name in hp and hp[name] != value:
             return f"torch.optim.{TORCH_CLASSES[opt]} has {name}={value!r} built in"
-    if hp.get("factor_precision", "float64") != "float64" and dtype != "float64":
-        return ("torch computes the scalar factors (1 - beta^t, ...) in Python float64 "
-                "(factor_precision='float64')")
+    if dtype != "float64":
+        if hp.get("factor_precision", "float64") != "float64":
+            return ("torch computes the scalar factors (1 - beta^t, ...) in Python float64 "
+                    "(factor_precision='float64')")
+        if hp.get("ema_weight_precision", "float64") != "float64":
+            return "torch's EMA weights 1 - beta are Python floats (ema_weight_precision='float64')"
     if opt in _COUPLED_ONLY and hp.get("weight_decay_mode", "coupled") != "coupled" \
             and hp.get("weight_decay", 0.0) != 0:
         return f"torch.optim.{TORCH_CLASSES[opt]} has coupled L2 weight decay only"
