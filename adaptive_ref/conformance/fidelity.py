@@ -12,8 +12,15 @@ recomputed; closed-loop cases couple the elements and are recomputed in full.
 ``factor_precision="param"`` in a float32 case (optax, Keras) is defined exactly as follows: each
 beta that enters a scalar factor (and NAdam's 0.96) is rounded to float32, each power
 ``beta**t`` is rounded to float32 (the correctly rounded float32 value of the exact power), and
-everything after that (``1 - beta**t``, NAdam's mu_t and their product, RAdam's rho_inf and
-rho_t, the step) is exact. The moment EMAs keep the exact betas, and their weights ``1 - beta``
+everything after that (``1 - beta**t``, NAdam's mu_t and their product, the step) is exact.
+One exception: RAdam's ``rho_t = rho_inf - 2t beta2^t/(1 - beta2^t)`` cancels (rho_inf is ~2000,
+rho_t ~5 at the switch), so the float32 rounding of its operands is amplified ~400 times into
+r_t; it is therefore the float32 evaluation of that formula in this order, every operation
+correctly rounded: ``rho_inf = fl(2/(1 - beta2) - 1)`` (from the unrounded beta2, a Python
+constant in optax and the reference), ``q = fl(fl(2t fl(beta2^t)) / fl(1 - fl(beta2^t)))``,
+``rho_t = fl(rho_inf - q)``; the rectifier r_t is then exact from these values. (With rho_t
+exact from the rounded inputs, optax's float32 RAdam is 2.1e3 ULP from the golden at step 10.)
+The moment EMAs keep the exact betas, and their weights ``1 - beta``
 are exact too, except under ``ema_weight_precision="param"`` (Keras Nadam), where the weight is
 ``1 - fl32(beta)`` (exact). In float64 cases, and with
 ``"float64"``, every factor is exact. :func:`case_hparams` adds the case dtype to the settings
@@ -208,8 +215,12 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         S["mu"] = b1 * S["mu"] + (1 - b1) * g
         S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
         bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
-        rinf = 2 / (1 - _fbase(b2, hp)) - 1
-        rho = rinf - 2 * T * _pow(b2, T, hp) / bc2
+        rinf = 2 / (1 - b2) - 1
+        if _param_factors(hp):  # rho_t evaluated in float32 (see the module doc)
+            rinf = _f32(rinf)
+            rho = _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
+        else:
+            rho = rinf - 2 * T * b2 ** T / bc2
         thr = _m(hp["threshold"])
         rect = rho >= thr if hp["threshold_inclusive"] else rho > thr
         mhat = S["mu"] / bc1
