@@ -139,12 +139,16 @@ def factor_dtype(xp, sdtype, param_dtype, factor_precision: str):
     RAdam's ``rho_t``, and the hyperparameters that enter them).
 
     ``"float64"``: ``sdtype``, the scalar dtype of the policy above. ``"param"``: the parameter's
-    dtype (optax, Keras), or the dtype named by :func:`param_factor_dtype` while one is active.
+    dtype (optax, Keras) but at least float32 (optax's Python-float betas meet an int32 count,
+    which gives float32 for 16-bit parameters; in float16, RAdam's rho_t products overflow), or
+    the dtype named by :func:`param_factor_dtype` while one is active.
     """
     if factor_precision == "float64":
         return sdtype
     name = _PARAM_FACTOR_DTYPE.get()
-    return param_dtype if name is None else getattr(xp, name)
+    if name is not None:
+        return getattr(xp, name)
+    return param_dtype if xp.finfo(param_dtype).bits >= 32 else xp.float32
 
 
 @contextlib.contextmanager
