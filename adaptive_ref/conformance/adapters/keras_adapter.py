@@ -190,8 +190,14 @@ class KerasAdapter(Adapter):
 
     def missing(self):
         for mod, what in (("keras", "Keras 3"), (self.backend, f"its {self.backend} backend")):
-            if importlib.util.find_spec(mod) is None:
-                return f"{what} is not installed ({mod} not importable)"
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError) as err:  # a broken or blocked install
+                found, why = False, f"{type(err).__name__}: {err}"
+            else:
+                why = f"{mod} not importable"
+            if not found:
+                return f"{what} is not installed ({why})"
         return None
 
     def worker(self) -> _Worker:
