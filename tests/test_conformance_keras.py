@@ -94,3 +94,37 @@ def test_a_keras_error_comes_back_with_its_traceback():
         adapter.worker().call("build", {"dtype": "float32", "optimizer": "NoSuchOptimizer",
                                         "params": {}, "groups": [], "fields": []})
     assert adapter.worker().alive()  # the worker survives and serves the next case
+
+
+def test_keras_profiles_match_the_installed_constructors():
+    """Each keras profile's numbers are the defaults of the installed keras.optimizers class
+    (read in a subprocess: Keras fixes its backend at import)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from adaptive_ref.conformance.adapters.keras_adapter import _ARGS, KERAS_CLASSES
+    from adaptive_ref.registry import REGISTRY
+
+    _adapter("jax")
+    code = ("import inspect, json, keras\n"
+            "out = {}\n"
+            f"for name in {sorted(set(KERAS_CLASSES.values()))!r}:\n"
+            "    sig = inspect.signature(getattr(keras.optimizers, name))\n"
+            "    out[name] = {k: p.default for k, p in sig.parameters.items()\n"
+            "                 if isinstance(p.default, (int, float, bool, type(None)))}\n"
+            "print(json.dumps(out))\n")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sigs = json.loads(r.stdout.strip().splitlines()[-1])
+    for opt, cls in KERAS_CLASSES.items():
+        settings = REGISTRY[opt].settings("keras")
+        for ours, theirs in _ARGS[opt].items():
+            if ours == "amsgrad" and opt == "amsgrad":
+                continue  # Adam(amsgrad=True) is the AMSGrad profile
+            assert settings[ours] == sigs[cls][theirs], (opt, ours, settings[ours], sigs[cls])
+        wd = sigs[cls]["weight_decay"]
+        assert settings["weight_decay"] == (0.0 if wd is None else wd), (opt, wd)
