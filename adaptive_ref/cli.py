@@ -1,4 +1,5 @@
-"""Command line: ``adaptive-ref list`` (the registry) and ``adaptive-ref conform`` (the report)."""
+"""Command line: ``adaptive-ref list`` (the registry), ``adaptive-ref conform`` (the report) and
+``adaptive-ref diagnose`` (which conventions an implementation follows)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ __all__ = ["main"]
 def _cmd_list(args: argparse.Namespace) -> int:
     from .registry import REGISTRY
 
-    for spec in REGISTRY.values():
-        print(f"{spec.name:10s} {spec.title:10s} profiles: {', '.join(spec.profiles) or '-'}")
+    specs = list(REGISTRY.values())
+    profiles = {s.name: ", ".join(s.profiles) or "-" for s in specs}
+    wn = max(len(x) for x in ["optimizer", *profiles])
+    wp = max(len(x) for x in ["profiles", *profiles.values()])
+    hps = [h for s in specs for h in s.hparams]
+    wh, wd = max(len(h.name) for h in hps), max(len(repr(h.default)) for h in hps)
+    print(f"{'optimizer':{wn}s}  {'profiles':{wp}s}  title")
+    for spec in specs:
+        print(f"{spec.name:{wn}s}  {profiles[spec.name]:{wp}s}  {spec.title}")
         if args.verbose:
             for h in spec.hparams:
                 kind = "knob" if h.knob else "hparam"
-                print(f"    {h.name:26s} {kind:6s} default={h.default!r:10s} {h.range_text()}")
+                print(f"    {h.name:{wh}s}  {kind:6s}  default={h.default!r:{wd}s}  "
+                      f"{h.range_text()}")
     return 0
 
 
@@ -32,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_conform_parser = None
     if add_conform_parser is not None:
         add_conform_parser(sub)
+        from adaptive_ref.conformance.diagnose import add_diagnose_parser
+
+        add_diagnose_parser(sub)
     return parser
 
 

@@ -7,11 +7,13 @@
 Writes the parameters and gradients to zarr (random, chunked), then runs two Adam steps with the
 reference step function through a ``dask.distributed`` cluster (a LocalCluster of 2 single-thread
 worker processes unless ``--scheduler`` is given): step 1 from a fresh (lazy, all-zero) state,
-writing the new parameters and state to zarr; step 2 reads parameters, gradients and both
-moments from disk (the whole set, 4 arrays) and writes the results back in place. It samples
+writing the new parameters and state to zarr as generation 1 of a run store; step 2 reads
+parameters, gradients and both moments from disk (the whole set, 4 arrays), commits generation 2
+and then deletes generation 1 (``in_place=True``, i.e. ``keep=1``). It samples
 the resident memory (RSS) of the client and every worker process every 0.25 s, checks a sample of
 chunks against NumPy, and reports times and peak RSS. The data is deleted at the end unless
-``--keep``. Check free disk first: the run needs 5 arrays of 4 N bytes.
+``--keep``. Check free disk first: the run needs 8 arrays of 4 N bytes (p, g and two
+generations of p, m, v during step 2).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     from adaptive_ref import distributed as ard
 
     n, chunk = int(args.n), int(args.chunk)
-    need = 5 * 4 * n
+    need = 8 * 4 * n
     args.path.mkdir(parents=True, exist_ok=True)
     free_disk = shutil.disk_usage(args.path).free
     if need > free_disk - 10 * 2**30:
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
                                                  os.path.join(root, "run"), in_place=step == 2,
                                                  lr=1e-3)
             what = ("reads p, g (disk), zero state; writes p, m, v" if step == 1 else
-                    "reads p, g, m, v (disk); writes p, m, v in place")
+                    "reads p, g, m, v (disk); commits a new generation of p, m, v and deletes "
+                    "the first")
             lines.append(f"Adam step {step} ({what}): {time.perf_counter() - t0:.0f} s, peak "
                          f"RSS client + workers {mon.peak_total / 2**30:.2f} GiB (largest "
                          f"single process {mon.peak_one / 2**30:.2f} GiB)")

@@ -285,7 +285,7 @@ def test_errors_name_the_argument():
 
 def test_out_of_range_checked_on_eager_backends(backend):
     if backend in (Backend.DASK,):
-        pytest.skip("Dask indices are lazy: the range is the caller's responsibility")
+        pytest.skip("Dask checks the range lazily, when computed: test_sparse_dask_range.py")
     p = backend.asarray(np.zeros((4, 2)))
     with pytest.raises(IndexError, match=r"grad\.indices contains 7"):
         sparse_adagrad_step(p, _rs(backend, [1, 7], np.zeros((2, 2))), sparse_adagrad_init(p))

@@ -1,13 +1,11 @@
-"""Fidelity of the float64 goldens: the same trajectories recomputed in 50-digit arithmetic.
+"""The update formulas written out again, element by element, in mpmath arithmetic.
 
-The update formulas are written out again here, element by element, with :mod:`mpmath` (they do
-not call the reference): the same case data (float32-rounded inputs where the case is float32,
-hyperparameters as their exact binary float64 values) driven through exact-to-50-digits
-arithmetic. The error of a golden value is measured in float64 ULPs of its array's largest
-magnitude (the "normwise" ULP of :func:`adaptive_ref.ulp.ulp_error`).
-
-Replay cases are elementwise, so a few sampled elements per parameter (first, middle, last) are
-recomputed; closed-loop cases couple the elements and are recomputed in full.
+This is the independent transcription the exact goldens are computed with
+(:mod:`adaptive_ref.conformance.exact`): it does not call the reference. ``_init_fields`` gives
+an element's initial state, ``_step`` applies one exact step to it, ``_nadam_shared`` computes
+NAdam's per-parameter scalars and ``_grad_mp`` the closed-loop objectives' exact gradients.
+Hyperparameters enter as their exact binary float64 values; the working precision is the
+caller's (``mpmath.workdps``).
 
 ``factor_precision="param"`` in a float32 case (optax, Keras) is defined exactly as follows: each
 beta that enters a scalar factor (and NAdam's 0.96) is rounded to float32, each power
@@ -30,12 +28,8 @@ are exact too, except under ``ema_weight_precision="param"`` (Keras Nadam), wher
 from __future__ import annotations
 
 import mpmath
-import numpy as np
 
-__all__ = ["DIGITS", "measure", "case_hparams"]
-
-DIGITS = 50
-mp = mpmath.mp
+__all__ = ["case_hparams"]  # the rest: private helpers of adaptive_ref.conformance.exact
 
 
 def _m(x) -> mpmath.mpf:
@@ -279,8 +273,6 @@ def _grad_mp(objective: dict, params: dict) -> dict:
     raise KeyError(name)
 
 
-# sparse optimizers are their dense counterparts restricted to the rows present at each step
-_DENSE_OF = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}
 _FILL = {"weight_decay": 0.0, "weight_decay_mode": "coupled", "amsgrad": False,
          "amsgrad_max_over": "raw", "eps_root": 0.0, "factor_precision": "float64"}
 
@@ -290,76 +282,3 @@ def case_hparams(case, name: str) -> dict:
     parameter ``name`` of ``case``: its hyperparameters, defaults for the fields some optimizers
     lack, and the case dtype (``"_case_dtype"``, read by ``factor_precision="param"``)."""
     return {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
-
-
-def _sample(n: int) -> list[int]:
-    return sorted({0, n // 2, n - 1})
-
-
-def measure(case) -> dict:
-    """Recompute ``case`` (with ``expected`` filled in) exactly; return the fidelity record."""
-    from adaptive_ref.ulp import ulp_error
-
-    from .rng import active_rows
-
-    with mpmath.workdps(DIGITS):
-        opt = _DENSE_OF.get(case.optimizer, case.optimizer)
-        replay = case.kind == "replay"
-        elems, idx, shared = {}, {}, {}
-        for p in case.params:
-            hp = case_hparams(case, p.name)
-            flat = np.asarray(p.init, dtype=np.float64).astype(case.dtype).astype(np.float64)
-            n = flat.size
-            idx[p.name] = _sample(n) if replay else list(range(n))
-            elems[p.name] = [_Elem(_m(flat[i]), _init_fields(opt, hp)) for i in idx[p.name]]
-            shared[p.name] = {}
-        worst = {"max_ulp": 0.0, "at": None}
-        for t in range(1, case.steps + 1):
-            if replay:
-                grads = {k: v.reshape(-1) for k, v in case.gradients(t).items()}
-                gm = {k: [_m(grads[k][i]) for i in idx[k]] for k in grads}
-            else:
-                gm = _grad_mp(case.objective, {k: [e.p for e in v] for k, v in elems.items()})
-                # the harness hands over the gradient rounded to the case dtype
-                gm = {k: [_m(float(x)) if case.dtype == "float64" else
-                          _m(np.float32(float(x))) for x in v] for k, v in gm.items()}
-            for p in case.params:
-                hp = case_hparams(case, p.name)
-                lr = case.lr_at(t) if case.lr_schedule is not None else hp["lr"]
-                if opt == "nadam":
-                    _nadam_shared(hp, t, shared[p.name])
-                lazy = (p.grad is not None and p.grad.get("row_fraction") is not None
-                        and hp.get("absent_rows", "lazy") == "lazy")
-                if lazy:
-                    rows = set(active_rows(p.grad, p.shape, t).tolist())
-                    per_row = int(np.prod(p.shape[1:], dtype=np.int64))
-                for i, e, g in zip(idx[p.name], elems[p.name], gm[p.name], strict=False):
-                    if lazy and i // per_row not in rows:
-                        continue  # a lazy step leaves absent rows untouched
-                    _step(opt, e, g, t, hp, lr, shared[p.name])
-            if t in case.expected:
-                snap = case.expected[t]
-                for p in case.params:
-                    got = snap["params"][p.name].reshape(-1)
-                    exact = np.array([float(e.p) for e in elems[p.name]])
-                    sc = snap.get("scale", {})
-                    _update(worst, got, idx[p.name], exact, f"{p.name} step {t}", ulp_error,
-                            sc.get("params", {}).get(p.name))
-                    for f, val in snap["state"][p.name].items():
-                        if f == "count" or f not in elems[p.name][0].s:
-                            continue
-                        g_arr = np.atleast_1d(np.asarray(val, dtype=np.float64)).reshape(-1)
-                        ex = np.array([float(e.s[f]) for e in elems[p.name]])
-                        ii = idx[p.name] if g_arr.size > 1 else [0]
-                        _update(worst, g_arr, ii, ex[:len(ii)], f"{p.name}.{f} step {t}",
-                                ulp_error, sc.get("state", {}).get(p.name, {}).get(f))
-        return {"digits": DIGITS, "max_ulp": worst["max_ulp"], "at": worst["at"],
-                "elements": "all" if not replay else "first, middle and last of each array"}
-
-
-def _update(worst, golden_full, idx, exact, where, ulp_error, path_scale=None) -> None:
-    scale = float(np.max(np.abs(golden_full))) if golden_full.size else 0.0
-    scale = max(scale, path_scale or 0.0)
-    err = ulp_error(golden_full[idx], exact, "float64", scale=scale)
-    if err > worst["max_ulp"]:
-        worst["max_ulp"], worst["at"] = float(err), where

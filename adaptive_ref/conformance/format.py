@@ -256,6 +256,12 @@ def case_from_dict(d: dict) -> GoldenCase:
                 msg = f"{sw}: 'scale' must be an object with 'params' and 'state'"
                 raise FormatError(msg)
             rec["scale"] = sc
+        if "error" in snap:
+            er = snap["error"]
+            if not isinstance(er, dict) or not isinstance(er.get("params", {}), dict):
+                msg = f"{sw}: 'error' must be an object with 'params' and 'state'"
+                raise FormatError(msg)
+            rec["error"] = er
         expected[int(key)] = rec
     return GoldenCase(cid, opt, prof, dtype, kind, dict(hp), dict(d.get("overrides", {})), steps,
                       tuple(cps), tuple(params), sched, objective, tuple(d.get("tags", ())),
@@ -287,8 +293,9 @@ def case_to_dict(c: GoldenCase) -> dict:
             "state": {k: {f: (v if f == "count" else _flat(v)) for f, v in fields.items()}
                       for k, fields in snap["state"].items()},
         }
-        if "scale" in snap:
-            exp[str(step)]["scale"] = snap["scale"]
+        for extra in ("scale", "error"):
+            if extra in snap:
+                exp[str(step)][extra] = snap[extra]
     out["expected"] = exp
     if c.fidelity is not None:
         out["fidelity"] = c.fidelity

@@ -1,28 +1,37 @@
 """Write the golden files: ``python -m adaptive_ref.conformance.generate``.
 
-Refuses to overwrite existing goldens unless ``--force`` is given, and always prints a summary
-of what changed (cases added, removed, and changed with their largest difference). ``--check``
-only compares (exit 1 on any difference): the drift guard's command-line form.
+Every stored value is the case's exact trajectory rounded once to float64
+(:mod:`adaptive_ref.conformance.exact`, certified at two working precisions), with each
+checkpoint's error-model record (:mod:`adaptive_ref.conformance.error_model`).
+
+Refuses to write into a directory that already holds goldens (a MANIFEST.json or golden files)
+unless ``--force`` is given, and always prints a summary of what changed (cases added, removed,
+and changed with their largest difference). ``--force`` replaces only golden files: those the
+old manifest lists and ``<optimizer>.json.gz`` of registered optimizers; other files in ``--dir``
+are left alone. ``--check`` only compares (exit 1 on any difference): the drift guard's
+command-line form.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import fidelity
-from .adapters.reference import ReferenceAdapter
+from . import error_model, exact
 from .cases import catalogue
 from .format import (
     GOLDEN_DIR,
     SCHEMA_VERSION,
     FormatError,
+    case_to_dict,
     dumps,
     parse,
     read_text,
@@ -30,60 +39,54 @@ from .format import (
     write_file,
 )
 
-__all__ = ["build", "diff_summary", "main"]
+__all__ = ["build", "diff_summary", "main", "golden_files"]
 
 GENERATOR = {"name": "adaptive-ref", "command": "python -m adaptive_ref.conformance.generate",
-             "reference": "adaptive_ref on NumPy, float64"}
+             "reference": "exact trajectory (mpmath, adaptive_ref.conformance.exact), "
+                          "rounded once to float64"}
 
 
-def build(optimizers=None, *, with_fidelity: bool = True, progress=None) -> dict[str, list]:
-    """All cases with expected values (and fidelity), grouped by optimizer."""
-    ref = ReferenceAdapter(compute_dtype="float64")
-    out: dict[str, list] = {}
-    cases = catalogue(optimizers)
-    for i, case in enumerate(cases):
-        expected = _run_with_scale(ref, case)
-        case = dataclasses.replace(case, expected=expected)
-        if with_fidelity:
-            case = dataclasses.replace(case, fidelity=fidelity.measure(case))
-        out.setdefault(case.optimizer, []).append(case)
-        if progress:
-            progress(i + 1, len(cases), case.id)
-    return out
+def _inputs_key(case) -> str:
+    d = case_to_dict(dataclasses.replace(case, expected={}, fidelity=None))
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _absmax(v) -> float:
-    a = np.asarray(v, dtype=np.float64)
-    return float(np.max(np.abs(a))) if a.size else 0.0
+def build(optimizers=None, *, progress=None, processes: int | None = None,
+          cache: Path | None = None) -> tuple[dict[str, list], list[str]]:
+    """All cases with their exact expected values, grouped by optimizer; and the certification
+    failures (elements where the two working precisions round differently; none expected).
 
-
-def _run_with_scale(ref, case) -> dict:
-    """Expected values at the checkpoints, with each array's largest magnitude so far.
-
-    The ``scale`` record is the unit of the normwise ULP error: a rounding at step s is
-    relative to the magnitudes at step s, so an array that shrinks (a parameter passing
-    through 0, a first moment cancelling) keeps the unit of its largest earlier value.
+    ``cache``: a directory of exact trajectories keyed by the case's inputs, so a rerun (e.g.
+    after a change of the error model) recomputes only cases whose inputs changed.
     """
-    h = ref.build(case)
-    p0, s0 = ref.read(h)
-    sp = {k: _absmax(v) for k, v in p0.items()}
-    ss = {k: {f: _absmax(v) for f, v in fs.items() if f != "count"} for k, fs in s0.items()}
-    out = {}
-    for t in range(1, case.steps + 1):
-        grads = case.gradients(t) if case.kind == "replay" else case.gradients(t, p0)
-        ref.step(h, grads, case.lr_at(t))
-        p0, s0 = ref.read(h)
-        for k, v in p0.items():
-            sp[k] = max(sp[k], _absmax(v))
-        for k, fs in s0.items():
-            for f, v in fs.items():
-                if f != "count":
-                    ss[k][f] = max(ss[k].get(f, 0.0), _absmax(v))
-        if t in case.checkpoints:
-            out[t] = {"params": {k: np.asarray(v, dtype=np.float64) for k, v in p0.items()},
-                      "state": {k: dict(fs) for k, fs in s0.items()},
-                      "scale": {"params": dict(sp), "state": {k: dict(v) for k, v in ss.items()}}}
-    return out
+    cases = catalogue(optimizers)
+    done: dict[int, object] = {}
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        for i, c in enumerate(cases):
+            f = Path(cache) / f"{_inputs_key(c)}.pkl"
+            if f.exists():
+                done[i] = dataclasses.replace(c, expected=pickle.loads(f.read_bytes()))
+    todo = [i for i in range(len(cases)) if i not in done]
+    computed, bad = exact.build_all([cases[i] for i in todo], processes=processes,
+                                    progress=progress)
+    for i, c in zip(todo, computed, strict=True):
+        done[i] = c
+        if cache is not None:
+            (Path(cache) / f"{_inputs_key(c)}.pkl").write_bytes(pickle.dumps(c.expected))
+    annotated = exact.pool_map(_annotated, [done[i] for i in range(len(cases))],
+                               processes=processes)
+    out: dict[str, list] = {}
+    fid = {"method": "exact", "digits": list(exact.DIGITS), "elements": "all"}
+    for c in annotated:
+        c = dataclasses.replace(c, fidelity={**fid, "certified": not any(
+            b.startswith(c.id + ":") for b in bad)})
+        out.setdefault(c.optimizer, []).append(c)
+    return out, bad
+
+
+def _annotated(case):
+    return dataclasses.replace(case, expected=error_model.annotate(case))
 
 
 def texts(groups: dict[str, list]) -> dict[str, str]:
@@ -119,27 +122,34 @@ def diff_summary(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], b
         for cid in sorted(set(a) & set(b)):
             worst = _max_diff(a[cid], b[cid])
             if worst is not None:
-                diffs.append((cid, worst))
-        lines.append(f"{fname}: {len(added)} added, {len(removed)} removed, {len(diffs)} changed")
+                diffs.append((cid, *worst))
+        values = [d for d in diffs if d[1] is not None]
+        top = max(values, key=lambda d: d[1]) if values else None
+        lines.append(f"{fname}: {len(added)} added, {len(removed)} removed, {len(diffs)} changed"
+                     + (f"; largest value change {top[1]:.3g} float64 ULP ({top[0]}, {top[2]})"
+                        if top else ""))
         for cid in added[:5]:
             lines.append(f"  + {cid}")
         for cid in removed[:5]:
             lines.append(f"  - {cid}")
-        for cid, w in diffs[:10]:
-            lines.append(f"  ~ {cid}: {w}")
+        for cid, w, where in diffs[:10]:
+            lines.append(f"  ~ {cid}: " + (f"max {w:.3g} float64 ULP at {where}"
+                                            if w is not None else where))
     return lines, changed
 
 
-def _max_diff(a, b) -> str | None:
+def _max_diff(a, b) -> tuple[float | None, str] | None:
+    """The largest change of a stored value between two versions of a case (float64 ULPs of
+    the array's magnitude), or what else changed; None if nothing did."""
     from adaptive_ref.ulp import ulp_error
 
     if a.hparams != b.hparams or a.checkpoints != b.checkpoints:
-        return "inputs changed (hparams/checkpoints)"
+        return None, "inputs changed (hparams/checkpoints)"
     worst, where = 0.0, None
     for t in a.checkpoints:
         ea, eb = a.expected.get(t), b.expected.get(t)
         if ea is None or eb is None:
-            return "checkpoint missing"
+            return None, "checkpoint missing"
         for k in ea["params"]:
             e = ulp_error(eb["params"][k], ea["params"][k], "float64")
             if e > worst:
@@ -148,24 +158,51 @@ def _max_diff(a, b) -> str | None:
             for f, v in fields.items():
                 w = eb["state"].get(k, {}).get(f)
                 if w is None:
-                    return f"state.{k}.{f} missing"
+                    return None, f"state.{k}.{f} missing"
                 if f == "count":
                     if w != v:
-                        return f"step {t} state.{k}.count {v} -> {w}"
+                        return None, f"step {t} state.{k}.count {v} -> {w}"
                     continue
                 e = ulp_error(np.asarray(w), np.asarray(v), "float64")
                 if e > worst:
                     worst, where = e, f"step {t} state.{k}.{f}"
-    if where is None and a.fidelity == b.fidelity and all(
-            a.expected[t].get("scale") == b.expected[t].get("scale") for t in a.checkpoints):
+    if where is not None:
+        return worst, where
+    if a.fidelity == b.fidelity and all(
+            {k: v for k, v in a.expected[t].items() if k not in ("params", "state")}
+            == {k: v for k, v in b.expected[t].items() if k not in ("params", "state")}
+            for t in a.checkpoints):
         return None
-    return (f"max {worst:.3g} float64 ULP at {where}" if where
-            else "fidelity or scale record changed")
+    return None, "fidelity, scale or error-model record changed"
+
+
+def golden_files(directory: Path = GOLDEN_DIR) -> list[Path]:
+    """The golden files in ``directory``: those its manifest lists and ``<optimizer>.json.gz``
+    of registered optimizers (nothing else there is ours to read, replace or delete)."""
+    from adaptive_ref.registry import REGISTRY
+
+    directory = Path(directory)
+    names = {f"{n}.json.gz" for n in REGISTRY}
+    man = directory / "MANIFEST.json"
+    if man.exists():
+        try:
+            listed = json.loads(man.read_text()).get("files", {})
+        except (ValueError, AttributeError):
+            listed = {}
+        # only plain file names (a manifest key must not reach outside the directory)
+        names |= {n for n in listed if isinstance(n, str) and Path(n).name == n
+                  and n.endswith(".json.gz")}
+    return sorted(p for p in directory.glob("*.json.gz") if p.name in names)
 
 
 def committed_texts(directory: Path = GOLDEN_DIR) -> dict[str, str]:
-    directory = Path(directory)
-    return {p.name: read_text(p) for p in sorted(directory.glob("*.json.gz"))}
+    out = {}
+    for p in golden_files(directory):
+        try:
+            out[p.name] = read_text(p)
+        except (OSError, EOFError, UnicodeDecodeError):  # not gzip, truncated, not UTF-8
+            out[p.name] = "<unreadable>"
+    return out
 
 
 def write(new: dict[str, str], groups: dict[str, list], directory: Path = GOLDEN_DIR) -> None:
@@ -173,19 +210,19 @@ def write(new: dict[str, str], groups: dict[str, list], directory: Path = GOLDEN
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for p in directory.glob("*.json.gz"):
+    for p in golden_files(directory):
         if p.name not in new:
             p.unlink()
     files = {}
     for fname, text in sorted(new.items()):
         write_file(directory / fname, text)
         opt = fname.split(".")[0]
-        fid = [c.fidelity["max_ulp"] for c in groups[opt] if c.fidelity]
+        cert = all(c.fidelity and c.fidelity.get("certified") for c in groups[opt])
         files[fname] = {"optimizer": opt, "sha256": sha256_text(text), "cases": len(groups[opt]),
-                        "fidelity_max_ulp_float64": max(fid) if fid else None}
+                        "certified": cert}
     manifest = {"schema_version": SCHEMA_VERSION, "generator": {
         **GENERATOR, "adaptive_ref_version": adaptive_ref.__version__,
-        "numpy_version": np.__version__, "fidelity_digits": fidelity.DIGITS},
+        "numpy_version": np.__version__, "exact_digits": list(exact.DIGITS)},
         "checksum": "sha256 of each file's uncompressed JSON text", "files": files}
     (directory / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
@@ -196,8 +233,12 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true", help="overwrite existing goldens")
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 on differences")
     ap.add_argument("--dir", type=Path, default=GOLDEN_DIR, help="golden directory")
-    ap.add_argument("--no-fidelity", action="store_true",
-                    help="skip the 50-digit recomputation (fidelity fields are then absent)")
+    ap.add_argument("--optimizer", action="append", default=None,
+                    help="only these optimizers (repeatable; --check compares their files)")
+    ap.add_argument("--processes", type=int, default=None,
+                    help="worker processes for the exact trajectories (default: 2)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="directory caching exact trajectories by their inputs")
     args = ap.parse_args(argv)
     t0 = time.time()
 
@@ -205,20 +246,32 @@ def main(argv=None) -> int:
         if i % 25 == 0 or i == n:
             print(f"[{i}/{n}] {cid} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
-    groups = build(with_fidelity=not args.no_fidelity, progress=progress)
+    groups, bad = build(args.optimizer, progress=progress, processes=args.processes,
+                        cache=args.cache)
     new = texts(groups)
     old = committed_texts(args.dir)
+    if args.optimizer:
+        old = {k: v for k, v in old.items() if k in new}
     lines, changed = diff_summary(old, new)
     n = sum(len(v) for v in groups.values())
     print(f"{n} cases in {len(new)} files; generated in {time.time() - t0:.1f} s")
     print("\n".join(lines) if lines else "no differences from the committed goldens")
+    if bad:
+        print(f"{len(bad)} values not certified (the two working precisions round differently):",
+              file=sys.stderr)
+        print("\n".join(bad[:20]), file=sys.stderr)
+        return 3
     if args.check:
         return 1 if changed else 0
     if not changed:
         return 0
-    if old and not args.force:
-        print("refusing to overwrite the committed goldens; review the summary above and pass "
-              "--force to write them", file=sys.stderr)
+    if args.optimizer:
+        print("--optimizer writes nothing (a partial catalogue); use --check", file=sys.stderr)
+        return 2
+    occupied = old or (args.dir / "MANIFEST.json").exists()
+    if occupied and not args.force:
+        print("refusing to overwrite the goldens in " + str(args.dir) + "; review the summary "
+              "above and pass --force to write them", file=sys.stderr)
         return 2
     write(new, groups, args.dir)
     print(f"wrote {len(new)} files and MANIFEST.json to {args.dir}")

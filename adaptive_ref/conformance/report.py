@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import textwrap
 from collections import defaultdict
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-__all__ = ["matrix", "table", "to_json", "to_junit", "profile_distances", "distance_table"]
+__all__ = ["matrix", "table", "cell_text", "legend", "LEGEND", "summary", "wrap", "to_json",
+           "to_junit", "profile_distances", "distance_table"]
 
 
 def _fmt(x: float) -> str:
@@ -36,33 +39,163 @@ def matrix(results) -> dict:
     return cells
 
 
+def _ulp_text(x: float) -> str:
+    """At most 5 characters: 0, <0.1, 6.4, 460, 4.1e3, inf."""
+    if x == 0:
+        return "0"
+    if math.isinf(x) or math.isnan(x):
+        return "inf"
+    if x < 0.095:
+        return "<0.1"
+    if x < 9.95:
+        return f"{x:.2g}"
+    if x < 999.5:
+        return f"{x:.0f}"
+    mant, exp = f"{x:.1e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
 def cell_text(c: dict) -> str:
+    """One matrix cell (see :func:`legend`)."""
     ran = c["pass"] + c["fail"] + c["xfail"] + c["xpass"] + c["error"]
     if ran == 0:
         return "n/a"
     if c["fail"] or c["error"]:
-        word = f"FAIL {c['fail'] + c['error']}/{ran}"
-    elif c["xfail"]:
-        word = f"xfail {c['xfail']}/{ran}"
-    else:
-        word = f"pass {ran}"
-    return f"{word} {_fmt(c['max_ulp'])}u {_fmt(c['max_rel'])}r"
+        return f"FAIL {c['fail'] + c['error']}/{ran}"
+    if c["xpass"]:
+        return f"XPASS {c['xpass']}/{ran}"
+    if c["xfail"]:
+        return f"xfail {c['xfail']}/{ran}"
+    return f"ok {_ulp_text(c['max_ulp'])}"
 
 
-def table(results, impls) -> str:
+LEGEND = (
+    ("ok U", "every case that ran passed; U = the largest error in ULPs of the case dtype "
+             "(normwise)"),
+    ("FAIL n/m", "n of the m cases that ran failed or crashed (their reports are on stderr)"),
+    ("xfail n/m", "n reviewed expected failures (shipped or --expected-failures), the rest "
+                  "passed"),
+    ("XPASS n/m", "n cases listed as expected failures passed"),
+    ("n/a", "the implementation cannot express these cases"),
+    ("-", "no case of the implementation's profile"),
+)
+
+
+def legend(width: int = 100) -> str:
+    """What the matrix cells mean, one line per kind of cell."""
+    w = max(len(k) for k, _ in LEGEND)
+    out = ["cells:"] + [wrap(f"  {k:{w}s}  {v}", width, " " * (w + 4)) for k, v in LEGEND]
+    out.append("per-case counts, relative errors and the reasons: --format json")
+    return "\n".join(out)
+
+
+def wrap(text: str, width: int = 100, indent: str = "") -> str:
+    """``text`` wrapped to ``width`` columns (continuation lines indented by ``indent``)."""
+    return textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    group, sep, rest = name.partition("-")
+    return (group, rest) if sep and rest else ("", name)
+
+
+def _block(head: list[str], groups: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
+    # a group label spans its columns: widen the group's last column if the label is longer
+    j = 1
+    while j < len(head):
+        k = j
+        while k + 1 < len(head) and groups[k + 1] == groups[j]:
+            k += 1
+        span = sum(widths[j:k + 1]) + 2 * (k - j)
+        if len(groups[j]) > span:
+            widths[k] += len(groups[j]) - span
+        j = k + 1
+
+    def line(r):
+        return "  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+
+    out = []
+    if any(groups[1:]):
+        top = [""] + [g if j == 1 or groups[j - 1] != g else "" for j, g in
+                      enumerate(groups[1:], 1)]
+        out.append(line(top))
+    out += [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    return out
+
+
+def table(results, impls, width: int = 100) -> str:
+    """The optimizer x implementation matrix, at most ``width`` columns wide (more
+    implementations than fit side by side go into further blocks), then the legend.
+
+    An implementation ``group-rest`` (``torch-forloop``) is headed ``rest`` under a ``group``
+    label shared by its neighbours."""
     cells = matrix(results)
     opts = sorted(cells)
-    head = ["optimizer"] + list(impls)
-    rows = [[o] + [cell_text(cells[o][i]) if i in cells[o] else "-" for i in impls]
-            for o in opts]
-    widths = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
-    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths, strict=False))  # noqa: E731
-    out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    impls = list(impls)
+    col0 = max([len("optimizer")] + [len(o) for o in opts])
+    cols = []
+    for i in impls:
+        group, sub = _split_name(i)
+        body = [cell_text(cells[o][i]) if i in cells[o] else "-" for o in opts]
+        cols.append((group, sub, body))
+
+    def render(block):
+        head = ["optimizer".ljust(col0)] + [c[1] for c in block]
+        groups = [""] + [c[0] for c in block]
+        return _block(head, groups, [[o] + [c[2][r] for c in block] for r, o in enumerate(opts)])
+
+    def fits(block):
+        return max(map(len, render(block))) <= width
+
+    # units: a group's consecutive columns (cut where one group alone is too wide); blocks: the
+    # fewest runs of whole units that fit, the most even of those
+    units = []
+    for _, members in itertools.groupby(cols, key=lambda c: c[0]):
+        units.append([])
+        for c in members:
+            if units[-1] and not fits([*units[-1], c]):
+                units.append([])
+            units[-1].append(c)
+    blocks = [[]]
+    for k in range(1, len(units) + 1):
+        options = []
+        for cuts in itertools.combinations(range(1, len(units)), k - 1):
+            bounds = (0, *cuts, len(units))
+            split = [[c for u in units[a:b] for c in u] for a, b in itertools.pairwise(bounds)]
+            if all(fits(b) for b in split):
+                options.append((max(max(map(len, render(b))) for b in split), split))
+        if options:
+            blocks = min(options, key=lambda o: o[0])[1]
+            break
+    out = []
+    for b in blocks:
+        out += ([""] if out else []) + render(b)
     out.append("")
-    out.append("cell: pass/FAIL/xfail count, then the largest error in ULPs of the "
-               "implementation's dtype (u) and relative to the array's scale (r); "
-               "n/a: the implementation cannot express those cases (see --format json)")
+    out.append(legend(width))
     return "\n".join(out)
+
+
+STATUSES = ("pass", "fail", "error", "xfail", "xpass", "n/a")
+
+
+def summary(results, *, cases: int, impls, seconds: float, width: int = 100) -> str:
+    """The closing lines: what ran, the counts per status, and the verdict."""
+    n = {k: sum(r.status == k for r in results) for k in STATUSES}
+    bad = n["fail"] + n["error"]
+    if bad:
+        verdict = "FAIL: " + ", ".join(f"{n[k]} {w}" for k, w in (
+            ("fail", "failed"), ("error", "crashed")) if n[k])
+    elif n["pass"] + n["xfail"] + n["xpass"] == 0:
+        verdict = "NOTHING CHECKED: no case ran"
+    else:
+        verdict = "PASS"
+    text = (f"summary: {len(results)} runs of {cases} golden cases on {len(impls)} "
+            f"implementation{'s' if len(impls) != 1 else ''} ({', '.join(impls)}) in "
+            f"{seconds:.1f} s: {n['pass']} passed, {n['fail']} failed, {n['error']} crashed, "
+            f"{n['xfail']} xfail, {n['xpass']} xpass, {n['n/a']} n/a")
+    return wrap(text, width, "  ") + f"\nresult: {verdict}"
 
 
 def to_json(results, impls_info: dict, extra: dict | None = None) -> str:
@@ -77,6 +210,7 @@ def to_json(results, impls_info: dict, extra: dict | None = None) -> str:
                      "max_ulp": None if math.isinf(r.max_ulp) else r.max_ulp,
                      "max_rel": None if math.isinf(r.max_rel) else r.max_rel,
                      "worst": r.worst, "seconds": round(r.seconds, 4),
+                     **({"reproduce": r.reproduce} if r.reproduce else {}),
                      "failures": [{"step": f.step, "what": f.what,
                                    "ulp": None if math.isinf(f.ulp) else f.ulp,
                                    "allowed": f.allowed} for f in r.failures[:20]]}
@@ -147,16 +281,26 @@ def profile_distances(cases) -> list[dict]:
     return rows
 
 
-def distance_table(rows) -> str:
-    out = ["Why does my port differ? The reference under the torch profile vs the optax profile "
-           "(same lr and gradients, float64): max relative difference of the displacement "
-           "x_t - x_0",
-           f"{'optimizer':10s} {'step 1':>9s} {'step 10':>9s} {'step 200':>9s}  settings that "
-           "differ (torch -> optax)"]
+def distance_table(rows, width: int = 100) -> str:
+    """Why does my port differ? (torch profile vs optax profile), at most ``width`` columns."""
+    col0 = max([len("optimizer")] + [len(r["optimizer"]) for r in rows])
+    out = [wrap("Why does my port differ? The reference under the torch profile vs the optax "
+                "profile (same lr and gradients, float64): max relative difference of the "
+                "displacement x_t - x_0, and the settings that differ (torch -> optax)", width),
+           f"{'optimizer':{col0}s} {'step 1':>9s} {'step 10':>9s} {'step 200':>9s}  settings"]
+    indent = " " * (col0 + 3 * 10 + 2)
     for r in rows:
         d = r["distance"]
-        knobs = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in
-                          r["differing_settings"].items()) or "(none)"
-        out.append(f"{r['optimizer']:10s} {_fmt(d.get(1, 0)):>9s} {_fmt(d.get(10, 0)):>9s} "
-                   f"{_fmt(d.get(200, 0)):>9s}  {knobs}")
+        knobs = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in r["differing_settings"].items()]
+        lines, cur = [], f"{r['optimizer']:{col0}s} {_fmt(d.get(1, 0)):>9s} " \
+            f"{_fmt(d.get(10, 0)):>9s} {_fmt(d.get(200, 0)):>9s}  "
+        first = True
+        for k in knobs or ["(none)"]:
+            piece = k if first else ", " + k
+            if not first and len(cur) + len(piece) > width:
+                lines.append(cur + ",")
+                cur, piece = indent, k
+            cur += piece
+            first = False
+        out += lines + [cur]
     return "\n".join(out)

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 from . import objectives
-from .compare import CaseResult, compare
+from .compare import CaseResult, compare, pytest_node
 
-__all__ = ["run_case", "run_all", "load_xfails", "match", "EXPECTED_DIR"]
+__all__ = ["run_case", "run_all", "load_xfails", "read_expected_failures", "Expected",
+           "StaleExpectedFailure", "match", "reproduce_command", "EXPECTED_DIR"]
 
 EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
+
+
+class StaleExpectedFailure(UserWarning):
+    """An expected-failure entry whose selected cases all pass (or that matches no case)."""
+
+
+class Expected(NamedTuple):
+    """One reviewed expected failure: a case-id pattern, its reason, and where it is written."""
+
+    pattern: str
+    reason: str
+    where: str = ""
 
 
 def match(pattern: str, case_id: str) -> bool:
@@ -22,30 +37,71 @@ def match(pattern: str, case_id: str) -> bool:
     return re.fullmatch(rx, case_id) is not None
 
 
-def load_xfails(impl: str, directory: Path = EXPECTED_DIR) -> list[tuple[str, str]]:
-    """``(pattern, reason)`` entries of ``expected/<impl>-xfails.txt``.
+def read_expected_failures(path) -> list[Expected]:
+    """The entries of an expected-failures file.
 
-    One entry per line: a pattern over case ids (``*`` is the only wildcard), whitespace,
-    ``#``, the reason. Blank
-    lines and lines starting with ``#`` are ignored. An entry without a reason is an error.
+    One entry per line: a pattern over case ids (``*`` is the only wildcard), whitespace, ``#``,
+    the reason. Blank lines and lines starting with ``#`` are ignored. An entry without a reason
+    is an error (``ValueError`` naming the file and line).
     """
-    path = Path(directory) / f"{impl}-xfails.txt"
-    if not path.exists():
-        return []
+    path = Path(path)
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         pattern, sep, reason = line.partition("#")
-        if not sep or not reason.strip():
-            msg = f"{path.name}:{n}: an expected failure needs a reason after '#'"
+        if not sep or not reason.strip() or not pattern.strip():
+            msg = (f"{path}:{n}: an expected failure needs a reason after '#' (and a case-id "
+                   "pattern before it)")
             raise ValueError(msg)
-        out.append((pattern.strip(), reason.strip()))
+        out.append(Expected(pattern.strip(), reason.strip(), f"{path}:{n}"))
     return out
 
 
-def run_case(adapter, case, *, xfails=()) -> CaseResult:
+def load_xfails(impl: str, directory: Path = EXPECTED_DIR) -> list[tuple[str, str]]:
+    """``(pattern, reason)`` entries of the shipped ``expected/<impl>-xfails.txt`` (the format of
+    :func:`read_expected_failures`); none if there is no such file."""
+    path = Path(directory) / f"{impl}-xfails.txt"
+    if not path.exists():
+        return []
+    try:
+        return [(e.pattern, e.reason) for e in read_expected_failures(path)]
+    except ValueError as err:
+        msg = str(err).replace(str(path), path.name, 1)
+        raise ValueError(msg) from None
+
+
+def _q(text: str) -> str:
+    return shlex.quote(str(text))
+
+
+def reproduce_command(adapter, case) -> str:
+    """A command that runs this case again: under pytest the test's node id; for a shipped or
+    entry-point adapter, or one whose class is importable, ``adaptive-ref conform``; otherwise
+    the Python call."""
+    node = pytest_node()
+    if node:
+        return f"python -m pytest {_q(node)}"
+    cls = type(adapter)
+    spec = getattr(adapter, "conformance_spec", None)
+    shipped = cls.__module__.startswith("adaptive_ref.conformance.adapters")
+    importable = cls.__module__ != "__main__" and "<locals>" not in cls.__qualname__
+    if not spec and not shipped and not hasattr(adapter, "conformance_source") and importable:
+        spec = f"{cls.__module__}:{cls.__qualname__}"
+    if spec or shipped or hasattr(adapter, "conformance_source"):
+        return " ".join(["adaptive-ref conform", *(["--adapter", _q(spec)] if spec else []),
+                         "--impl", _q(adapter.name), "--optimizer", _q(case.optimizer),
+                         "--case", _q(case.id), "-v"])
+    return (f"adaptive_ref.conformance.run_case(<your {cls.__qualname__}>, case).report() with "
+            f"case = the {case.id!r} element of adaptive_ref.conformance.load_cases("
+            f"{case.optimizer!r})")
+
+
+def run_case(adapter, case, *, xfails=(), reproduce=None) -> CaseResult:
+    """One case on one adapter. ``xfails``: ``(pattern, reason)`` pairs (or :class:`Expected`);
+    ``reproduce``: the command to print in the failure report (default:
+    :func:`reproduce_command`)."""
     t0 = time.perf_counter()
     why = objectives.missing_requirement(case.objective) or adapter.supports(case)
     if why:
@@ -58,35 +114,53 @@ def run_case(adapter, case, *, xfails=()) -> CaseResult:
     else:
         res = compare(case, result, impl=adapter.name)
     res.seconds = time.perf_counter() - t0
-    for pattern, reason in xfails:
+    for entry in xfails:
+        pattern, reason = entry[0], entry[1]
         if match(pattern, case.id):
             if res.status in ("fail", "error"):
                 res.status, res.reason = "xfail", reason
             elif res.status == "pass":
                 res.status, res.reason = "xpass", f"expected to fail ({reason}) but passed"
             break
+    if res.status not in ("pass", "n/a"):
+        res.reproduce = reproduce if reproduce is not None else reproduce_command(adapter, case)
     return res
 
 
-def run_all(adapters, cases, *, progress=None) -> list[CaseResult]:
-    """Every case against every adapter whose profile it belongs to (others are skipped)."""
+def run_all(adapters, cases, *, progress=None, xfails=None, reproduce=None,
+            warn_unmatched: bool = False) -> list[CaseResult]:
+    """Every case against every adapter whose profile it belongs to (others are skipped).
+
+    Each adapter's shipped ``expected/<name>-xfails.txt`` applies, then ``xfails[name]`` (a list
+    of :class:`Expected`, e.g. from a user's file). An entry whose matching cases all pass draws a
+    :class:`StaleExpectedFailure` warning; with ``warn_unmatched`` (a run over the whole
+    catalogue) so does an entry that matches no case. ``progress(impl, i, n, result)`` is called
+    after each case; ``reproduce(adapter, case)`` gives the command for failure reports.
+    """
     results = []
     for adapter in adapters:
-        xf = load_xfails(adapter.name)
+        xf = [Expected(p, r, f"expected/{adapter.name}-xfails.txt")
+              for p, r in load_xfails(adapter.name)]
+        xf += list((xfails or {}).get(adapter.name, ()))
         mine = [c for c in cases if adapter.applies_to(c)]
         matched, used = set(), set()
         for i, case in enumerate(mine):
-            res = run_case(adapter, case, xfails=xf)
-            for pattern, _ in xf:
-                if match(pattern, case.id):
-                    matched.add(pattern)
+            res = run_case(adapter, case, xfails=xf,
+                           reproduce=reproduce(adapter, case) if reproduce else None)
+            for e in xf:
+                if match(e.pattern, case.id):
+                    matched.add(e)
                     if res.status == "xfail":
-                        used.add(pattern)
+                        used.add(e)
             results.append(res)
             if progress:
                 progress(adapter.name, i + 1, len(mine), res)
-        for pattern, reason in xf:
-            if pattern in matched and pattern not in used:  # every matching case passed
-                warnings.warn(f"{adapter.name}-xfails.txt: stale entry {pattern!r} ({reason}): "
-                              "no selected case fails any more", stacklevel=2)
+        for e in xf:
+            if e in matched and e not in used:  # every matching case passed
+                warnings.warn(f"{e.where}: stale entry {e.pattern!r} ({e.reason}): no selected "
+                              f"case of {adapter.name} fails any more", StaleExpectedFailure,
+                              stacklevel=2)
+            elif warn_unmatched and e not in matched:
+                warnings.warn(f"{e.where}: entry {e.pattern!r} matches no case of "
+                              f"{adapter.name}", StaleExpectedFailure, stacklevel=2)
     return results

@@ -8,9 +8,12 @@ Checks, each error naming the argument: the state type; one namespace and device
 array; real floating param and state dtypes; ``grad.values`` in the parameter's dtype and of
 shape ``(k, *param.shape[1:])``; ``grad.indices`` a 1-d integer array of length k; and, wherever
 the indices can be read without forcing a trace or a lazy graph (NumPy, torch, CuPy,
-array-api-strict, eager JAX), every index in ``[0, param.shape[0])``. Inside ``jax.jit`` and on
-Dask the range cannot be checked: there an out-of-range row is the caller's error (JAX drops the
-write; Dask raises when computed).
+array-api-strict, eager JAX), every index in ``[0, param.shape[0])``. On Dask the indices are
+lazy: the range check becomes a task of the graph that every use of the indices depends on, so
+nothing is computed during the step, and computing the new parameter or a moment (or any chunk of
+one; not the step count alone, which does not read the indices) raises the same ``IndexError``
+instead of dropping the row (index >= N) or wrapping it (negative index). Inside ``jax.jit`` the
+range cannot be checked (an out-of-range row is the caller's error: JAX drops the write).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def sparse_prelude(op: str, param, grad, state, state_type: type, init_name: str
         raise TypeError(msg)
     if rows is not None:
         _check_rows(op, xp, rows, param)
-        rows = _single_chunk_rows(rows)
+        rows = _lazy_range_checked(op, _single_chunk_rows(rows), tuple(param.shape))
     sdtype = nx.scalar_dtype(xp, param, sdtype_state)
     return SparsePrelude(xp, pdtype, sdtype_state, sdtype, rows, None if rows is not None
                          else grad)
@@ -90,6 +93,31 @@ def _single_chunk_rows(rows: RowSparse) -> RowSparse:
     vals = rows.values
     return RowSparse(rows.indices.rechunk(-1),
                      vals.rechunk({0: -1}) if aac.is_dask_array(vals) else vals)
+
+
+def _range_error(op: str, bad: int, shape: tuple) -> IndexError:
+    return IndexError(f"{op}: grad.indices contains {bad}, outside the accepted range "
+                      f"[0, {shape[0]}) of rows of param (shape {shape})")
+
+
+def _checked_block(block, *, op: str, shape: tuple):
+    """Dask task: ``block`` of indices unchanged, or ``IndexError`` if one is out of range."""
+    if block.size:
+        lo, hi = int(block.min()), int(block.max())
+        if lo < 0 or hi >= shape[0]:
+            raise _range_error(op, lo if lo < 0 else hi, shape)
+    return block
+
+
+def _lazy_range_checked(op: str, rows: RowSparse, shape: tuple) -> RowSparse:
+    """Dask: the indices behind a range-check task (lazy; raises when computed)."""
+    import array_api_compat as aac
+
+    if not aac.is_dask_array(rows.indices) or rows.indices.shape[0] == 0:
+        return rows
+    checked = rows.indices.map_blocks(_checked_block, op=op, shape=shape,
+                                      dtype=rows.indices.dtype)
+    return RowSparse(checked, rows.values)
 
 
 def _check_rows(op: str, xp, rows: RowSparse, param) -> None:
@@ -118,7 +146,4 @@ def _check_rows(op: str, xp, rows: RowSparse, param) -> None:
     if idx.shape[0] and is_concrete(idx):
         lo, hi = int(xp.min(idx)), int(xp.max(idx))
         if lo < 0 or hi >= shape[0]:
-            bad = lo if lo < 0 else hi
-            msg = (f"{op}: grad.indices contains {bad}, outside the accepted range "
-                   f"[0, {shape[0]}) of rows of param (shape {shape})")
-            raise IndexError(msg)
+            raise _range_error(op, lo if lo < 0 else hi, shape)

@@ -29,7 +29,8 @@ __all__ = ["setup", "generate"]
 # Optimizers of other issues (natural-gradient methods, second-order flavours, sparse variants)
 # join the registry through ``registry.register`` when their module is imported, so every module
 # of the package is imported first, except these (a CLI, the test helpers).
-SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.testing")
+SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
+                "adaptive_ref.testing")
 
 PROFILES = ("torch", "optax", "keras")
 
@@ -428,7 +429,7 @@ def _backend_row_jax() -> list[str]:
 
 # Pages written by hand in this directory's own toctree (docs/index.md), and directories that are
 # not pages.
-OWN_PAGES = ("index", "conventions", "backends", "figures", "api")
+OWN_PAGES = ("index", "conventions", "backends", "figures", "api", "scaleout")
 NOT_PAGES = ("_build", "_generated", "_ext", "_static", "_templates", "optimizers", "figures")
 
 
@@ -473,7 +474,8 @@ def more_toctree(srcdir: str) -> str:
 # Modules api.md documents by hand (or that are not API).
 API_DONE = ("adaptive_ref.optimizers", "adaptive_ref.registry", "adaptive_ref.tree",
             "adaptive_ref.state", "adaptive_ref.schedules", "adaptive_ref.cli",
-            "adaptive_ref.__main__", "adaptive_ref.testing.pytest_plugin")
+            "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
+            "adaptive_ref.testing.pytest_plugin")
 
 
 def api_modules() -> str:

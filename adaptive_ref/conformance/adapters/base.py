@@ -14,6 +14,13 @@ methods. The suite calls, for each case:
    ``nu``, ``nu_max``, ``sum``, ``momentum_buffer``, ``mu_product``, ``count``). Report the
    fields you have; missing ones are not compared.
 
+A case may carry only some settings: the convention diagnosis
+(:mod:`adaptive_ref.conformance.diagnose`) passes only the common numeric hyperparameters (lr,
+betas, alpha, momentum, dampening, weight_decay) so that the implementation's own conventions act.
+An adapter then leaves every setting the case does not name at the implementation's default
+(:class:`Given` and :func:`present` help), and may state its own numeric defaults in
+``declared_settings(optimizer)`` (canonical names, e.g. ``{"eps": 1e-7}``).
+
 Closed-loop cases call ``read`` before each step to evaluate the gradient at the iterate. An
 adapter may override ``run`` (e.g. to compile the whole trajectory) as long as it returns the
 same ``{step: (params, state)}`` mapping.
@@ -25,13 +32,40 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Adapter", "Snapshot", "unsupported"]
+__all__ = ["Adapter", "Snapshot", "unsupported", "ABSENT", "Given", "present"]
 
 Snapshot = tuple  # (params: dict[str, ndarray], state: dict[str, dict[str, Any]])
 
 
 def unsupported(reason: str) -> str:
     return reason if reason.startswith("unsupported") else f"unsupported: {reason}"
+
+
+class _Absent:
+    """A setting the case does not name (falsy; keywords holding it are dropped by present)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+ABSENT = _Absent()
+
+
+class Given(dict):
+    """A case's settings where a missing name reads as :data:`ABSENT` instead of a KeyError."""
+
+    def __missing__(self, key):
+        return ABSENT
+
+
+def present(kwargs: dict) -> dict:
+    """``kwargs`` without the keywords built from absent settings (ABSENT, or a tuple holding
+    it), so that the implementation's own defaults act for those."""
+    return {k: v for k, v in kwargs.items()
+            if v is not ABSENT and not (isinstance(v, tuple) and ABSENT in v)}
 
 
 class Adapter:
@@ -52,6 +86,11 @@ class Adapter:
 
     def supports(self, case) -> str | None:
         return None
+
+    def declared_settings(self, optimizer: str) -> dict:
+        """Numeric settings the implementation uses by default for ``optimizer``, by canonical
+        name (e.g. ``{"eps": 1e-7}``); the convention diagnosis tries them. {}: none stated."""
+        return {}
 
     def build(self, case) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Adapter, unsupported
+from .base import ABSENT, Adapter, Given, present, unsupported
 
 __all__ = ["OptaxAdapter"]
 
@@ -25,6 +25,7 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     def need(name, value, why):
         return None if hp.get(name, value) == value else why
 
+    hp = Given(hp)  # settings the case does not name stay at optax's defaults
     checks = []
     if opt in ("lazy_adam", "sparse_adagrad"):
         return "optax has no sparse-gradient optimizer"
@@ -38,17 +39,17 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
                            f"expressed by this adapter's optax.{opt} chain"))
     if opt == "sgd":
         checks += [need("dampening", 0.0, "optax.sgd has no dampening")]
-        if hp["momentum"] != 0 and scheduled:
+        if hp["momentum"] and scheduled:
             checks.append(need("lr_placement", "outside", "optax.sgd keeps lr outside the trace"))
     elif opt == "adagrad":
         checks.append(need("eps_placement", "inside", "optax.adagrad puts eps inside the root"))
-        if hp["lr_decay"] != 0 and scheduled:
+        if hp["lr_decay"] and scheduled:
             checks.append("lr_decay together with an lr schedule")
     elif opt == "rmsprop":
-        if hp["momentum"] != 0:
+        if hp["momentum"]:
             checks.append(need("lr_placement", "inside",
                                "optax.rmsprop applies momentum after the lr scaling"))
-        elif hp["nesterov"]:
+        elif hp["nesterov"]:  # ABSENT is falsy
             checks.append("optax.rmsprop nesterov needs momentum")
     elif opt in ("adam", "amsgrad", "adamw"):
         checks += [need("eps_placement", "outside", "optax puts eps on sqrt(v_hat)"),
@@ -79,6 +80,7 @@ def _transform(opt: str, hp: dict, schedule):
     import optax
 
     lr = hp["lr"] if schedule is None else schedule
+    hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -87,31 +89,34 @@ def _transform(opt: str, hp: dict, schedule):
     if wd and not decoupled:
         pre.append(optax.add_decayed_weights(wd))
     if opt == "sgd":
-        core = optax.sgd(lr, momentum=hp["momentum"] or None, nesterov=hp["nesterov"])
+        core = optax.sgd(lr, momentum=hp["momentum"] or None,
+                         **present({"nesterov": hp["nesterov"]}))
     elif opt == "adagrad":
         if hp["lr_decay"]:
             lr0, d = hp["lr"], hp["lr_decay"]
             lr = lambda count: lr0 / (1.0 + jnp.asarray(count) * d)  # noqa: E731
-        core = optax.adagrad(lr, initial_accumulator_value=hp["initial_accumulator_value"],
-                             eps=hp["eps"])
+        core = optax.adagrad(lr, **present({
+            "initial_accumulator_value": hp["initial_accumulator_value"], "eps": hp["eps"]}))
     elif opt == "rmsprop":
-        core = optax.rmsprop(lr, decay=hp["alpha"], eps=hp["eps"],
-                             initial_scale=hp["initial_accumulator_value"],
-                             eps_in_sqrt=hp["eps_placement"] == "inside",
-                             centered=hp["centered"], momentum=hp["momentum"] or None,
-                             nesterov=hp["nesterov"], bias_correction=hp["bias_correction"])
+        place = hp["eps_placement"]
+        core = optax.rmsprop(lr, momentum=hp["momentum"] or None, **present(dict(
+            decay=hp["alpha"], eps=hp["eps"], initial_scale=hp["initial_accumulator_value"],
+            eps_in_sqrt=place if place is ABSENT else place == "inside",
+            centered=hp["centered"], nesterov=hp["nesterov"],
+            bias_correction=hp["bias_correction"])))
     else:
-        b = dict(b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"])
+        b = present(dict(b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"]))
+        root = present({"eps_root": hp["eps_root"]})
         if opt in ("adam", "amsgrad", "adamw"):
-            scaler = (optax.scale_by_amsgrad(**b, eps_root=hp["eps_root"]) if hp.get("amsgrad")
-                      else optax.scale_by_adam(**b, eps_root=hp["eps_root"]))
+            scaler = (optax.scale_by_amsgrad(**b, **root) if hp["amsgrad"]
+                      else optax.scale_by_adam(**b, **root))
         elif opt == "adamax":
             scaler = optax.scale_by_adamax(**b)
         elif opt == "nadam":
             scaler = optax.scale_by_adam(**b, nesterov=True)
         else:  # radam
-            scaler = optax.scale_by_radam(**b, eps_root=hp["eps_root"],
-                                          threshold=hp["threshold"])
+            scaler = optax.scale_by_radam(**b, **root,
+                                          **present({"threshold": hp["threshold"]}))
         if wd and decoupled:
             post.append(optax.add_decayed_weights(wd))
         core = optax.chain(scaler, *post, optax.scale_by_learning_rate(lr))

@@ -15,7 +15,7 @@ import contextlib
 
 import numpy as np
 
-from .base import Adapter, unsupported
+from .base import ABSENT, Adapter, Given, present, unsupported
 
 __all__ = ["TorchAdapter", "TORCH_CLASSES"]
 
@@ -49,7 +49,9 @@ _STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "sum"
 
 
 def _kwargs(opt: str, hp: dict) -> dict:
-    """torch keyword arguments for the canonical settings ``hp``."""
+    """torch keyword arguments for the canonical settings ``hp`` (those ``hp`` does not name are
+    left at torch's defaults)."""
+    hp = Given(hp)
     kw = {"lr": hp["lr"], "maximize": hp["maximize"]}
     if opt == "lazy_adam":
         kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
@@ -76,7 +78,7 @@ def _kwargs(opt: str, hp: dict) -> dict:
     elif opt == "nadam":
         # momentum_schedule='constant' is torch's momentum_decay -> infinity: 0.96**(1e9 t)
         # underflows to 0, so mu_t = beta1 exactly (the knob that reconciles torch with optax).
-        psi = hp["momentum_decay"] if hp["momentum_schedule"] == "torch" else 1e9
+        psi = 1e9 if hp["momentum_schedule"] == "constant" else hp["momentum_decay"]
         kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
                   weight_decay=hp["weight_decay"], momentum_decay=psi,
                   decoupled_weight_decay=hp["weight_decay_mode"] == "decoupled")
@@ -84,7 +86,7 @@ def _kwargs(opt: str, hp: dict) -> dict:
         kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
                   weight_decay=hp["weight_decay"],
                   decoupled_weight_decay=hp["weight_decay_mode"] == "decoupled")
-    return kw
+    return present(kw)
 
 
 _COUPLED_ONLY = {"sgd", "adagrad", "rmsprop", "adamax", "sparse_adagrad"}
@@ -103,12 +105,13 @@ def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
     if opt in _COUPLED_ONLY and hp.get("weight_decay_mode", "coupled") != "coupled" \
             and hp.get("weight_decay", 0.0) != 0:
         return f"torch.optim.{TORCH_CLASSES[opt]} has coupled L2 weight decay only"
-    if opt == "sgd" and hp["momentum"] != 0 and hp["lr_placement"] != "outside":
+    hp = Given(hp)
+    if opt == "sgd" and hp["momentum"] and hp["lr_placement"] not in ("outside", ABSENT):
         return "torch.optim.SGD keeps lr outside the momentum buffer"
-    if opt == "rmsprop" and hp["momentum"] != 0 and hp["lr_placement"] != "outside":
+    if opt == "rmsprop" and hp["momentum"] and hp["lr_placement"] not in ("outside", ABSENT):
         return "torch.optim.RMSprop keeps lr outside the momentum buffer"
     if opt in ("amsgrad", "adam", "adamw") and hp.get("amsgrad") and \
-            hp["amsgrad_max_over"] != "raw":
+            hp["amsgrad_max_over"] not in ("raw", ABSENT):
         return "torch AMSGrad takes the maximum over the raw v"
     return None
 

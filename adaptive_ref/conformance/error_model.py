@@ -1,0 +1,493 @@
+"""The error model behind the budget: rounding errors propagated along a case's own trajectory.
+
+For each checkpoint and each stored array (a parameter or one state field) this module computes
+two numbers, stored in the golden's ``error`` record in units of the case dtype's unit roundoff
+``u`` (2**-24 for float32, 2**-53 for float64) times the array's absolute values:
+
+* ``rand`` -- the standard deviation of the accumulated *independent* roundings. Each
+  floating-point operation of an implementation rounds with a relative error of at most ``u``;
+  following Higham & Mary (2019) each such error is modelled as an independent random variable,
+  uniform on ``[-u, u]`` (variance ``u**2/3``), in the size of the quantity it rounds. Per step
+  and element, a field ``x`` gains ``K[x]/3 * (|x_old| + |x_new|)**2`` (its update's ``K[x]``
+  roundings, each on a term no larger than ``|x_old| + |x_new|``); the parameter gains
+  ``|p_new|**2/3`` (the subtraction; the decoupled decay multiply adds ``|p_old|**2/3``) plus
+  ``UPDATE_ROUNDINGS/3 * delta**2`` (the update's own roundings, relative to its size). These
+  errors then travel with the linearisation of the step: ``C_t = J_t C_{t-1} J_t^T +
+  diag(local_t)``, ``J_t`` the Jacobian of one step of the (field, element) state, taken by
+  finite differences of the float64 reference along the trajectory. So a contractive EMA
+  forgets its old errors at the rate beta, Adagrad's sum and the parameters keep them, and a
+  moment's error moves the parameter as the update's own structure dictates.
+* ``sys`` -- a bound on the *systematic* errors, those that do not average out, propagated with
+  ``|J_t|``: ``B_t = |J_t| B_{t-1} + b_t``. ``b_t`` holds (a) the scalar factors: ``1 - beta**t``
+  computed in precision P with ``beta**t`` off by up to ``e`` (:class:`FactorPrecision`:
+  host float64 with a libm pow, ``e = ulp(beta**t)``; or, when ``factor_precision == "param"``,
+  the framework's array power in the parameter dtype, ``e = (t - 1) u_P beta**t``; exact at
+  t = 1) is off by up to ``e / (1 - beta**t)`` relative (plus ``u_P`` when ``beta**t < 1/2``),
+  entering the update with the power of
+  :data:`FACTORS`; RAdam's rectifier adds that error of rho_t (which cancels) times
+  ``d ln r / d rho``; AMSGrad's maximum over the corrected v carries the error of ``1 -
+  beta2**t``; (b) constants rounded once and used on every step: the decoupled decay factor
+  ``1 - s wd`` and, in float32, the EMA's ``1 - beta`` (exact in float64). To ``B`` is added
+  the shift of the whole float64 trajectory when every hyperparameter (and scheduled lr) is
+  rounded to the dtype (float32 cases; in float64 the hyperparameters are the inputs).
+
+Closed-loop cases add the harness's float64 gradient evaluation error, ``(2n + 4)`` roundings on
+the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``.
+
+:mod:`adaptive_ref.conformance.tolerance` turns the two numbers into a budget.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adaptive_ref import registry
+
+__all__ = ["annotate", "propagate", "FIELD_ROUNDINGS", "UPDATE_ROUNDINGS", "FACTORS"]
+
+UNIT = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
+ETA = 2.0 ** -20  # relative finite-difference step
+
+# Roundings per element and step in a field's own update (on terms <= |x_old| + |x_new|).
+FIELD_ROUNDINGS = {"mu": 3, "nu": 4, "sum": 2, "momentum_buffer": 3, "nu_max": 1,
+                   "mu_product": 4}
+FIELD_ROUNDINGS_OF = {("adamax", "nu"): 2, ("rmsprop", "momentum_buffer"): 10}
+# Roundings of the update delta itself (from the state to the value subtracted from p).
+UPDATE_ROUNDINGS = {"sgd": 3, "adagrad": 6, "rmsprop": 10, "adam": 9, "amsgrad": 9, "adamw": 9,
+                    "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6}
+DEFAULT_ROUNDINGS = 14
+# Scalar factors 1 - h**t of each optimizer: (hyperparameter, power with which the factor enters
+# the parameter's update, power with which it enters a stored state field or None).
+FACTORS = {
+    "adam": (("beta1", -1.0), ("beta2", 0.5)), "amsgrad": (("beta1", -1.0), ("beta2", 0.5)),
+    "adamw": (("beta1", -1.0), ("beta2", 0.5)), "lazy_adam": (("beta1", -1.0), ("beta2", 0.5)),
+    "radam": (("beta1", -1.0), ("beta2", 0.5)), "nadam": (("beta2", 0.5),),
+    "adamax": (("beta1", -1.0),), "rmsprop": (("alpha", 0.5),),
+}
+
+
+def _ulp(x: float, unit: float) -> float:
+    """The spacing at |x| of the precision whose unit roundoff is ``unit``."""
+    dt = np.float32 if unit == UNIT["float32"] else np.float64
+    return float(np.spacing(dt(abs(x))))
+
+
+class FactorPrecision(tuple):
+    """How an implementation computes its scalar factors: ``(u_P, array_pow)``.
+
+    ``factor_precision == "float64"`` (torch, the reference): host-side float64 with a libm
+    ``pow``, within one ULP. ``"param"`` (optax, Keras): the framework's array arithmetic in the
+    parameter dtype, whose integer power is t - 1 rounded multiplications or binary powering;
+    either raises its first rounding to a power up to t - 1, so ``(t - 1) u_P`` relative.
+    A case that does not declare ``factor_precision`` gets float64 with the larger of the two
+    pow errors (it does not say how its factors are computed)."""
+
+    @classmethod
+    def of(cls, hp: dict, dtype: str):
+        fp = hp.get("factor_precision")
+        return cls((UNIT[dtype] if fp == "param" else UNIT["float64"], fp != "float64"))
+
+
+def _pow_error(bt: float, t: int, fp) -> float:
+    """Bound on the absolute error of ``beta**t`` (value ``bt``); exact for t = 1."""
+    u_p, array_pow = fp
+    if t == 1:
+        return 0.0
+    return max(_ulp(bt, u_p), (t - 1) * u_p * bt) if array_pow else _ulp(bt, u_p)
+
+
+def _factor_error(beta: float, t: int, fp) -> float:
+    """Bound on the relative error of ``1 - beta**t``: :func:`_pow_error`, then the
+    subtraction (exact when ``beta**t >= 1/2``)."""
+    u_p = fp[0]
+    bt = beta ** t
+    if not 0.0 < bt < 1.0:
+        return 0.0
+    err = _pow_error(bt, t, fp)
+    if bt < 0.5:
+        err += u_p * (1.0 - bt)
+    return err / (1.0 - bt)
+
+
+def _radam_rect_error(beta2: float, threshold: float, t: int, fp) -> float:
+    """Bound on the relative error of RAdam's rectifier r(rho_t) (0 if not rectified):
+    rho_t = rho_inf - T with T = 2 t b^t / (1 - b^t); T inherits the error of b^t amplified by
+    1/(1 - b^t) and rho_t cancels, then d ln r / d rho turns it into a relative error of r."""
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    bt = beta2 ** t
+    big = 2.0 * t * bt / (1.0 - bt)
+    rho = rho_inf - big
+    if not rho > max(threshold, 4.0):
+        return 0.0
+    u_p = fp[0]
+    pow_rel = _pow_error(bt, t, fp) / bt / (1.0 - bt)
+    err_rho = big * (pow_rel + 2 * u_p) + _ulp(rho_inf, u_p) + _ulp(rho, u_p)
+    return err_rho * 0.5 * abs(1.0 / (rho - 4.0) + 1.0 / (rho - 2.0) - 1.0 / rho)
+
+
+def _float_fields(st) -> list[str]:
+    return [f for f, v in zip(st._fields, st, strict=True) if f != "count" and v is not None]
+
+
+def _arr(v, shape):
+    return np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(np.float64)
+
+
+class _Param:
+    """The float64 reference run of one parameter, with a step that accepts perturbations."""
+
+    def __init__(self, case, spec, pspec):
+        self.case, self.spec, self.p = case, spec, pspec
+        self.name, self.shape = pspec.name, pspec.shape
+        self.hp = case.param_hparams(pspec.name)
+        p0 = np.asarray(pspec.init, dtype=np.float64).reshape(pspec.shape)
+        self.x = p0
+        self.st = spec.init(p0, **spec.init_kwargs(self.hp))
+        self.fields = ["p"] + _float_fields(self.st)
+        self.scalar = {f for f in self.fields[1:] if np.ndim(getattr(self.st, f)) == 0
+                       and pspec.shape != ()}
+        self.lazy = (pspec.grad is not None and pspec.grad.get("row_fraction") is not None)
+
+    def values(self) -> dict:
+        out = {"p": np.asarray(self.x, dtype=np.float64)}
+        for f in self.fields[1:]:
+            out[f] = _arr(getattr(self.st, f), self.shape)
+        return out
+
+    def step(self, values: dict, g, t: int, lr) -> tuple[dict, object]:
+        kw = dict(self.hp)
+        if lr is not None:
+            kw["lr"] = lr
+        st = self.st._replace(**{f: (np.float64(np.asarray(values[f]).reshape(-1)[0])
+                                     if f in self.scalar else values[f])
+                                 for f in self.fields[1:]})
+        garr = g
+        if self.lazy:
+            from adaptive_ref.sparse import RowSparse
+
+            from .rng import active_rows
+
+            rows = active_rows(self.p.grad, self.shape, t)
+            garr = RowSparse(rows.astype(np.int64), np.asarray(g)[rows])
+        p, st2 = self.spec.step(values["p"], garr, st, **kw)
+        out = {"p": np.asarray(p, dtype=np.float64)}
+        for f in self.fields[1:]:
+            out[f] = _arr(getattr(st2, f), out["p"].shape)
+        return out, st2
+
+
+def _perturbation(old, new):
+    mag = np.maximum(np.abs(old), np.abs(new))
+    floor = 1e-3 * float(np.max(mag)) if mag.size else 0.0
+    return ETA * np.maximum(np.maximum(mag, floor), 1e-300)
+
+
+def propagate(case) -> dict:
+    """``{step: {"params": {k: (rand, sys)}, "state": {k: {f: (rand, sys)}}}}`` at the
+    checkpoints (maxima over the array's elements, in units of u)."""
+    spec = registry.get(case.optimizer)
+    dtype = case.dtype
+    u = UNIT[dtype]
+    opt = case.optimizer
+    prm = [_Param(case, spec, p) for p in case.params]
+    # the flat (parameter, field, element) layout of the linearised state
+    slots = []
+    for j, pp in enumerate(prm):
+        n = int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1
+        for f in pp.fields:
+            slots.append((j, f, n))
+    closed = case.kind == "closed_loop"
+    # replay cases are elementwise: per element an nf x nf system; closed loops couple elements
+    # through the gradient, so their state is one vector of every (field, element)
+    shifted = _shifted(case, spec, dtype)
+    if closed:
+        dim = sum(n for _, _, n in slots)
+        cov, bnd = np.zeros((dim, dim)), np.zeros(dim)
+    else:
+        cov = [np.zeros((int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1,
+                         len(pp.fields), len(pp.fields))) for pp in prm]
+        bnd = [np.zeros(c.shape[:2]) for c in cov]
+    prec = {}
+    for pp in prm:
+        prec[pp.name] = FactorPrecision.of(pp.hp, dtype)
+    out = {}
+    for t in range(1, case.steps + 1):
+        lr = case.lr_at(t)
+        olds = [pp.values() for pp in prm]
+        if closed:
+            grads = case.gradients(t, {pp.name: pp.x for pp in prm})
+            grads = {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
+        else:
+            grads = {k: np.asarray(v, dtype=np.float64) for k, v in case.gradients(t).items()}
+        news, sts = [], []
+        for pp, old in zip(prm, olds, strict=True):
+            new, st2 = pp.step(old, grads[pp.name], t, lr)
+            news.append(new)
+            sts.append(st2)
+        local = [_local(case, opt, pp, old, new, t, lr, prec[pp.name], u)
+                 for pp, old, new in zip(prm, olds, news, strict=True)]
+        if closed:
+            cov, bnd = _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u)
+        else:
+            for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
+                jac = _jacobian(pp, old, new, grads[pp.name], t, lr)
+                c = np.einsum("nab,nbc,ndc->nad", jac, cov[j], jac)
+                idx = np.arange(len(pp.fields))
+                c[:, idx, idx] += local[j][0]
+                cov[j] = c
+                bnd[j] = np.einsum("nab,nb->na", np.abs(jac), bnd[j]) + local[j][1]
+        shifts = None
+        if shifted is not None:
+            shifts = []
+            for pp, q in zip(prm, shifted, strict=True):
+                qnew, qst = q.step(q.values(), grads[pp.name], t, lr)
+                q.x, q.st = qnew["p"], qst
+                shifts.append(qnew)
+        for j, pp in enumerate(prm):
+            pp.x, pp.st = news[j]["p"], sts[j]
+        if t in case.checkpoints:
+            out[t] = _record(prm, news, cov, bnd, shifts, closed, u)
+    return out
+
+
+def _shifted(case, spec, dtype):
+    """The float64 run with every scalar hyperparameter rounded to the dtype (None if that
+    changes none: float64 cases, whose hyperparameters are the inputs themselves)."""
+    def rounded(hp):
+        return {k: (float(np.asarray(v, dtype=dtype)) if isinstance(v, float) else v)
+                for k, v in hp.items()}
+
+    if dtype == "float64":
+        return None
+    import dataclasses
+
+    from .format import ParamSpec
+
+    sched = None if case.lr_schedule is None else tuple(
+        float(np.asarray(v, dtype=dtype)) for v in case.lr_schedule)
+    c2 = dataclasses.replace(
+        case, hparams=rounded(case.hparams), lr_schedule=sched,
+        params=tuple(ParamSpec(p.name, p.shape, p.init, p.grad, rounded(p.hparams))
+                     for p in case.params))
+    if c2.hparams == case.hparams and sched == case.lr_schedule and \
+            all(a.hparams == b.hparams for a, b in zip(c2.params, case.params, strict=True)):
+        return None
+    return [_Param(c2, spec, p) for p in c2.params]
+
+
+# the EMA coefficient of a field (its x_new = c x_old + (1 - c) y): (1 - c) cast to the dtype
+# is a constant error on every step's new term
+_EMA = {"mu": "beta1", "nu": "beta2"}
+_EMA_OF = {("rmsprop", "nu"): "alpha", ("rmsprop", "mu"): "alpha", ("adamax", "nu"): None}
+
+
+def _const_error(c: float, dtype: str) -> float:
+    """Relative error of the constant ``c`` (a float64 value) rounded to ``dtype``."""
+    return abs(float(np.asarray(c, dtype=dtype)) - c) / abs(c) if c else 0.0
+
+
+def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarray]:
+    """Per element and field, this step's new errors: the variance of the independent
+    roundings (units u**2) and a bound on the systematic ones (units u)."""
+    n = old["p"].size
+    var = np.zeros((n, len(pp.fields)))
+    bound = np.zeros((n, len(pp.fields)))
+    hp = pp.hp
+    touched = np.ones(n, dtype=bool)
+    if pp.lazy and hp.get("absent_rows", "lazy") == "lazy":
+        from .rng import active_rows
+
+        rows = np.zeros(pp.shape[0], dtype=bool)
+        rows[active_rows(pp.p.grad, pp.shape, t)] = True
+        touched = np.repeat(rows, n // pp.shape[0])
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    coupled = wd != 0.0 and opt != "adamw" and hp.get("weight_decay_mode", "coupled") == "coupled"
+    decoupled = wd != 0.0 and not coupled
+    delta = np.abs(old["p"] - new["p"]).reshape(-1)
+    pold, pnew = np.abs(old["p"]).reshape(-1), np.abs(new["p"]).reshape(-1)
+    k_upd = UPDATE_ROUNDINGS.get(opt, DEFAULT_ROUNDINGS) + (2 if coupled else 0)
+    var[:, 0] = (pnew ** 2 + decoupled * pold ** 2 + k_upd * delta ** 2) / 3.0
+    # the scalar factors: one error per step, shared by every element (a bound, not averaged)
+    fac = 0.0
+    corrected_max = hp.get("amsgrad") and hp.get("amsgrad_max_over") == "corrected"
+    for h, power in FACTORS.get(opt, ()):
+        if corrected_max and h == "beta2":
+            continue  # the update reads max(v / (1 - b2**t)): the factor's error is nu_max's
+        if h in hp and hp.get("bias_correction", True):
+            fac += abs(power) * _factor_error(float(hp[h]), t, fp) / u
+    if opt == "radam":
+        fac += _radam_rect_error(float(hp["beta2"]), float(hp["threshold"]), t, fp) / u
+    bound[:, 0] = fac * delta
+    if decoupled:  # p * (1 - s wd): the same rounded constant on every step
+        s = float(lr if lr is not None else hp["lr"])
+        if opt == "adamw" and hp.get("decay_scaling") == "schedule":
+            s = float(hp["schedule_multiplier"])
+        c = 1.0 - s * wd
+        c_in = 1.0 - float(np.asarray(s, dtype=case.dtype)) * float(np.asarray(wd,
+                                                                            dtype=case.dtype))
+        err = max(_const_error(c, case.dtype), abs(c_in - c) / c + u)
+        bound[:, 0] += err / u * pold
+    base = DENSE.get(opt, opt)
+    for i, f in enumerate(pp.fields[1:], 1):
+        k = FIELD_ROUNDINGS_OF.get((base, f), FIELD_ROUNDINGS.get(f, DEFAULT_ROUNDINGS))
+        if coupled and f in ("mu", "nu", "sum"):
+            k += 2
+        xo, xn = np.abs(old[f]).reshape(-1), np.abs(new[f]).reshape(-1)
+        var[:, i] = k * (xo + xn) ** 2 / 3.0
+        if f == "nu_max":  # a held maximum is not recomputed: no new error
+            held = (new[f] == old[f]).reshape(-1)
+            var[:, i] = np.where(held, 0.0, var[:, i])
+            if corrected_max:
+                fe = _factor_error(float(hp["beta2"]), t, fp) / u
+                bound[:, i] = np.where(held, 0.0, fe * xn)
+        name = _EMA_OF.get((base, f), _EMA.get(f))
+        if name is not None and name in hp:
+            c = float(hp[name])
+            new_term = np.abs(new[f] - c * old[f]).reshape(-1)
+            bound[:, i] += _const_error(1.0 - c, case.dtype) / u * new_term
+    return np.where(touched[:, None], var, 0.0), np.where(touched[:, None], bound, 0.0)
+
+
+DENSE = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}
+
+
+def _jacobian(pp, old, new, g, t, lr) -> np.ndarray:
+    """Per element, d(new field a)/d(old field b): the array fields perturbed together in one
+    batched step (a trailing axis of copies; the step is elementwise), scalars one by one.
+
+    A perturbation that leaves the step's domain (centred RMSprop's mu**2 above nu where both
+    are 0) is taken from the other side; where both sides fail the entry is 0 (such an element
+    is exactly 0 in every implementation: its gradients were all 0)."""
+    n = old["p"].size
+    nf = len(pp.fields)
+    jac = np.zeros((n, nf, nf))
+    arrays = [f for f in pp.fields if f not in pp.scalar]
+    hs = {f: _perturbation(old[f], new[f]) for f in pp.fields}
+    gb = np.repeat(np.asarray(g, dtype=np.float64)[..., None], len(arrays), axis=-1)
+    for sign in (1.0, -1.0):
+        batch = {}
+        for f in pp.fields:
+            copies = [old[f]] * len(arrays)
+            if f in arrays:
+                copies[arrays.index(f)] = old[f] + sign * hs[f]
+            batch[f] = np.stack(copies, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            res, _ = pp.step(batch, gb, t, lr)
+        for b, f in enumerate(arrays):
+            col = pp.fields.index(f)
+            for a, f2 in enumerate(pp.fields):
+                d = ((res[f2][..., b] - new[f2]) / (sign * hs[f])).reshape(-1)
+                fill = (~np.isfinite(jac[:, a, col]) | (sign == 1.0)) & np.isfinite(d)
+                jac[:, a, col] = np.where(fill, d, jac[:, a, col] if sign < 0 else np.nan)
+        if np.all(np.isfinite(jac)):
+            break
+    for f in pp.scalar:
+        h = float(np.max(hs[f]))
+        moved = dict(old)
+        moved[f] = old[f] + h
+        res, _ = pp.step(moved, g, t, lr)
+        col = pp.fields.index(f)
+        for a, f2 in enumerate(pp.fields):
+            jac[:, a, col] = ((res[f2] - new[f2]) / h).reshape(-1)
+    return np.where(np.isfinite(jac), jac, 0.0)
+
+
+def _record(prm, news, cov, bnd, shifts, closed, u) -> dict:
+    rec = {"params": {}, "state": {}}
+    off = 0
+    for j, pp in enumerate(prm):
+        n = int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1
+        for a, f in enumerate(pp.fields):
+            if closed:
+                var, b = np.diag(cov)[off:off + n], bnd[off:off + n]
+                off += n
+            else:
+                var, b = cov[j][:, a, a], bnd[j][:, a]
+            if shifts is not None:
+                b = b + np.abs(shifts[j][f] - news[j][f]).reshape(-1) / u
+            pair = [float(np.sqrt(np.max(var))), float(np.max(b))]
+            if f == "p":
+                rec["params"][pp.name] = pair
+            else:
+                rec["state"].setdefault(pp.name, {})[f] = pair
+    return rec
+
+
+def _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u):
+    """The closed-loop step's full Jacobian over every (param, field, element)."""
+    layout = []
+    for j, pp in enumerate(prm):
+        n = olds[j]["p"].size
+        for f in pp.fields:
+            for i in range(n):
+                layout.append((j, f, i))
+    dim = len(layout)
+    newvec = np.concatenate([news[j][f].reshape(-1) for j, pp in enumerate(prm)
+                             for f in pp.fields])
+
+    def run(values_list):
+        params = {pp.name: values_list[j]["p"] for j, pp in enumerate(prm)}
+        g = {k: np.asarray(v, dtype=np.float64)
+             for k, v in case.gradients(t, params).items()}
+        res = [pp.step(values_list[j], g[pp.name], t, lr)[0] for j, pp in enumerate(prm)]
+        return np.concatenate([res[j][f].reshape(-1) for j, pp in enumerate(prm)
+                               for f in pp.fields])
+
+    jac = np.zeros((dim, dim))
+    for b, (j, f, i) in enumerate(layout):
+        h = _perturbation(olds[j][f], news[j][f]).reshape(-1)[i]
+        moved = [dict(o) for o in olds]
+        arr = olds[j][f].copy().reshape(-1)
+        arr[i] += h
+        moved[j][f] = arr.reshape(olds[j][f].shape)
+        jac[:, b] = (run(moved) - newvec) / h
+    # the harness's float64 gradient at the implementation's iterate: its evaluation error
+    # (2n + 4 roundings on the gradient's terms), moved into every field by d(step)/d(g)
+    gvar = np.zeros(dim)
+    params = {pp.name: olds[j]["p"] for j, pp in enumerate(prm)}
+    terms = _gradient_terms(case.objective, params)
+    for j, pp in enumerate(prm):
+        n = olds[j]["p"].size
+        for i in range(n):
+            gg = grads[pp.name].copy().reshape(-1)
+            hg = ETA * max(abs(gg[i]), terms[pp.name].reshape(-1)[i], 1e-300)
+            gg[i] += hg
+            res = pp.step(olds[j], gg.reshape(grads[pp.name].shape), t, lr)[0]
+            col = np.zeros(dim)
+            off = sum(olds[q]["p"].size * len(prm[q].fields) for q in range(j))
+            for a, f in enumerate(pp.fields):
+                col[off + a * n: off + (a + 1) * n] = (res[f] - news[j][f]).reshape(-1) / hg
+            k_g = 2 * n + 4
+            gvar += col ** 2 * k_g * terms[pp.name].reshape(-1)[i] ** 2 / 3.0
+    loc = np.concatenate([local[j][0].T.reshape(-1) for j in range(len(prm))])
+    loc = loc + gvar * (UNIT["float64"] / u) ** 2
+    b = np.concatenate([local[j][1].T.reshape(-1) for j in range(len(prm))])
+    return jac @ cov @ jac.T + np.diag(loc), np.abs(jac) @ bnd + b
+
+
+def _gradient_terms(objective: dict, params: dict) -> dict:
+    """Per element, the sum of the magnitudes of the terms of the objective's gradient."""
+    name = objective["name"]
+    if name == "quadratic":
+        x = np.asarray(params["x"])
+        return {"x": np.abs(np.asarray(objective["A"])) @ np.abs(x) + np.abs(objective["b"])}
+    if name == "rosenbrock":
+        x = np.asarray(params["x"])
+        g = np.zeros_like(x)
+        g[:-1] += 400 * np.abs(x[:-1]) * (np.abs(x[1:]) + x[:-1] ** 2) + 2 * np.abs(1 - x[:-1])
+        g[1:] += 200 * (np.abs(x[1:]) + x[:-1] ** 2)
+        return {"x": g}
+    if name == "logistic":
+        w = np.asarray(params["w"])
+        x, y = np.asarray(objective["X"]), np.asarray(objective["y"])
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        return {"w": np.abs(x).T @ (np.abs(p - y) + np.abs(x) @ np.abs(w) * p * (1 - p))
+                / len(y) + objective["l2"] * np.abs(w)}
+    msg = f"unknown objective {name!r}"
+    raise KeyError(msg)
+
+
+def annotate(case) -> dict:
+    """``case.expected`` with each checkpoint's ``error`` record added."""
+    rec = propagate(case)
+    return {t: {**snap, "error": rec[t]} for t, snap in case.expected.items()}

@@ -1,0 +1,115 @@
+"""The derived budget does its two jobs: it never fails a correct answer, and it catches a small
+change of the update.
+
+* a correctly rounded trajectory (the exact values rounded to the case dtype: the best any
+  implementation can store) passes every golden case;
+* an update multiplied by (1 + delta) from step 51 on fails every long (200-step) base case at
+  delta = 3e-5 in float32 and 1e-13 in float64;
+* every knob case is observable: the reference with that knob set back to the profile's value
+  fails the knob case's golden (a knob case equal to its base would test nothing).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from adaptive_ref import registry
+from adaptive_ref.conformance import format as fmt
+from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+from adaptive_ref.conformance.compare import compare
+from adaptive_ref.conformance.mutants import PerturbedUpdate
+from adaptive_ref.conformance.runner import run_case
+from adaptive_ref.testing.backends import Backend
+
+ALL = fmt.load_cases()
+
+
+def _rounded(case) -> dict:
+    def r(v):
+        return np.asarray(v, dtype=np.float64).astype(case.dtype).astype(np.float64)
+
+    return {t: ({k: r(v) for k, v in snap["params"].items()},
+                {k: {f: (v if f == "count" else r(v)) for f, v in fields.items()}
+                 for k, fields in snap["state"].items()})
+            for t, snap in case.expected.items()}
+
+
+def test_every_case_has_an_error_record_for_every_array():
+    for case in ALL:
+        for t, snap in case.expected.items():
+            rec = snap["error"]
+            assert set(rec["params"]) == set(snap["params"]), (case.id, t)
+            for k, fields in snap["state"].items():
+                assert set(rec["state"].get(k, {})) == set(fields) - {"count"}, (case.id, t, k)
+
+
+def test_a_correctly_rounded_trajectory_passes_every_case():
+    bad = []
+    for case in ALL:
+        res = compare(case, _rounded(case), impl="correctly-rounded")
+        if res.status != "pass":
+            bad.append(res.report())
+    assert not bad, "\n".join(bad[:10])
+
+
+LONG = [c for c in ALL if "base" in c.tags and c.steps == 200]
+
+
+def _delta(case) -> float:
+    """The perturbation each long case must catch (docs/conformance.md, "Detection"): 3e-5 in
+    float32 and 1e-13 in float64, except where the allowed error of the scalar factors is
+    larger: factors computed with an array power ((t - 1) u per beta**t; also charged when a
+    case does not declare ``factor_precision``) feed RAdam's cancelling rho_t (measured:
+    2.3e-12) and, undeclared, NAdam's and AdamW's updates (1.3e-13, 1.0e-13)."""
+    if case.dtype == "float32":
+        return 3e-5
+    fp = case.hparams.get("factor_precision")
+    if fp != "float64" and case.optimizer == "radam":
+        return 3e-12
+    return 2e-13 if fp is None else 1e-13
+
+
+@pytest.mark.parametrize("case", LONG, ids=lambda c: c.id)
+def test_an_update_perturbed_from_step_51_is_caught(case):
+    assert run_case(PerturbedUpdate(0.0), case).status == "pass"  # the unperturbed mutant
+    delta = _delta(case)
+    res = run_case(PerturbedUpdate(delta), case)
+    assert res.status == "fail", res.report()
+    assert all(f.step > 50 for f in res.failures), res.report()
+
+
+KNOBS = [c for c in ALL if "knob" in c.tags]
+
+
+@pytest.mark.parametrize("case", KNOBS, ids=lambda c: c.id)
+def test_every_knob_case_differs_from_its_base(case):
+    knob = next(t for t in case.tags if t not in ("knob", "sparse"))
+    spec = registry.get(case.optimizer)
+    base_value = spec.settings(case.profile, lr=case.hparams["lr"])[knob]
+    assert case.hparams[knob] != base_value
+    base = dataclasses.replace(case, hparams={**case.hparams, knob: base_value})
+    res = compare(case, ReferenceAdapter(Backend.NUMPY).run(base), impl=f"{knob}={base_value}")
+    assert res.status == "fail", f"{case.id}: the golden does not see {knob}: {res.report()}"
+
+
+@pytest.mark.parametrize("beta2", [0.999, 0.99, 0.9, 0.5, 1.0 - 2.0**-10, 0.123456789,
+                                   float(np.nextafter(1.0, 0.0))])
+def test_radam_rho_t_is_never_a_float_for_t_at_least_2(beta2):
+    """Why radam's threshold_inclusive has no case: rho_t (exact, t >= 2) is not a dyadic
+    rational, so it never equals a float threshold (docs/conformance.md, "Coverage")."""
+    from fractions import Fraction
+
+    from adaptive_ref.conformance.cases import UNOBSERVABLE
+
+    assert ("radam", "threshold_inclusive") in UNOBSERVABLE
+    b = Fraction(beta2)
+    assert b.denominator > 1 and b.denominator & (b.denominator - 1) == 0  # a dyadic in (0, 1)
+    rho1 = 2 / (1 - b) - 1 - 2 * b / (1 - b)
+    assert rho1 == 1
+    bt = b
+    for t in range(2, 60):
+        bt *= b
+        rho = 2 / (1 - b) - 1 - 2 * t * bt / (1 - bt)
+        d = rho.denominator
+        assert d & (d - 1) != 0, (beta2, t)  # the reduced denominator is not a power of 2
