@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from . import _numerics as nx
 from ._checks import check_arrays, check_count, check_hparams, is_array
+from ._spec import HParam
 
 __all__ = ["Prelude", "prelude", "prepare_grad", "scalars", "finish"]
 
@@ -112,3 +113,56 @@ def init_number(op: str, specs, name: str, value) -> float:
 
 
 __all__ += ["init_number"]
+
+
+# Knobs several optimizers share: one definition each (registry, docs and tests read them).
+WEIGHT_DECAY_MODE = HParam(
+    "weight_decay_mode", "coupled",
+    "'coupled': L2, g += wd*p before the update (torch weight_decay); 'decoupled': "
+    "p <- p - lr*wd*p before the update, with the step's (scheduled) lr (torch AdamW and "
+    "decoupled_weight_decay=True; Keras weight_decay in every optimizer)",
+    kind="choice", choices=("coupled", "decoupled"), knob=True)
+
+FACTOR_PRECISION = HParam(
+    "factor_precision", "float64",
+    "dtype of the scalar factors (1 - beta^t, NAdam's mu_t and their product, RAdam's rho_t): "
+    "'float64': computed in float64 and cast once (torch, the reference); 'param': computed in "
+    "the parameter's dtype (optax, Keras); the two agree for float64 parameters",
+    kind="choice", choices=nx.FACTOR_PRECISIONS, knob=True)
+
+
+EMA_WEIGHT_PRECISION = HParam(
+    "ema_weight_precision", "float64",
+    "how the moment EMAs' weight 1 - beta is formed: 'float64': 1 - beta in float64, cast once "
+    "(torch, optax, Keras Adam: a Python float); 'param': 1 - beta computed in the parameter's "
+    "dtype from beta rounded to it (Keras Nadam); the two agree for float64 parameters",
+    kind="choice", choices=nx.FACTOR_PRECISIONS, knob=True)
+
+
+def ema_weights(xp, beta, like, sdtype, ema_weight_precision: str):
+    """``(beta, 1 - beta)`` for a moment EMA: ``1 - beta`` as a Python float (float64) or, with
+    ``"param"``, ``1 - beta`` computed in the parameter's dtype (0-d array; both cast by the
+    caller like any scalar)."""
+    if ema_weight_precision == "float64":
+        return beta, 1 - beta
+    b = nx.as_scalar(xp, beta, nx.factor_dtype(xp, sdtype, like.dtype, "param"), like)
+    return beta, 1 - b
+
+
+def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_multiplier=1.0):
+    """``(lr, wd) -> factor`` that multiplies p for decoupled decay, or None when wd is 0.
+
+    ``decay_scaling="lr"``: 1 - lr*wd (torch AdamW, optax adamw, Keras' ``p - lr*wd*p``: the
+    same number up to one rounding); ``"schedule"``: 1 - schedule_multiplier*wd
+    (Loshchilov & Hutter). Used by every optimizer's ``weight_decay_mode="decoupled"`` and by the
+    fused paths.
+    """
+    if isinstance(weight_decay, (int, float)) and weight_decay == 0:
+        return None
+    if decay_scaling == "lr":
+        return lambda lr_, wd: 1 - lr_ * wd
+    return lambda lr_, wd: 1 - schedule_multiplier * wd
+
+
+__all__ += ["WEIGHT_DECAY_MODE", "FACTOR_PRECISION", "EMA_WEIGHT_PRECISION", "ema_weights",
+            "decoupled_decay_factor"]

@@ -18,16 +18,30 @@ Policy (stated once, tested in ``tests/test_numerics.py``):
   an array, the way torch's Python-float bias corrections are rounded when they meet a tensor.
 * Hyperparameters may be Python numbers or 0-d arrays; either way they enter the scalar
   computations in the scalar dtype, so a float32 step does not depend on how lr was passed.
+* The knob ``factor_precision`` (:func:`factor_dtype`) chooses the dtype of those factors:
+  ``"float64"`` is the policy above (torch's Python floats); ``"param"`` computes them in the
+  parameter's dtype, as optax and Keras do (``1 - 0.999f`` carries a 1.3e-5 relative error in
+  float32, finding F1 of docs/conformance.md). In float64 the two are the same.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from functools import lru_cache
 from typing import Any
 
 from ._checks import readable as _readable
 
-__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to"]
+__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to",
+           "factor_dtype", "FACTOR_PRECISIONS", "param_factor_dtype"]
+
+FACTOR_PRECISIONS = ("float64", "param")
+
+# The dtype name that factor_precision="param" stands for while a float32 case is run in float64
+# (the golden generator's emulation: float32 factors, float64 arithmetic); None: the param dtype.
+_PARAM_FACTOR_DTYPE: contextvars.ContextVar = contextvars.ContextVar(
+    "param_factor_dtype", default=None)
 
 
 def _dtypes(xp, kind: str, device: Any):
@@ -169,3 +183,33 @@ def power(xp, base, t):
 def bias_correction(xp, beta, t):
     """``1 - beta**t``: the factor that unbiases an EMA started at zero (Kingma & Ba, Sec. 3)."""
     return 1.0 - power(xp, beta, t)
+
+
+def factor_dtype(xp, sdtype, param_dtype, factor_precision: str):
+    """The dtype of the step's scalar factors (``1 - beta**t``, NAdam's ``mu_t`` and product,
+    RAdam's ``rho_t``, and the hyperparameters that enter them).
+
+    ``"float64"``: ``sdtype``, the scalar dtype of the policy above. ``"param"``: the parameter's
+    dtype (optax, Keras) but at least float32 (optax's Python-float betas meet an int32 count,
+    which gives float32 for 16-bit parameters; in float16, RAdam's rho_t products overflow), or
+    the dtype named by :func:`param_factor_dtype` while one is active.
+    """
+    if factor_precision == "float64":
+        return sdtype
+    name = _PARAM_FACTOR_DTYPE.get()
+    if name is not None:
+        return getattr(xp, name)
+    return param_dtype if xp.finfo(param_dtype).bits >= 32 else xp.float32
+
+
+@contextlib.contextmanager
+def param_factor_dtype(name: str | None):
+    """Within the block, ``factor_precision="param"`` computes the factors in dtype ``name``
+    (e.g. ``"float32"``) whatever the arrays' dtype: how a float32 case is emulated with float64
+    arithmetic (:class:`adaptive_ref.conformance.adapters.reference.ReferenceAdapter` with
+    ``compute_dtype="float64"``). ``None`` restores the parameter's dtype."""
+    token = _PARAM_FACTOR_DTYPE.set(name)
+    try:
+        yield
+    finally:
+        _PARAM_FACTOR_DTYPE.reset(token)

@@ -117,3 +117,47 @@ def test_flat_tree_steps_every_leaf_in_one_call():
                            (tree["b"][0], views["b"][0], grads["b"][0])):
         want, _ = ar.adam_step(leaf, gr, ar.adam_init(leaf), lr=0.1)
         assert np.array_equal(view, want)
+
+
+# Knob values the kernels do not cover take the reference: Keras' decoupled decay on SGD, Adagrad,
+# RMSprop and Adamax, and float32 factors / EMA weights (factor_precision, ema_weight_precision).
+_REFERENCE_ONLY = [
+    ("sgd", dict(momentum=0.9, weight_decay=0.1, weight_decay_mode="decoupled")),
+    ("adagrad", dict(weight_decay=0.1, weight_decay_mode="decoupled")),
+    ("rmsprop", dict(weight_decay=0.1, weight_decay_mode="decoupled", factor_precision="param",
+                     bias_correction=True)),
+    ("adamax", dict(weight_decay=0.1, weight_decay_mode="decoupled", factor_precision="param")),
+    ("adam", dict(factor_precision="param", eps_placement="hat")),
+    ("adamw", dict(factor_precision="param")),
+    ("nadam", dict(factor_precision="param", ema_weight_precision="param", momentum_decay=1.0)),
+    ("radam", dict(factor_precision="param", threshold_inclusive=True)),
+]
+
+
+@pytest.mark.parametrize(("name", "kw"), _REFERENCE_ONLY, ids=[n for n, _ in _REFERENCE_ONLY])
+@pytest.mark.parametrize("inplace", [False, True], ids=["pure", "inplace"])
+def test_new_knob_values_fall_back_to_the_reference_bit_for_bit(name, kw, inplace):
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=9).astype(np.float32)
+    init = getattr(ar, f"{name}_init")
+    ref_p, ref_s = p.copy(), init(p, **{k: v for k, v in kw.items() if k in INIT_KNOBS})
+    got_p, got_s = p.copy(), init(p, **{k: v for k, v in kw.items() if k in INIT_KNOBS})
+    for _ in range(8):
+        g = rng.normal(size=9).astype(np.float32)
+        ref_p, ref_s = getattr(ar, f"{name}_step")(ref_p, g, ref_s, lr=1e-2, **kw)
+        step = getattr(fused, f"{name}_step_" if inplace else f"{name}_step")
+        got_p, got_s = step(got_p, g, got_s, lr=1e-2, **kw)
+    _same((ref_p, ref_s), (got_p, got_s))
+
+
+def test_cupy_declines_new_knob_values_with_the_knob_named():
+    from adaptive_ref.fused import cupy_kernels
+
+    with pytest.raises(ValueError, match="weight_decay_mode='decoupled' is not fused on CuPy"):
+        cupy_kernels._fusable("sgd", "sgd_step", {"weight_decay": 0.1,
+                                                  "weight_decay_mode": "decoupled"})
+    with pytest.raises(ValueError, match="factor_precision='param'.*adaptive_ref.adam_step"):
+        cupy_kernels._fusable("adam", "adam_step", {"factor_precision": "param"})
+    # default values and decay-free settings are simply dropped for the plans
+    assert cupy_kernels._fusable("sgd", "sgd_step", {"weight_decay_mode": "decoupled"}) == {}
+    assert cupy_kernels._fusable("adam", "adam_step", {"factor_precision": "float64"}) == {}

@@ -42,7 +42,8 @@ def D(x) -> Decimal:
 
 
 def sgd_oracle(p, grads, lrs, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
-               maximize=False, lr_placement="outside", dampen_first_step=False):
+               maximize=False, lr_placement="outside", dampen_first_step=False,
+               weight_decay_mode="coupled"):
     F = Fraction
     p = F(p)
     mu, d, wd = F(momentum), F(dampening), F(weight_decay)
@@ -51,7 +52,10 @@ def sgd_oracle(p, grads, lrs, momentum=0.0, dampening=0.0, nesterov=False, weigh
         g, lr = F(g), F(lr)
         if maximize:
             g = -g
-        g = g + wd * p
+        if weight_decay_mode == "decoupled":  # Keras: p <- p - lr*wd*p before the step
+            p = p - lr * wd * p
+        else:
+            g = g + wd * p
         if mu == 0:
             p = p - lr * g
             out.append(p)
@@ -68,11 +72,15 @@ def sgd_oracle(p, grads, lrs, momentum=0.0, dampening=0.0, nesterov=False, weigh
 
 
 def adagrad_oracle(p, grads, lrs, lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-                   eps_placement="outside", weight_decay=0.0, maximize=False):
+                   eps_placement="outside", weight_decay=0.0, maximize=False,
+                   weight_decay_mode="coupled"):
     p, s, out = D(p), D(initial_accumulator_value), []
     for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
         g = -D(g) if maximize else D(g)
-        g = g + D(weight_decay) * p
+        if weight_decay_mode == "decoupled":
+            p = p - D(lr) * D(weight_decay) * p
+        else:
+            g = g + D(weight_decay) * p
         s = s + g * g
         clr = D(lr) / (1 + (t - 1) * D(lr_decay))
         if eps_placement == "outside":
@@ -86,12 +94,16 @@ def adagrad_oracle(p, grads, lrs, lr_decay=0.0, initial_accumulator_value=0.0, e
 
 def rmsprop_oracle(p, grads, lrs, alpha=0.99, eps=1e-8, eps_placement="outside", centered=False,
                    momentum=0.0, nesterov=False, lr_placement="outside", bias_correction=False,
-                   initial_accumulator_value=0.0, weight_decay=0.0, maximize=False):
+                   initial_accumulator_value=0.0, weight_decay=0.0, maximize=False,
+                   weight_decay_mode="coupled"):
     a = D(alpha)
     p, v, m, buf, out = D(p), D(initial_accumulator_value), D(0), D(0), []
     for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
         g = -D(g) if maximize else D(g)
-        g = g + D(weight_decay) * p
+        if weight_decay_mode == "decoupled":
+            p = p - D(lr) * D(weight_decay) * p
+        else:
+            g = g + D(weight_decay) * p
         v = a * v + (1 - a) * g * g
         m = a * m + (1 - a) * g
         bc = 1 - a**t if bias_correction else D(1)
@@ -146,13 +158,16 @@ def adam_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
 
 
 def adamax_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, eps_placement="max",
-                  weight_decay=0.0, maximize=False):
-    """Kingma & Ba Algorithm 2; torch/optax put eps inside the max."""
+                  weight_decay=0.0, maximize=False, weight_decay_mode="coupled"):
+    """Kingma & Ba Algorithm 2; torch/optax put eps inside the max, Keras after it."""
     b1, b2 = D(beta1), D(beta2)
     p, m, u, out = D(p), D(0), D(0), []
     for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
         g = -D(g) if maximize else D(g)
-        g = g + D(weight_decay) * p
+        if weight_decay_mode == "decoupled":
+            p = p - D(lr) * D(weight_decay) * p
+        else:
+            g = g + D(weight_decay) * p
         m = b1 * m + (1 - b1) * g
         if eps_placement == "max":
             u = max(b2 * u, abs(g) + D(eps))
@@ -274,6 +289,18 @@ CASES = [
     ("radam", dict(lr=1e-3, eps_placement="outside", threshold_inclusive=True, eps_root=1e-4), 7),
     ("radam", dict(lr=1e-3, threshold=4.0, weight_decay=0.1), 7),
     ("radam", dict(lr=1e-3, weight_decay=0.1, weight_decay_mode="decoupled", beta2=0.99), 7),
+    # Keras' decoupled, lr-scaled weight decay (weight_decay_mode="decoupled") on the optimizers
+    # that had coupled L2 only; SGD with momentum, lr inside the buffer and a changing lr (the
+    # decay uses the step's lr)
+    ("sgd", dict(lrs=(0.1, 0.05, 0.2, 0.1), momentum=0.9, nesterov=True, lr_placement="inside",
+                 weight_decay=0.1, weight_decay_mode="decoupled"), 4),
+    ("adagrad", dict(lr=0.1, initial_accumulator_value=0.1, eps=1e-7, eps_placement="inside",
+                     weight_decay=0.1, weight_decay_mode="decoupled"), 3),
+    ("rmsprop", dict(lr=1e-2, alpha=0.9, eps=1e-7, eps_placement="inside", momentum=0.5,
+                     lr_placement="inside", centered=True, weight_decay=0.1,
+                     weight_decay_mode="decoupled"), 3),
+    ("adamax", dict(lr=2e-3, eps=1e-3, eps_placement="outside", weight_decay=0.1,
+                    weight_decay_mode="decoupled"), 3),
 ]
 
 

@@ -1,6 +1,7 @@
 """The case catalogue, as data driven by the registry.
 
-For every registered optimizer, under each framework profile it has (``torch``, ``optax``), and
+For every registered optimizer, under each framework profile it has (``torch``, ``optax``,
+``keras``), and
 for each dtype (float64, float32):
 
 * ``base``: the profile's own settings, 200 steps, four parameters (see :data:`REPLAY_PARAMS`:
@@ -9,7 +10,8 @@ for each dtype (float64, float32):
   (8, 16) sparse-ish tensor);
 * one case per value of every convention knob (``HParam.knob``) that differs from the profile's,
   50 steps, the first three parameters; a knob that only acts together with another setting
-  (Nesterov needs momentum) gets that setting from :data:`KNOB_CONTEXT`;
+  (Nesterov needs momentum) gets that setting from :data:`KNOB_CONTEXT`; a knob that acts on
+  float32 parameters only (:data:`FLOAT32_ONLY_KNOBS`) has float32 cases only;
 * ``EXTRA`` algorithm variants (momentum, centred, lr_decay, ...), ``wd`` (weight decay),
   ``schedule`` (a per-step lr list: warm-up then cosine), ``groups`` (per-parameter
   hyperparameters), and float64 closed-loop cases on three objectives (100 steps).
@@ -66,7 +68,20 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     ("radam", "weight_decay_mode"): {"weight_decay": 1e-2},
     ("amsgrad", "weight_decay_mode"): {"weight_decay": 1e-2},
     ("adamw", "decay_scaling"): {"schedule_multiplier": 0.5},
+    # without momentum, SGD's decoupled decay p - lr*wd*p - lr*g equals coupled L2
+    ("sgd", "weight_decay_mode"): {"weight_decay": 1e-2, "momentum": 0.9},
+    ("adagrad", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("rmsprop", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("adamax", "weight_decay_mode"): {"weight_decay": 1e-2},
+    # float32 factors matter where 1 - beta^t is ill-conditioned (beta near 1); at Adamax's
+    # beta1 = 0.9 and RMSprop's alpha = 0.9 / 0.99 the effect is below a rounding budget
+    ("rmsprop", "factor_precision"): {"bias_correction": True, "alpha": 0.999},
+    ("adamax", "factor_precision"): {"beta1": 0.999},
 }
+
+# Knobs that act only on float32 parameters: for float64 ones both values compute the same
+# numbers ('param' precision is float64), so their knob cases exist for float32 only.
+FLOAT32_ONLY_KNOBS = frozenset({"factor_precision", "ema_weight_precision"})
 
 # Knobs that cannot change an exact trajectory, with the proof's summary (docs/conformance.md,
 # "Coverage"); the catalogue has no case for them, since such a case would equal its base.
@@ -223,6 +238,8 @@ def _cases_for(spec) -> Iterator[GoldenCase]:
             short = dict(steps=50, checkpoints=SHORT_CHECKPOINTS, names="abc")
             for h in spec.knobs:
                 if h.name in spec.fixed:
+                    continue
+                if h.name in FLOAT32_ONLY_KNOBS and dtype == "float64":
                     continue
                 for value in _knob_values(h, spec):
                     if base.get(h.name, h.default) == value:

@@ -62,7 +62,7 @@ def trajectory(case, digits: int) -> dict:
         opt = DENSE_OF.get(case.optimizer, case.optimizer)
         elems, shared, hps = {}, {}, {}
         for p in case.params:
-            hp = {**fidelity._FILL, **case.param_hparams(p.name)}
+            hp = fidelity.case_hparams(case, p.name)
             hps[p.name] = hp
             flat = np.asarray(p.init, dtype=np.float64).reshape(-1)
             elems[p.name] = [fidelity._Elem(mpmath.mpf(float(x)), fidelity._init_fields(opt, hp))

@@ -6,17 +6,65 @@ an element's initial state, ``_step`` applies one exact step to it, ``_nadam_sha
 NAdam's per-parameter scalars and ``_grad_mp`` the closed-loop objectives' exact gradients.
 Hyperparameters enter as their exact binary float64 values; the working precision is the
 caller's (``mpmath.workdps``).
+
+``factor_precision="param"`` in a float32 case (optax, Keras) is defined exactly as follows: each
+beta that enters a scalar factor (and NAdam's 0.96) is rounded to float32, each power
+``beta**t`` is rounded to float32 (the correctly rounded float32 value of the exact power), and
+everything after that (``1 - beta**t``, NAdam's mu_t and their product, the step) is exact.
+One exception: RAdam's ``rho_t = rho_inf - 2t beta2^t/(1 - beta2^t)`` cancels (rho_inf is ~2000,
+rho_t ~5 at the switch), so the float32 rounding of its operands is amplified ~400 times into
+r_t; it is therefore the float32 evaluation of that formula in this order, every operation
+correctly rounded: ``rho_inf = fl(2/(1 - beta2) - 1)`` (from the unrounded beta2, a Python
+constant in optax and the reference), ``q = fl(fl(2t fl(beta2^t)) / fl(1 - fl(beta2^t)))``,
+``rho_t = fl(rho_inf - q)``; the rectifier r_t is then exact from these values. (With rho_t
+exact from the rounded inputs, optax's float32 RAdam is 2.1e3 ULP from the golden at step 10.)
+The moment EMAs keep the exact betas, and their weights ``1 - beta``
+are exact too, except under ``ema_weight_precision="param"`` (Keras Nadam), where the weight is
+``1 - fl32(beta)`` (exact). In float64 cases, and with
+``"float64"``, every factor is exact. :func:`case_hparams` adds the case dtype to the settings
+(key ``"_case_dtype"``), which the functions below read.
 """
 
 from __future__ import annotations
 
 import mpmath
 
-__all__: list[str] = []  # private helpers of adaptive_ref.conformance.exact
+__all__ = ["case_hparams"]  # the rest: private helpers of adaptive_ref.conformance.exact
 
 
 def _m(x) -> mpmath.mpf:
     return mpmath.mpf(float(x))
+
+
+def _f32(x) -> mpmath.mpf:
+    """``x`` rounded to the nearest 24-bit significand (float32; ties to even), exactly."""
+    with mpmath.workprec(24):
+        return +mpmath.mpf(x)
+
+
+def _param_factors(hp: dict) -> bool:
+    """Whether the scalar factors are float32 values (factor_precision 'param', float32 case)."""
+    return hp.get("factor_precision", "float64") == "param" and \
+        hp.get("_case_dtype", "float64") == "float32"
+
+
+def _fbase(b, hp: dict) -> mpmath.mpf:
+    """A base of the scalar factors (a beta, NAdam's 0.96) as the factors see it."""
+    return _f32(b) if _param_factors(hp) else mpmath.mpf(b)
+
+
+def _ema_weight(b, hp: dict) -> mpmath.mpf:
+    """The weight ``1 - beta`` of a moment EMA: exact, or ``1 - fl32(beta)`` (exact) with
+    ``ema_weight_precision="param"`` in a float32 case (Keras Nadam); beta itself stays exact."""
+    f32 = hp.get("ema_weight_precision", "float64") == "param" and \
+        hp.get("_case_dtype", "float64") == "float32"
+    return 1 - (_f32(b) if f32 else b)
+
+
+def _pow(b, x, hp: dict) -> mpmath.mpf:
+    """``b**x`` as the scalar factors see it: exact, or float32-rounded (see the module doc)."""
+    p = _fbase(b, hp) ** x
+    return _f32(p) if _param_factors(hp) else p
 
 
 class _Elem:
@@ -98,7 +146,7 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
     elif opt == "rmsprop":
         a = _m(hp["alpha"])
         S["nu"] = a * S["nu"] + (1 - a) * g * g
-        bc = 1 - a ** T if hp["bias_correction"] else mpmath.mpf(1)
+        bc = 1 - _pow(a, T, hp) if hp["bias_correction"] else mpmath.mpf(1)
         w = S["nu"] / bc
         if hp["centered"]:
             S["mu"] = a * S["mu"] + (1 - a) * g
@@ -120,8 +168,8 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         S["mu"] = b1 * S["mu"] + (1 - b1) * g
         S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
         bcorr = hp["bias_correction"]
-        bc1 = 1 - b1 ** T if bcorr else mpmath.mpf(1)
-        bc2 = 1 - b2 ** T if bcorr else mpmath.mpf(1)
+        bc1 = 1 - _pow(b1, T, hp) if bcorr else mpmath.mpf(1)
+        bc2 = 1 - _pow(b2, T, hp) if bcorr else mpmath.mpf(1)
         if hp.get("amsgrad"):
             if hp["amsgrad_max_over"] == "raw":
                 S["nu_max"] = max(S["nu_max"], S["nu"])
@@ -145,13 +193,14 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         else:
             S["nu"] = max(b2 * S["nu"], abs(g))
             den = S["nu"] + eps
-        e.p = e.p - lr / (1 - b1 ** T) * S["mu"] / den
+        e.p = e.p - lr / (1 - _pow(b1, T, hp)) * S["mu"] / den
     elif opt == "nadam":
         b1, b2, eps = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
         mu_t, mu_n, prod = shared["mu_t"], shared["mu_next"], shared["mu_product"]
-        S["mu"] = b1 * S["mu"] + (1 - b1) * g
-        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
-        den = _sqrt(S["nu"] / (1 - b2 ** T)) + eps
+        w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+        S["mu"] = b1 * S["mu"] + w1 * g
+        S["nu"] = b2 * S["nu"] + w2 * g * g
+        den = _sqrt(S["nu"] / (1 - _pow(b2, T, hp))) + eps
         e.p = (e.p - lr * (1 - mu_t) / (1 - prod) * g / den
                - lr * mu_n / (1 - prod * mu_n) * S["mu"] / den)
         S["mu_product"] = prod
@@ -159,9 +208,13 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         b1, b2, eps, er = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"]), _m(hp["eps_root"])
         S["mu"] = b1 * S["mu"] + (1 - b1) * g
         S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
-        bc1, bc2 = 1 - b1 ** T, 1 - b2 ** T
+        bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
         rinf = 2 / (1 - b2) - 1
-        rho = rinf - 2 * T * b2 ** T / bc2
+        if _param_factors(hp):  # rho_t evaluated in float32 (see the module doc)
+            rinf = _f32(rinf)
+            rho = _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
+        else:
+            rho = rinf - 2 * T * b2 ** T / bc2
         thr = _m(hp["threshold"])
         rect = rho >= thr if hp["threshold_inclusive"] else rho > thr
         mhat = S["mu"] / bc1
@@ -179,11 +232,13 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
 
 
 def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
-    b1 = _m(hp["beta1"])
+    b1 = _fbase(_m(hp["beta1"]), hp)
     if hp["momentum_schedule"] == "torch":
-        psi = _m(hp["momentum_decay"])
-        mu_t = b1 * (1 - mpmath.mpf("0.5") * mpmath.mpf("0.96") ** (t * psi))
-        mu_n = b1 * (1 - mpmath.mpf("0.5") * mpmath.mpf("0.96") ** ((t + 1) * psi))
+        psi = _fbase(_m(hp["momentum_decay"]), hp)
+        # 0.96 is the Python float (binary64) torch and Keras use, not the decimal 0.96
+        d = _m(0.96)
+        mu_t = b1 * (1 - mpmath.mpf("0.5") * _pow(d, t * psi, hp))
+        mu_n = b1 * (1 - mpmath.mpf("0.5") * _pow(d, (t + 1) * psi, hp))
     else:
         mu_t = mu_n = b1
     shared["mu_product"] = shared.get("mu_product", mpmath.mpf(1)) * mu_t
@@ -219,4 +274,11 @@ def _grad_mp(objective: dict, params: dict) -> dict:
 
 
 _FILL = {"weight_decay": 0.0, "weight_decay_mode": "coupled", "amsgrad": False,
-         "amsgrad_max_over": "raw", "eps_root": 0.0}
+         "amsgrad_max_over": "raw", "eps_root": 0.0, "factor_precision": "float64"}
+
+
+def case_hparams(case, name: str) -> dict:
+    """The settings :func:`_init_fields`, :func:`_step` and :func:`_nadam_shared` take for
+    parameter ``name`` of ``case``: its hyperparameters, defaults for the fields some optimizers
+    lack, and the case dtype (``"_case_dtype"``, read by ``factor_precision="param"``)."""
+    return {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}

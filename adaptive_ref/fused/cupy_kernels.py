@@ -331,8 +331,8 @@ def adam_plan(param, grad, state, /, *, op="adam_step", lr=1e-3, beta1=0.9, beta
               amsgrad=False, amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
               weight_decay_mode="coupled"):
     check_hparams(op, _adam.ADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
-                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
-                  weight_decay_mode))
+                  bias_correction, amsgrad, amsgrad_max_over, maximize, "float64",
+                  weight_decay, weight_decay_mode))
     decoupled = weight_decay_mode == "decoupled"
     factor = _adam.decoupled_decay_factor(weight_decay) if decoupled else None
     return _plan_adam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
@@ -347,8 +347,8 @@ def adamw_plan(param, grad, state, /, *, op="adamw_step", lr=1e-3, beta1=0.9, be
                amsgrad=False, amsgrad_max_over="raw", maximize=False, weight_decay=1e-2,
                decay_scaling="lr", schedule_multiplier=1.0):
     check_hparams(op, _adam.ADAMW_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
-                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
-                  decay_scaling, schedule_multiplier))
+                  bias_correction, amsgrad, amsgrad_max_over, maximize, "float64",
+                  weight_decay, decay_scaling, schedule_multiplier))
     factor = _adam.decoupled_decay_factor(weight_decay, decay_scaling, schedule_multiplier)
     return _plan_adam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                       eps_root=eps_root, eps_placement=eps_placement,
@@ -361,7 +361,7 @@ def sgd_plan(param, grad, state, /, *, op="sgd_step", lr=1e-3, momentum=0.0, dam
              nesterov=False, weight_decay=0.0, maximize=False, lr_placement="outside",
              dampen_first_step=False):
     check_hparams(op, _sgd.SGD_HPARAMS, (lr, momentum, dampening, nesterov, weight_decay,
-                                         maximize, lr_placement, dampen_first_step))
+                                         "coupled", maximize, lr_placement, dampen_first_step))
     return _plan_sgd(op, param, grad, state, lr=lr, momentum=momentum, dampening=dampening,
                      nesterov=nesterov, weight_decay=weight_decay, maximize=maximize,
                      lr_placement=lr_placement, dampen_first_step=dampen_first_step)
@@ -371,7 +371,8 @@ def adagrad_plan(param, grad, state, /, *, op="adagrad_step", lr=1e-2, lr_decay=
                  initial_accumulator_value=0.0, eps=1e-10, eps_placement="outside",
                  weight_decay=0.0, maximize=False):
     check_hparams(op, _adagrad.ADAGRAD_HPARAMS, (lr, lr_decay, initial_accumulator_value, eps,
-                                                 eps_placement, weight_decay, maximize))
+                                                 eps_placement, weight_decay, "coupled",
+                                                 maximize))
     return _plan_adagrad(op, param, grad, state, lr=lr, lr_decay=lr_decay, eps=eps,
                          eps_placement=eps_placement, weight_decay=weight_decay,
                          maximize=maximize)
@@ -383,7 +384,7 @@ def rmsprop_plan(param, grad, state, /, *, op="rmsprop_step", lr=1e-2, alpha=0.9
                  weight_decay=0.0, maximize=False):
     check_hparams(op, _rmsprop.RMSPROP_HPARAMS, (lr, alpha, eps, eps_placement, centered,
                   momentum, nesterov, lr_placement, bias_correction, initial_accumulator_value,
-                  weight_decay, maximize))
+                  weight_decay, "coupled", maximize, "float64"))
     return _plan_rmsprop(op, param, grad, state, lr=lr, alpha=alpha, eps=eps,
                          eps_placement=eps_placement, centered=centered, momentum=momentum,
                          nesterov=nesterov, lr_placement=lr_placement,
@@ -394,7 +395,7 @@ def rmsprop_plan(param, grad, state, /, *, op="rmsprop_step", lr=1e-2, alpha=0.9
 def adamax_plan(param, grad, state, /, *, op="adamax_step", lr=2e-3, beta1=0.9, beta2=0.999,
                 eps=1e-8, eps_placement="max", weight_decay=0.0, maximize=False):
     check_hparams(op, _adamax.ADAMAX_HPARAMS, (lr, beta1, beta2, eps, eps_placement,
-                                               weight_decay, maximize))
+                                               weight_decay, "coupled", maximize, "float64"))
     return _plan_adamax(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                         eps_placement=eps_placement, weight_decay=weight_decay,
                         maximize=maximize)
@@ -404,7 +405,8 @@ def nadam_plan(param, grad, state, /, *, op="nadam_step", lr=2e-3, beta1=0.9, be
                eps=1e-8, momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
                weight_decay_mode="coupled", maximize=False):
     check_hparams(op, _nadam.NADAM_HPARAMS, (lr, beta1, beta2, eps, momentum_schedule,
-                  momentum_decay, weight_decay, weight_decay_mode, maximize))
+                  momentum_decay, weight_decay, weight_decay_mode, maximize, "float64",
+                  "float64"))
     return _plan_nadam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                        momentum_schedule=momentum_schedule, momentum_decay=momentum_decay,
                        weight_decay=weight_decay, weight_decay_mode=weight_decay_mode,
@@ -416,7 +418,8 @@ def radam_plan(param, grad, state, /, *, op="radam_step", lr=1e-3, beta1=0.9, be
                threshold_inclusive=False, weight_decay=0.0, weight_decay_mode="coupled",
                maximize=False):
     check_hparams(op, _radam.RADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
-                  threshold, threshold_inclusive, weight_decay, weight_decay_mode, maximize))
+                  threshold, threshold_inclusive, weight_decay, weight_decay_mode, maximize,
+                  "float64"))
     return _plan_radam(op, param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                        eps_root=eps_root, eps_placement=eps_placement, threshold=threshold,
                        threshold_inclusive=threshold_inclusive, weight_decay=weight_decay,
@@ -428,14 +431,40 @@ PLANS = {"adam": adam_plan, "adamw": adamw_plan, "sgd": sgd_plan, "adagrad": ada
          "radam": radam_plan}
 
 
+# Knob values the kernels do not cover: (knob, value the kernels implement, optimizers).
+_NOT_FUSED = (("factor_precision", "float64", ("adam", "adamw", "rmsprop", "adamax", "nadam",
+                                                "radam")),
+              ("weight_decay_mode", "coupled", ("sgd", "adagrad", "rmsprop", "adamax")),
+              ("ema_weight_precision", "float64", ("nadam",)))
+
+
+def _fusable(name: str, op: str, hparams: dict) -> dict:
+    """``hparams`` without the knobs the plans do not take, or a ValueError naming the knob
+    when its value needs the reference (float32 factors; Keras' decoupled decay)."""
+    out = dict(hparams)
+    for knob, fused, names in _NOT_FUSED:
+        if name not in names or knob not in out:
+            continue
+        value = out.pop(knob)
+        inert = knob == "weight_decay_mode" and _zero(out.get("weight_decay", 0.0))
+        if value != fused and not inert:
+            msg = (f"adaptive_ref.fused.cupy_kernels.{op}: {knob}={value!r} is not fused on "
+                   f"CuPy (the kernels implement {knob}={fused!r}); call "
+                   f"adaptive_ref.{name}_step, which runs on CuPy arrays")
+            raise ValueError(msg)
+    return out
+
+
 def _steps(name):
     plan_fn = PLANS[name]
 
     def step(param, grad, state, /, **hparams):
+        hparams = _fusable(name, f"{name}_step", hparams)
         plan = plan_fn(param, grad, state, op=f"{name}_step", **hparams)
         return _run(plan, False, f"{name}_step", param, state)
 
     def step_(param, grad, state, /, **hparams):
+        hparams = _fusable(name, f"{name}_step_", hparams)
         plan = plan_fn(param, grad, state, op=f"{name}_step_", **hparams)
         return _run(plan, True, f"{name}_step_", param, state)
 

@@ -9,7 +9,9 @@ memory-bandwidth limit (fresh output arrays cost page faults and write-allocate 
 Scalars (bias corrections, NAdam's schedule, RAdam's rho) are computed in double precision with
 the reference's formulas and operation order, then cast to the array dtype once, as the reference
 does; the kernels in :mod:`._kernels` copy the per-element operations. Inputs the kernels do not
-cover (see :mod:`._dispatch`) go to the reference step function.
+cover (see :mod:`._dispatch`) go to the reference step function, and so do
+``factor_precision="param"`` (float32 factors) and decoupled weight decay for SGD, Adagrad,
+RMSprop and Adamax.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ from ._dispatch import (
 )
 
 __all__ = []
+
+
+def _coupled_or_none(weight_decay_mode, weight_decay) -> bool:
+    """The kernels of SGD, Adagrad, RMSprop and Adamax have coupled L2 only: decoupled decay
+    (Keras' form) takes the reference (the same result, one pass more over memory)."""
+    return weight_decay_mode == "coupled" or is_zero(weight_decay)
 
 
 def _export(f):
@@ -86,12 +94,12 @@ def _adam_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_root, eps_
 
 def _adam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_root,
                  eps_placement, bias_correction, amsgrad, amsgrad_max_over, maximize,
-                 weight_decay, weight_decay_mode):
+                 weight_decay, weight_decay_mode, factor_precision="float64"):
     _checks.check_hparams(op, _adam.ADAM_HPARAMS, (
         lr, beta1, beta2, eps, eps_root, eps_placement, bias_correction, amsgrad,
-        amsgrad_max_over, maximize, weight_decay, weight_decay_mode))
+        amsgrad_max_over, maximize, factor_precision, weight_decay, weight_decay_mode))
     out = None
-    if numbers(lr, beta1, beta2, eps, eps_root, weight_decay):
+    if factor_precision == "float64" and numbers(lr, beta1, beta2, eps, eps_root, weight_decay):
         if is_zero(weight_decay):
             wd_mode, decay = 0, 1.0
         elif weight_decay_mode == "decoupled":
@@ -106,7 +114,7 @@ def _adam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_roo
             param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root,
             eps_placement=eps_placement, bias_correction=bias_correction, amsgrad=amsgrad,
             amsgrad_max_over=amsgrad_max_over, maximize=maximize, weight_decay=weight_decay,
-            weight_decay_mode=weight_decay_mode)
+            weight_decay_mode=weight_decay_mode, factor_precision=factor_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -115,33 +123,35 @@ def _adam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_roo
 @_export
 def adam_step(param, grad, state, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
-              amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
-              weight_decay_mode="coupled"):
+              amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+              weight_decay=0.0, weight_decay_mode="coupled"):
     """Fused :func:`adaptive_ref.adam_step` (bit-identical; inputs not modified)."""
     return _adam_common("adam_step", False, param, grad, state, lr, beta1, beta2, eps, eps_root,
                         eps_placement, bias_correction, amsgrad, amsgrad_max_over, maximize,
-                        weight_decay, weight_decay_mode)
+                        weight_decay, weight_decay_mode, factor_precision)
 
 
 @_export
 def adam_step_(param, grad, state, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
-               amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
-               weight_decay_mode="coupled"):
+               amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+               weight_decay=0.0, weight_decay_mode="coupled"):
     """In-place fused Adam: overwrites ``param`` and ``state``'s arrays; returns them."""
     return _adam_common("adam_step_", True, param, grad, state, lr, beta1, beta2, eps, eps_root,
                         eps_placement, bias_correction, amsgrad, amsgrad_max_over, maximize,
-                        weight_decay, weight_decay_mode)
+                        weight_decay, weight_decay_mode, factor_precision)
 
 
 def _adamw_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_root,
                   eps_placement, bias_correction, amsgrad, amsgrad_max_over, maximize,
-                  weight_decay, decay_scaling, schedule_multiplier):
+                  weight_decay, decay_scaling, schedule_multiplier, factor_precision="float64"):
     _checks.check_hparams(op, _adam.ADAMW_HPARAMS, (
         lr, beta1, beta2, eps, eps_root, eps_placement, bias_correction, amsgrad,
-        amsgrad_max_over, maximize, weight_decay, decay_scaling, schedule_multiplier))
+        amsgrad_max_over, maximize, factor_precision, weight_decay, decay_scaling,
+        schedule_multiplier))
     out = None
-    if numbers(lr, beta1, beta2, eps, eps_root, weight_decay, schedule_multiplier):
+    if factor_precision == "float64" and numbers(lr, beta1, beta2, eps, eps_root, weight_decay,
+                                                 schedule_multiplier):
         if is_zero(weight_decay):
             wd_mode, decay = 0, 1.0
         elif decay_scaling == "lr":
@@ -156,7 +166,8 @@ def _adamw_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_ro
             param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root,
             eps_placement=eps_placement, bias_correction=bias_correction, amsgrad=amsgrad,
             amsgrad_max_over=amsgrad_max_over, maximize=maximize, weight_decay=weight_decay,
-            decay_scaling=decay_scaling, schedule_multiplier=schedule_multiplier)
+            decay_scaling=decay_scaling, schedule_multiplier=schedule_multiplier,
+            factor_precision=factor_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -165,23 +176,25 @@ def _adamw_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_ro
 @_export
 def adamw_step(param, grad, state, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
-               amsgrad_max_over="raw", maximize=False, weight_decay=1e-2, decay_scaling="lr",
-               schedule_multiplier=1.0):
+               amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+               weight_decay=1e-2, decay_scaling="lr", schedule_multiplier=1.0):
     """Fused :func:`adaptive_ref.adamw_step` (bit-identical; inputs not modified)."""
     return _adamw_common("adamw_step", False, param, grad, state, lr, beta1, beta2, eps,
                          eps_root, eps_placement, bias_correction, amsgrad, amsgrad_max_over,
-                         maximize, weight_decay, decay_scaling, schedule_multiplier)
+                         maximize, weight_decay, decay_scaling, schedule_multiplier,
+                         factor_precision)
 
 
 @_export
 def adamw_step_(param, grad, state, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                 eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
-                amsgrad_max_over="raw", maximize=False, weight_decay=1e-2, decay_scaling="lr",
-                schedule_multiplier=1.0):
+                amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+                weight_decay=1e-2, decay_scaling="lr", schedule_multiplier=1.0):
     """In-place fused AdamW."""
     return _adamw_common("adamw_step_", True, param, grad, state, lr, beta1, beta2, eps,
                          eps_root, eps_placement, bias_correction, amsgrad, amsgrad_max_over,
-                         maximize, weight_decay, decay_scaling, schedule_multiplier)
+                         maximize, weight_decay, decay_scaling, schedule_multiplier,
+                         factor_precision)
 
 
 # ------------------------------------------------------------------------------------------ SGD
@@ -217,17 +230,20 @@ def _sgd_run(param, grad, state, inplace, lr, momentum, dampening, nesterov, wei
 
 
 def _sgd_common(op, inplace, param, grad, state, lr, momentum, dampening, nesterov,
-                weight_decay, maximize, lr_placement, dampen_first_step):
+                weight_decay, maximize, lr_placement, dampen_first_step,
+                weight_decay_mode="coupled"):
     _checks.check_hparams(op, _sgd.SGD_HPARAMS, (lr, momentum, dampening, nesterov,
-                                                 weight_decay, maximize, lr_placement,
-                                                 dampen_first_step))
+                                                 weight_decay, weight_decay_mode, maximize,
+                                                 lr_placement, dampen_first_step))
     out = None
-    if numbers(lr, momentum, dampening, weight_decay):
+    if _coupled_or_none(weight_decay_mode, weight_decay) and numbers(lr, momentum, dampening,
+                                                                     weight_decay):
         out = _sgd_run(param, grad, state, inplace, lr, momentum, dampening, nesterov,
                        weight_decay, maximize, lr_placement, dampen_first_step)
     if out is None:
         out = _sgd.sgd_step(param, grad, state, lr=lr, momentum=momentum, dampening=dampening,
-                            nesterov=nesterov, weight_decay=weight_decay, maximize=maximize,
+                            nesterov=nesterov, weight_decay=weight_decay,
+                            weight_decay_mode=weight_decay_mode, maximize=maximize,
                             lr_placement=lr_placement, dampen_first_step=dampen_first_step)
         if inplace:
             out = write_back(param, state, *out, op)
@@ -236,18 +252,22 @@ def _sgd_common(op, inplace, param, grad, state, lr, momentum, dampening, nester
 
 @_export
 def sgd_step(param, grad, state, /, *, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
-             weight_decay=0.0, maximize=False, lr_placement="outside", dampen_first_step=False):
+             weight_decay=0.0, maximize=False, lr_placement="outside", dampen_first_step=False,
+             weight_decay_mode="coupled"):
     """Fused :func:`adaptive_ref.sgd_step` (bit-identical; inputs not modified)."""
     return _sgd_common("sgd_step", False, param, grad, state, lr, momentum, dampening, nesterov,
-                       weight_decay, maximize, lr_placement, dampen_first_step)
+                       weight_decay, maximize, lr_placement, dampen_first_step,
+                       weight_decay_mode)
 
 
 @_export
 def sgd_step_(param, grad, state, /, *, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
-              weight_decay=0.0, maximize=False, lr_placement="outside", dampen_first_step=False):
+              weight_decay=0.0, maximize=False, lr_placement="outside", dampen_first_step=False,
+             weight_decay_mode="coupled"):
     """In-place fused SGD."""
     return _sgd_common("sgd_step_", True, param, grad, state, lr, momentum, dampening, nesterov,
-                       weight_decay, maximize, lr_placement, dampen_first_step)
+                       weight_decay, maximize, lr_placement, dampen_first_step,
+                       weight_decay_mode)
 
 
 # -------------------------------------------------------------------------------------- Adagrad
@@ -275,18 +295,21 @@ def _adagrad_run(param, grad, state, inplace, lr, lr_decay, eps, eps_placement, 
 
 
 def _adagrad_common(op, inplace, param, grad, state, lr, lr_decay, initial_accumulator_value,
-                    eps, eps_placement, weight_decay, maximize):
+                    eps, eps_placement, weight_decay, maximize, weight_decay_mode="coupled"):
     _checks.check_hparams(op, _adagrad.ADAGRAD_HPARAMS, (
-        lr, lr_decay, initial_accumulator_value, eps, eps_placement, weight_decay, maximize))
+        lr, lr_decay, initial_accumulator_value, eps, eps_placement, weight_decay,
+        weight_decay_mode, maximize))
     out = None
-    if numbers(lr, lr_decay, eps, weight_decay):
+    if _coupled_or_none(weight_decay_mode, weight_decay) and numbers(lr, lr_decay, eps,
+                                                                     weight_decay):
         out = _adagrad_run(param, grad, state, inplace, lr, lr_decay, eps, eps_placement,
                            weight_decay, maximize)
     if out is None:
         out = _adagrad.adagrad_step(
             param, grad, state, lr=lr, lr_decay=lr_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps,
-            eps_placement=eps_placement, weight_decay=weight_decay, maximize=maximize)
+            eps_placement=eps_placement, weight_decay=weight_decay,
+            weight_decay_mode=weight_decay_mode, maximize=maximize)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -294,19 +317,22 @@ def _adagrad_common(op, inplace, param, grad, state, lr, lr_decay, initial_accum
 
 @_export
 def adagrad_step(param, grad, state, /, *, lr=1e-2, lr_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, eps_placement="outside", weight_decay=0.0, maximize=False):
+                 eps=1e-10, eps_placement="outside", weight_decay=0.0, maximize=False,
+                 weight_decay_mode="coupled"):
     """Fused :func:`adaptive_ref.adagrad_step` (bit-identical; inputs not modified)."""
     return _adagrad_common("adagrad_step", False, param, grad, state, lr, lr_decay,
-                           initial_accumulator_value, eps, eps_placement, weight_decay, maximize)
+                           initial_accumulator_value, eps, eps_placement, weight_decay, maximize,
+                           weight_decay_mode)
 
 
 @_export
 def adagrad_step_(param, grad, state, /, *, lr=1e-2, lr_decay=0.0,
                   initial_accumulator_value=0.0, eps=1e-10, eps_placement="outside",
-                  weight_decay=0.0, maximize=False):
+                  weight_decay=0.0, maximize=False, weight_decay_mode="coupled"):
     """In-place fused Adagrad."""
     return _adagrad_common("adagrad_step_", True, param, grad, state, lr, lr_decay,
-                           initial_accumulator_value, eps, eps_placement, weight_decay, maximize)
+                           initial_accumulator_value, eps, eps_placement, weight_decay, maximize,
+                           weight_decay_mode)
 
 
 # -------------------------------------------------------------------------------------- RMSprop
@@ -347,12 +373,15 @@ def _rmsprop_run(param, grad, state, inplace, lr, alpha, eps, eps_placement, cen
 
 def _rmsprop_common(op, inplace, param, grad, state, lr, alpha, eps, eps_placement, centered,
                     momentum, nesterov, lr_placement, bias_correction,
-                    initial_accumulator_value, weight_decay, maximize):
+                    initial_accumulator_value, weight_decay, maximize,
+                    weight_decay_mode="coupled", factor_precision="float64"):
     _checks.check_hparams(op, _rmsprop.RMSPROP_HPARAMS, (
         lr, alpha, eps, eps_placement, centered, momentum, nesterov, lr_placement,
-        bias_correction, initial_accumulator_value, weight_decay, maximize))
+        bias_correction, initial_accumulator_value, weight_decay, weight_decay_mode, maximize,
+        factor_precision))
     out = None
-    if numbers(lr, alpha, eps, momentum, weight_decay):
+    if factor_precision == "float64" and _coupled_or_none(weight_decay_mode, weight_decay) \
+            and numbers(lr, alpha, eps, momentum, weight_decay):
         out = _rmsprop_run(param, grad, state, inplace, lr, alpha, eps, eps_placement, centered,
                            momentum, nesterov, lr_placement, bias_correction, weight_decay,
                            maximize)
@@ -361,7 +390,8 @@ def _rmsprop_common(op, inplace, param, grad, state, lr, alpha, eps, eps_placeme
             param, grad, state, lr=lr, alpha=alpha, eps=eps, eps_placement=eps_placement,
             centered=centered, momentum=momentum, nesterov=nesterov, lr_placement=lr_placement,
             bias_correction=bias_correction, initial_accumulator_value=initial_accumulator_value,
-            weight_decay=weight_decay, maximize=maximize)
+            weight_decay=weight_decay, weight_decay_mode=weight_decay_mode, maximize=maximize,
+            factor_precision=factor_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -371,22 +401,26 @@ def _rmsprop_common(op, inplace, param, grad, state, lr, alpha, eps, eps_placeme
 def rmsprop_step(param, grad, state, /, *, lr=1e-2, alpha=0.99, eps=1e-8,
                  eps_placement="outside", centered=False, momentum=0.0, nesterov=False,
                  lr_placement="outside", bias_correction=False, initial_accumulator_value=0.0,
-                 weight_decay=0.0, maximize=False):
+                 weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+                 factor_precision="float64"):
     """Fused :func:`adaptive_ref.rmsprop_step` (bit-identical; inputs not modified)."""
     return _rmsprop_common("rmsprop_step", False, param, grad, state, lr, alpha, eps,
                            eps_placement, centered, momentum, nesterov, lr_placement,
-                           bias_correction, initial_accumulator_value, weight_decay, maximize)
+                           bias_correction, initial_accumulator_value, weight_decay, maximize,
+                           weight_decay_mode, factor_precision)
 
 
 @_export
 def rmsprop_step_(param, grad, state, /, *, lr=1e-2, alpha=0.99, eps=1e-8,
                   eps_placement="outside", centered=False, momentum=0.0, nesterov=False,
                   lr_placement="outside", bias_correction=False, initial_accumulator_value=0.0,
-                  weight_decay=0.0, maximize=False):
+                  weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+                  factor_precision="float64"):
     """In-place fused RMSprop."""
     return _rmsprop_common("rmsprop_step_", True, param, grad, state, lr, alpha, eps,
                            eps_placement, centered, momentum, nesterov, lr_placement,
-                           bias_correction, initial_accumulator_value, weight_decay, maximize)
+                           bias_correction, initial_accumulator_value, weight_decay, maximize,
+                           weight_decay_mode, factor_precision)
 
 
 # --------------------------------------------------------------------------------------- Adamax
@@ -415,17 +449,21 @@ def _adamax_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_placemen
 
 
 def _adamax_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_placement,
-                   weight_decay, maximize):
+                   weight_decay, maximize, weight_decay_mode="coupled",
+                   factor_precision="float64"):
     _checks.check_hparams(op, _adamax.ADAMAX_HPARAMS, (lr, beta1, beta2, eps, eps_placement,
-                                                       weight_decay, maximize))
+                                                       weight_decay, weight_decay_mode, maximize,
+                                                       factor_precision))
     out = None
-    if numbers(lr, beta1, beta2, eps, weight_decay):
+    if factor_precision == "float64" and _coupled_or_none(weight_decay_mode, weight_decay) \
+            and numbers(lr, beta1, beta2, eps, weight_decay):
         out = _adamax_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_placement,
                           weight_decay, maximize)
     if out is None:
         out = _adamax.adamax_step(param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                   eps_placement=eps_placement, weight_decay=weight_decay,
-                                  maximize=maximize)
+                                  weight_decay_mode=weight_decay_mode, maximize=maximize,
+                                  factor_precision=factor_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -433,18 +471,22 @@ def _adamax_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_p
 
 @_export
 def adamax_step(param, grad, state, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                eps_placement="max", weight_decay=0.0, maximize=False):
+                eps_placement="max", weight_decay=0.0, weight_decay_mode="coupled",
+                maximize=False, factor_precision="float64"):
     """Fused :func:`adaptive_ref.adamax_step` (bit-identical; inputs not modified)."""
     return _adamax_common("adamax_step", False, param, grad, state, lr, beta1, beta2, eps,
-                          eps_placement, weight_decay, maximize)
+                          eps_placement, weight_decay, maximize, weight_decay_mode,
+                          factor_precision)
 
 
 @_export
 def adamax_step_(param, grad, state, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                 eps_placement="max", weight_decay=0.0, maximize=False):
+                 eps_placement="max", weight_decay=0.0, weight_decay_mode="coupled",
+                 maximize=False, factor_precision="float64"):
     """In-place fused Adamax."""
     return _adamax_common("adamax_step_", True, param, grad, state, lr, beta1, beta2, eps,
-                          eps_placement, weight_decay, maximize)
+                          eps_placement, weight_decay, maximize, weight_decay_mode,
+                          factor_precision)
 
 
 # ---------------------------------------------------------------------------------------- NAdam
@@ -488,19 +530,22 @@ def _nadam_run(param, grad, state, inplace, lr, beta1, beta2, eps, momentum_sche
 
 
 def _nadam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, momentum_schedule,
-                  momentum_decay, weight_decay, weight_decay_mode, maximize):
+                  momentum_decay, weight_decay, weight_decay_mode, maximize,
+                  factor_precision="float64", ema_weight_precision="float64"):
     _checks.check_hparams(op, _nadam.NADAM_HPARAMS, (
         lr, beta1, beta2, eps, momentum_schedule, momentum_decay, weight_decay,
-        weight_decay_mode, maximize))
+        weight_decay_mode, maximize, factor_precision, ema_weight_precision))
     out = None
-    if numbers(lr, beta1, beta2, eps, momentum_decay, weight_decay):
+    if factor_precision == ema_weight_precision == "float64" and \
+            numbers(lr, beta1, beta2, eps, momentum_decay, weight_decay):
         out = _nadam_run(param, grad, state, inplace, lr, beta1, beta2, eps, momentum_schedule,
                          momentum_decay, weight_decay, weight_decay_mode, maximize)
     if out is None:
         out = _nadam.nadam_step(
             param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
             momentum_schedule=momentum_schedule, momentum_decay=momentum_decay,
-            weight_decay=weight_decay, weight_decay_mode=weight_decay_mode, maximize=maximize)
+            weight_decay=weight_decay, weight_decay_mode=weight_decay_mode, maximize=maximize,
+            factor_precision=factor_precision, ema_weight_precision=ema_weight_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -509,21 +554,23 @@ def _nadam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, moment
 @_export
 def nadam_step(param, grad, state, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
-               weight_decay_mode="coupled", maximize=False):
+               weight_decay_mode="coupled", maximize=False, factor_precision="float64",
+               ema_weight_precision="float64"):
     """Fused :func:`adaptive_ref.nadam_step` (bit-identical; inputs not modified)."""
     return _nadam_common("nadam_step", False, param, grad, state, lr, beta1, beta2, eps,
                          momentum_schedule, momentum_decay, weight_decay, weight_decay_mode,
-                         maximize)
+                         maximize, factor_precision, ema_weight_precision)
 
 
 @_export
 def nadam_step_(param, grad, state, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                 momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
-                weight_decay_mode="coupled", maximize=False):
+                weight_decay_mode="coupled", maximize=False, factor_precision="float64",
+                ema_weight_precision="float64"):
     """In-place fused NAdam."""
     return _nadam_common("nadam_step_", True, param, grad, state, lr, beta1, beta2, eps,
                          momentum_schedule, momentum_decay, weight_decay, weight_decay_mode,
-                         maximize)
+                         maximize, factor_precision, ema_weight_precision)
 
 
 # ---------------------------------------------------------------------------------------- RAdam
@@ -567,12 +614,13 @@ def _radam_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_root, eps
 
 def _radam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_root,
                   eps_placement, threshold, threshold_inclusive, weight_decay,
-                  weight_decay_mode, maximize):
+                  weight_decay_mode, maximize, factor_precision="float64"):
     _checks.check_hparams(op, _radam.RADAM_HPARAMS, (
         lr, beta1, beta2, eps, eps_root, eps_placement, threshold, threshold_inclusive,
-        weight_decay, weight_decay_mode, maximize))
+        weight_decay, weight_decay_mode, maximize, factor_precision))
     out = None
-    if numbers(lr, beta1, beta2, eps, eps_root, threshold, weight_decay):
+    if factor_precision == "float64" and numbers(lr, beta1, beta2, eps, eps_root, threshold,
+                                                 weight_decay):
         out = _radam_run(param, grad, state, inplace, lr, beta1, beta2, eps, eps_root,
                          eps_placement, threshold, threshold_inclusive, weight_decay,
                          weight_decay_mode, maximize)
@@ -581,7 +629,8 @@ def _radam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_ro
             param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root,
             eps_placement=eps_placement, threshold=threshold,
             threshold_inclusive=threshold_inclusive, weight_decay=weight_decay,
-            weight_decay_mode=weight_decay_mode, maximize=maximize)
+            weight_decay_mode=weight_decay_mode, maximize=maximize,
+            factor_precision=factor_precision)
         if inplace:
             out = write_back(param, state, *out, op)
     return out
@@ -590,18 +639,20 @@ def _radam_common(op, inplace, param, grad, state, lr, beta1, beta2, eps, eps_ro
 @_export
 def radam_step(param, grad, state, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                eps_root=0.0, eps_placement="hat", threshold=5.0, threshold_inclusive=False,
-               weight_decay=0.0, weight_decay_mode="coupled", maximize=False):
+               weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+               factor_precision="float64"):
     """Fused :func:`adaptive_ref.radam_step` (bit-identical; inputs not modified)."""
     return _radam_common("radam_step", False, param, grad, state, lr, beta1, beta2, eps,
                          eps_root, eps_placement, threshold, threshold_inclusive, weight_decay,
-                         weight_decay_mode, maximize)
+                         weight_decay_mode, maximize, factor_precision)
 
 
 @_export
 def radam_step_(param, grad, state, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                 eps_root=0.0, eps_placement="hat", threshold=5.0, threshold_inclusive=False,
-                weight_decay=0.0, weight_decay_mode="coupled", maximize=False):
+                weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+                factor_precision="float64"):
     """In-place fused RAdam."""
     return _radam_common("radam_step_", True, param, grad, state, lr, beta1, beta2, eps,
                          eps_root, eps_placement, threshold, threshold_inclusive, weight_decay,
-                         weight_decay_mode, maximize)
+                         weight_decay_mode, maximize, factor_precision)

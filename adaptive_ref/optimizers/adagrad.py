@@ -10,7 +10,16 @@ from typing import Any, NamedTuple
 
 from .. import _blockwise, _common
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._common import (
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    decoupled_decay_factor,
+    finish,
+    init_zeros,
+    prelude,
+    prepare_grad,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["AdagradState", "adagrad_init", "adagrad_step", "ADAGRAD"]
@@ -32,7 +41,8 @@ ADAGRAD_HPARAMS = (
     HParam("eps_placement", "outside", "'outside': sqrt(sum) + eps (torch); 'inside': "
            "sqrt(sum + eps), zero update where sum = 0 (optax)", kind="choice",
            choices=("outside", "inside"), knob=True),
-    HParam("weight_decay", 0.0, "coupled L2 coefficient", low=0.0),
+    HParam("weight_decay", 0.0, "weight decay coefficient (form: weight_decay_mode)", low=0.0),
+    WEIGHT_DECAY_MODE,
     HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
 )
 
@@ -48,7 +58,7 @@ def adagrad_init(param, /, *, initial_accumulator_value=0.0, state_dtype=None) -
 
 def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, eps_placement="outside",
-                 weight_decay=0.0, maximize=False):
+                 weight_decay=0.0, weight_decay_mode="coupled", maximize=False):
     r"""One Adagrad step.
 
     .. math::
@@ -61,24 +71,33 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
 
     :math:`s_0` = ``initial_accumulator_value`` (an init knob; step ignores it). With
     ``"inside"`` the update is 0 where :math:`s_t = 0`, as optax's ``scale_by_rss`` does.
+    ``weight_decay_mode="decoupled"`` (Keras) replaces the :math:`\lambda\theta` term of g by
+    :math:`\theta \leftarrow \theta - \mathrm{lr}\,\lambda\theta` before the step (with lr, not
+    the lr_decay-adjusted :math:`\eta_t`).
 
     Defaults (torch.optim.Adagrad): lr=1e-2, lr_decay=0, initial value 0, eps=1e-10, outside.
-    Profiles: ``torch``; ``optax`` (optax.adagrad: initial value 0.1, eps=1e-7 inside the root).
+    Profiles: ``torch``; ``optax`` (optax.adagrad: initial value 0.1, eps=1e-7 inside the root);
+    ``keras`` (keras.optimizers.Adagrad: as optax, lr 1e-3, decoupled decay).
     """
     check_hparams("adagrad_step", ADAGRAD_HPARAMS, (lr, lr_decay, initial_accumulator_value, eps,
-                  eps_placement, weight_decay, maximize))
+                  eps_placement, weight_decay, weight_decay_mode, maximize))
     pre = prelude("adagrad_step", param, grad, state, AdagradState, "adagrad_init")
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, lr_decay, eps, weight_decay = scalars(xp, sd, param, lr, lr_decay, eps, weight_decay)
     count, t = nx.advance(xp, state.count, sd)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     clr = lr / (1.0 + (t - 1.0) * lr_decay)
+    coupled = weight_decay_mode == "coupled"
+    decay = None if coupled else decoupled_decay_factor(weight_decay)
+    decay = None if decay is None else decay(lr, weight_decay)
 
     def update(p, g, s_old):
         # in-place operators on fresh arrays round as the expressions in the docstring
         # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
         g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                         coupled=True)
+                         coupled=coupled)
+        if decay is not None:
+            p = p * c(decay)
         s = g * g
         s += s_old  # s_{t-1} + g^2
         if eps_placement == "outside":
@@ -104,11 +123,15 @@ ADAGRAD = OptimizerSpec(
     profiles={
         "torch": Profile("torch", dict(lr=1e-2, lr_decay=0.0, initial_accumulator_value=0.0,
                                        eps=1e-10, eps_placement="outside", weight_decay=0.0,
-                                       maximize=False),
+                                       weight_decay_mode="coupled", maximize=False),
                          "torch/optim/adagrad.py _single_tensor_adagrad (torch 2.13.0)"),
         "optax": Profile("optax", dict(lr=REQUIRED, lr_decay=0.0, initial_accumulator_value=0.1,
                                        eps=1e-7, eps_placement="inside", weight_decay=0.0,
-                                       maximize=False),
+                                       weight_decay_mode="coupled", maximize=False),
                          "optax/_src/transform.py scale_by_rss (optax 0.2.8)"),
+        "keras": Profile("keras", dict(lr=1e-3, lr_decay=0.0, initial_accumulator_value=0.1,
+                                       eps=1e-7, eps_placement="inside", weight_decay=0.0,
+                                       weight_decay_mode="decoupled", maximize=False),
+                         "keras/src/optimizers/adagrad.py Adagrad.update_step (keras 3.15.1)"),
     },
 )

@@ -11,7 +11,17 @@ from typing import Any, NamedTuple
 
 from .. import _blockwise
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._common import (
+    FACTOR_PRECISION,
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    decoupled_decay_factor,
+    finish,
+    init_zeros,
+    prelude,
+    prepare_grad,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["AdamState", "adam_init", "adam_step", "amsgrad_init", "amsgrad_step", "adamw_init",
@@ -59,13 +69,12 @@ _COMMON = (
            choices=("raw", "corrected"), knob=True),
     HParam("maximize", False, "ascend instead of descend (the gradient is negated first)",
            kind="bool", knob=True),
+    FACTOR_PRECISION,
 )
 
 ADAM_HPARAMS = _COMMON + (
     HParam("weight_decay", 0.0, "weight decay coefficient", low=0.0),
-    HParam("weight_decay_mode", "coupled", "'coupled': L2, g += wd*p before the moments (torch "
-           "Adam weight_decay); 'decoupled': p *= 1 - lr*wd before the update (torch AdamW)",
-           kind="choice", choices=("coupled", "decoupled"), knob=True),
+    WEIGHT_DECAY_MODE,
 )
 
 ADAMW_HPARAMS = _COMMON + (
@@ -80,7 +89,7 @@ ADAMW_HPARAMS = _COMMON + (
 
 def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_placement,
                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay, coupled,
-                 decay_factor):
+                 decay_factor, factor_precision):
     """The shared Adam update; ``decay_factor`` is the scalar that multiplies p, or None.
 
     The per-element part is written with in-place operators on arrays it has just created
@@ -90,7 +99,8 @@ def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps
     a parameter-sized temporary per operation.
     """
     pre = prelude(op, param, grad, state, AdamState, op.replace("_step", "_init"))
-    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    xp, dtype = pre.xp, pre.dtype
+    sd = nx.factor_dtype(xp, pre.sdtype, pre.param_dtype, factor_precision)
     if amsgrad != (state.nu_max is not None):
         msg = (f"{op}: amsgrad={amsgrad} but the state was made with amsgrad={not amsgrad}; "
                f"pass the same amsgrad to init and step")
@@ -150,23 +160,10 @@ def _is_zero(x) -> bool:
     return isinstance(x, (int, float)) and x == 0
 
 
-def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_multiplier=1.0):
-    """``(lr, wd) -> factor`` that multiplies p for decoupled decay, or None when wd is 0.
-
-    ``decay_scaling="lr"``: 1 - lr*wd (torch AdamW, optax adamw); ``"schedule"``:
-    1 - schedule_multiplier*wd (Loshchilov & Hutter). Shared by the fused paths.
-    """
-    if _is_zero(weight_decay):
-        return None
-    if decay_scaling == "lr":
-        return lambda lr_, wd: 1 - lr_ * wd
-    return lambda lr_, wd: 1 - schedule_multiplier * wd
-
-
 def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
-              amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
-              weight_decay_mode="coupled"):
+              amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+              weight_decay=0.0, weight_decay_mode="coupled"):
     r"""One Adam step (Kingma & Ba 2015, Algorithm 1), optionally AMSGrad.
 
     .. math::
@@ -182,14 +179,18 @@ def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
     AMSGrad replaces :math:`v` by its running maximum, taken over the raw :math:`v_t`
     (``amsgrad_max_over="raw"``, torch) or over :math:`\hat v_t` (``"corrected"``, optax).
     ``weight_decay_mode="decoupled"`` multiplies :math:`\theta` by :math:`1-\mathrm{lr}\,\lambda`
-    before the update (torch ``decoupled_weight_decay=True``) instead of adding :math:`\lambda\theta` to g.
+    before the update (torch ``decoupled_weight_decay=True``; Keras ``weight_decay``, written
+    :math:`\theta - \mathrm{lr}\,\lambda\theta`) instead of adding :math:`\lambda\theta` to g.
+    ``factor_precision="param"`` computes :math:`1-\beta_1^t`, :math:`1-\beta_2^t` (and the
+    'hat' step size) in the parameter's dtype, as optax and Keras do; ``"float64"`` in float64.
 
     Symbols: lr = alpha, beta1 = :math:`\beta_1`, beta2 = :math:`\beta_2`, eps = :math:`\epsilon`,
     eps_root = :math:`\epsilon_{root}`, weight_decay = :math:`\lambda`.
 
     Defaults are Algorithm 1's: lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8.
     Profiles: ``torch`` (torch.optim.Adam) is these defaults with amsgrad_max_over='raw';
-    ``optax`` (optax.adam) has no default lr and takes amsgrad's maximum over 'corrected' v.
+    ``optax`` (optax.adam) has no default lr and takes amsgrad's maximum over 'corrected' v;
+    ``keras`` (keras.optimizers.Adam) is eps-hat with eps=1e-7, decoupled decay, float32 factors.
 
     .. warning:: torch.optim.SparseAdam and torch RAdam put eps on the *uncorrected* sqrt(v)
        (``eps_placement="hat"``); torch and optax Adam do not.
@@ -197,15 +198,16 @@ def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
     Returns ``(new_param, new_state)``; the inputs are not modified.
     """
     check_hparams("adam_step", ADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
-                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
-                  weight_decay_mode))
+                  bias_correction, amsgrad, amsgrad_max_over, maximize, factor_precision,
+                  weight_decay, weight_decay_mode))
     decoupled = weight_decay_mode == "decoupled"
     return _adam_update(
         "adam_step", param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         eps_root=eps_root, eps_placement=eps_placement, bias_correction=bias_correction,
         amsgrad=amsgrad, amsgrad_max_over=amsgrad_max_over, maximize=maximize,
         weight_decay=weight_decay, coupled=not decoupled,
-        decay_factor=decoupled_decay_factor(weight_decay) if decoupled else None)
+        decay_factor=decoupled_decay_factor(weight_decay) if decoupled else None,
+        factor_precision=factor_precision)
 
 
 def amsgrad_init(param, /, *, amsgrad: bool = True, state_dtype=None) -> AdamState:
@@ -215,8 +217,8 @@ def amsgrad_init(param, /, *, amsgrad: bool = True, state_dtype=None) -> AdamSta
 
 def amsgrad_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                  eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=True,
-                 amsgrad_max_over="raw", maximize=False, weight_decay=0.0,
-                 weight_decay_mode="coupled"):
+                 amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+                 weight_decay=0.0, weight_decay_mode="coupled"):
     r"""One AMSGrad step (Reddi, Kale & Kumar 2018): :func:`adam_step` with ``amsgrad=True``.
 
     .. math::
@@ -236,7 +238,8 @@ def amsgrad_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=
                      eps_root=eps_root, eps_placement=eps_placement,
                      bias_correction=bias_correction, amsgrad=amsgrad,
                      amsgrad_max_over=amsgrad_max_over, maximize=maximize,
-                     weight_decay=weight_decay, weight_decay_mode=weight_decay_mode)
+                     factor_precision=factor_precision, weight_decay=weight_decay,
+                     weight_decay_mode=weight_decay_mode)
 
 
 def adamw_init(param, /, *, amsgrad: bool = False, state_dtype=None) -> AdamState:
@@ -246,8 +249,8 @@ def adamw_init(param, /, *, amsgrad: bool = False, state_dtype=None) -> AdamStat
 
 def adamw_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                eps_root=0.0, eps_placement="outside", bias_correction=True, amsgrad=False,
-               amsgrad_max_over="raw", maximize=False, weight_decay=1e-2, decay_scaling="lr",
-               schedule_multiplier=1.0):
+               amsgrad_max_over="raw", maximize=False, factor_precision="float64",
+               weight_decay=1e-2, decay_scaling="lr", schedule_multiplier=1.0):
     r"""One AdamW step (Loshchilov & Hutter 2019, Algorithm 2): Adam with decoupled weight decay.
 
     .. math::
@@ -267,22 +270,30 @@ def adamw_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.
     (optax.adamw: wd 1e-4, no default lr).
     """
     check_hparams("adamw_step", ADAMW_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
-                  bias_correction, amsgrad, amsgrad_max_over, maximize, weight_decay,
-                  decay_scaling, schedule_multiplier))
+                  bias_correction, amsgrad, amsgrad_max_over, maximize, factor_precision,
+                  weight_decay, decay_scaling, schedule_multiplier))
     factor = decoupled_decay_factor(weight_decay, decay_scaling, schedule_multiplier)
     return _adam_update(
         "adamw_step", param, grad, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         eps_root=eps_root, eps_placement=eps_placement, bias_correction=bias_correction,
         amsgrad=amsgrad, amsgrad_max_over=amsgrad_max_over, maximize=maximize,
-        weight_decay=weight_decay, coupled=False, decay_factor=factor)
+        weight_decay=weight_decay, coupled=False, decay_factor=factor,
+        factor_precision=factor_precision)
 
 
 _ADAM_TORCH = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
                    eps_placement="outside", bias_correction=True, amsgrad_max_over="raw",
-                   maximize=False)
+                   maximize=False, factor_precision="float64")
 _ADAM_OPTAX = dict(lr=REQUIRED, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
                    eps_placement="outside", bias_correction=True,
-                   amsgrad_max_over="corrected", maximize=False)
+                   amsgrad_max_over="corrected", maximize=False, factor_precision="param")
+# Keras 3: eps-hat (eps on the uncorrected sqrt(v)), eps 1e-7, the maximum over the raw v,
+# 1 - beta^t in the variable dtype, and weight_decay as the base class's decoupled lr-scaled decay
+_ADAM_KERAS = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7, eps_root=0.0, eps_placement="hat",
+                   bias_correction=True, amsgrad_max_over="raw", maximize=False,
+                   factor_precision="param")
+_KERAS_NOTE = ("weight_decay is applied by the base class as p - lr*wd*p before the step "
+               "(decoupled, lr-scaled) in every Keras optimizer")
 
 ADAM = OptimizerSpec(
     name="adam", title="Adam", init=adam_init, step=adam_step, state_type=AdamState,
@@ -299,6 +310,10 @@ ADAM = OptimizerSpec(
                                    "weight_decay_mode": "coupled"},
                          "optax/_src/transform.py scale_by_adam (optax 0.2.8)",
                          "coupled L2 = chain(add_decayed_weights(wd), adam(...))"),
+        "keras": Profile("keras", {**_ADAM_KERAS, "weight_decay": 0.0,
+                                   "weight_decay_mode": "decoupled"},
+                         "keras/src/optimizers/adam.py Adam.update_step (keras 3.15.1)",
+                         _KERAS_NOTE),
     },
 )
 
@@ -316,6 +331,10 @@ AMSGRAD = OptimizerSpec(
                                    "weight_decay_mode": "coupled"},
                          "optax/_src/transform.py scale_by_amsgrad (bias_correction_nu=True)",
                          "maximum over the bias-corrected v_hat (optax#1389)"),
+        "keras": Profile("keras", {**_ADAM_KERAS, "amsgrad": True, "weight_decay": 0.0,
+                                   "weight_decay_mode": "decoupled"},
+                         "keras/src/optimizers/adam.py Adam(amsgrad=True).update_step",
+                         "maximum over the raw v (velocity_hat), then the eps-hat step"),
     },
 )
 
@@ -332,5 +351,9 @@ ADAMW = OptimizerSpec(
                                    "schedule_multiplier": 1.0},
                          "optax/_src/alias.py adamw = chain(scale_by_adam, "
                          "add_decayed_weights, scale_by_learning_rate)"),
+        "keras": Profile("keras", {**_ADAM_KERAS, "weight_decay": 4e-3, "decay_scaling": "lr",
+                                   "schedule_multiplier": 1.0},
+                         "keras/src/optimizers/adamw.py AdamW (Adam's update_step, keras 3.15.1)",
+                         _KERAS_NOTE),
     },
 )

@@ -9,7 +9,18 @@ from typing import Any, NamedTuple
 
 from .. import _blockwise
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._common import (
+    EMA_WEIGHT_PRECISION,
+    FACTOR_PRECISION,
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    ema_weights,
+    finish,
+    init_zeros,
+    prelude,
+    prepare_grad,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["NAdamState", "nadam_init", "nadam_step", "NADAM"]
@@ -41,10 +52,10 @@ NADAM_HPARAMS = (
     HParam("momentum_decay", 4e-3, "psi of the torch schedule (psi=0 gives mu_t = b1/2, not b1)",
            low=0.0),
     HParam("weight_decay", 0.0, "weight decay coefficient", low=0.0),
-    HParam("weight_decay_mode", "coupled", "'coupled': L2 (torch weight_decay); 'decoupled': "
-           "p *= 1 - lr*wd (torch decoupled_weight_decay=True, NAdamW)", kind="choice",
-           choices=("coupled", "decoupled"), knob=True),
+    WEIGHT_DECAY_MODE,
     HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+    FACTOR_PRECISION,
+    EMA_WEIGHT_PRECISION,
 )
 
 
@@ -74,7 +85,8 @@ def nadam_coefficients(xp, sd, param, mu_product, t, *, lr, beta1, beta2, moment
 
 def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                momentum_schedule="torch", momentum_decay=4e-3, weight_decay=0.0,
-               weight_decay_mode="coupled", maximize=False):
+               weight_decay_mode="coupled", maximize=False, factor_precision="float64",
+               ema_weight_precision="float64"):
     r"""One NAdam step in torch's form (torch.optim.NAdam; Dozat 2016, Algorithm 2).
 
     .. math::
@@ -92,16 +104,26 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     :math:`\theta_t = \theta_{t-1} - \mathrm{lr}\,\bar m/(\sqrt{\hat v_t}+\epsilon)`.
     The moment EMA uses :math:`\beta_1`, not :math:`\mu_t`, in both.
 
+    ``weight_decay_mode="decoupled"`` multiplies :math:`\theta` by :math:`1-\mathrm{lr}\,\lambda`
+    first (NAdamW). ``factor_precision="param"`` computes :math:`\mu_t`, :math:`\Pi_t`,
+    :math:`1-\beta_2^t` and the two coefficients in the parameter's dtype (optax, Keras);
+    ``ema_weight_precision="param"`` forms the EMA weights :math:`1-\beta` in the parameter's
+    dtype from the rounded :math:`\beta` (Keras Nadam, unlike Keras Adam).
+
     Defaults (torch.optim.NAdam): lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, psi=4e-3.
-    Profiles: ``torch``; ``optax`` (constant schedule, no default lr).
+    Profiles: ``torch``; ``optax`` (constant schedule, no default lr); ``keras``
+    (keras.optimizers.Nadam: :math:`\psi = 1`, i.e. :math:`\mu_t = \beta_1(1-\tfrac12 0.96^t)`);
+    ``keras-torch`` (Keras' torch backend, whose own Nadam forms the EMA weights in float64).
 
     .. warning:: torch keeps ``mu_product`` in its default dtype (float32 unless set to
        float64); the reference keeps it in float64 where the backend has it.
     """
     check_hparams("nadam_step", NADAM_HPARAMS, (lr, beta1, beta2, eps, momentum_schedule,
-                  momentum_decay, weight_decay, weight_decay_mode, maximize))
+                  momentum_decay, weight_decay, weight_decay_mode, maximize, factor_precision,
+                  ema_weight_precision))
     pre = prelude("nadam_step", param, grad, state, NAdamState, "nadam_init")
-    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    xp, dtype = pre.xp, pre.dtype
+    sd = nx.factor_dtype(xp, pre.sdtype, pre.param_dtype, factor_precision)
     lr, beta1, beta2, eps, momentum_decay, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, momentum_decay, weight_decay)
     decoupled = weight_decay_mode == "decoupled"
@@ -111,6 +133,9 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
         xp, sd, param, state.mu_product, t, lr=lr, beta1=beta1, beta2=beta2,
         momentum_schedule=momentum_schedule, momentum_decay=momentum_decay)
 
+    _, w1 = ema_weights(xp, beta1, param, pre.sdtype, ema_weight_precision)
+    _, w2 = ema_weights(xp, beta2, param, pre.sdtype, ema_weight_precision)
+
     def update(p, g, m, v):
         # in-place operators on fresh arrays round as the expressions in the docstring
         # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
@@ -119,9 +144,9 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
         if decoupled:
             p = p * c(1 - lr * weight_decay)
         mu = c(beta1) * m
-        mu += c(1 - beta1) * g
+        mu += c(w1) * g
         nu = c(beta2) * v
-        nu += c(1 - beta2) * (g * g)
+        nu += c(w2) * (g * g)
         denom = xp.sqrt(nu / c(bc2)) + c(eps)
         step_g = g / denom
         step_g *= c(coef_g)
@@ -137,7 +162,8 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
 
 
 _COMMON = dict(beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3, weight_decay=0.0,
-               weight_decay_mode="coupled", maximize=False)
+               weight_decay_mode="coupled", maximize=False, factor_precision="float64",
+               ema_weight_precision="float64")
 
 NADAM = OptimizerSpec(
     name="nadam", title="NAdam", init=nadam_init, step=nadam_step, state_type=NAdamState,
@@ -148,7 +174,22 @@ NADAM = OptimizerSpec(
         "torch": Profile("torch", dict(lr=2e-3, momentum_schedule="torch", **_COMMON),
                          "torch/optim/nadam.py _single_tensor_nadam (torch 2.13.0)",
                          "torch momentum_decay=1e9 makes mu_t = b1, i.e. the optax form"),
-        "optax": Profile("optax", dict(lr=REQUIRED, momentum_schedule="constant", **_COMMON),
+        "optax": Profile("optax", dict(_COMMON, lr=REQUIRED, momentum_schedule="constant",
+                                       factor_precision="param"),
                          "optax/_src/alias.py nadam = adam(nesterov=True) (optax 0.2.8)"),
+        "keras": Profile("keras", dict(_COMMON, lr=1e-3, eps=1e-7, momentum_schedule="torch",
+                                       momentum_decay=1.0, weight_decay_mode="decoupled",
+                                       factor_precision="param", ema_weight_precision="param"),
+                         "keras/src/optimizers/nadam.py Nadam.update_step (keras 3.15.1)",
+                         "torch's schedule with psi = 1 hard-coded (0.96**t); u_product in the "
+                         "first variable's dtype; decoupled lr-scaled weight decay"),
+        # Keras' torch backend reimplements Nadam (torch._foreach_*): its EMA weights are the
+        # Python floats 1 - beta, as in Keras Adam, not 1 - beta cast to the variable dtype
+        "keras-torch": Profile(
+            "keras-torch", dict(_COMMON, lr=1e-3, eps=1e-7, momentum_schedule="torch",
+                                momentum_decay=1.0, weight_decay_mode="decoupled",
+                                factor_precision="param", ema_weight_precision="float64"),
+            "keras/src/backend/torch/optimizers/torch_nadam.py Nadam._parallel_update_step "
+            "(keras 3.15.1)", "as 'keras' except the EMA weights 1 - beta (Python floats)"),
     },
 )

@@ -10,7 +10,16 @@ from typing import Any, NamedTuple
 
 from .. import _blockwise
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._common import (
+    FACTOR_PRECISION,
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    finish,
+    init_zeros,
+    prelude,
+    prepare_grad,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["RAdamState", "radam_init", "radam_step", "RADAM"]
@@ -39,10 +48,9 @@ RADAM_HPARAMS = (
     HParam("threshold_inclusive", False, "rectify when rho_t >= threshold (optax) instead of > "
            "(torch)", kind="bool", knob=True),
     HParam("weight_decay", 0.0, "weight decay coefficient", low=0.0),
-    HParam("weight_decay_mode", "coupled", "'coupled': L2 (torch weight_decay); 'decoupled': "
-           "p *= 1 - lr*wd (torch decoupled_weight_decay=True)", kind="choice",
-           choices=("coupled", "decoupled"), knob=True),
+    WEIGHT_DECAY_MODE,
     HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+    FACTOR_PRECISION,
 )
 
 
@@ -54,7 +62,8 @@ def radam_init(param, /, *, state_dtype=None) -> RAdamState:
 
 def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                eps_root=0.0, eps_placement="hat", threshold=5.0, threshold_inclusive=False,
-               weight_decay=0.0, weight_decay_mode="coupled", maximize=False):
+               weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+               factor_precision="float64"):
     r"""One RAdam step (Liu et al. 2020, Algorithm 2).
 
     .. math::
@@ -70,14 +79,18 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     with :math:`l_t = \sqrt{1-\beta_2^t}/(\sqrt{v_t + \epsilon_{root}}+\epsilon)` (``"hat"``, torch) or
     :math:`l_t = 1/(\sqrt{\hat v_t + \epsilon_{root}}+\epsilon)` (``"outside"``, optax). Both branches
     are evaluated and selected with ``where`` (no Python branching on t).
+    ``factor_precision="param"`` computes :math:`1-\beta^t` and :math:`\rho_t` in the
+    parameter's dtype (optax).
 
     Defaults (torch.optim.RAdam): lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, threshold 5 (>).
     Profiles: ``torch``; ``optax`` (optax.radam: eps on sqrt(v_hat), rho_t >= 5).
     """
     check_hparams("radam_step", RADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
-                  threshold, threshold_inclusive, weight_decay, weight_decay_mode, maximize))
+                  threshold, threshold_inclusive, weight_decay, weight_decay_mode, maximize,
+                  factor_precision))
     pre = prelude("radam_step", param, grad, state, RAdamState, "radam_init")
-    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    xp, dtype = pre.xp, pre.dtype
+    sd = nx.factor_dtype(xp, pre.sdtype, pre.param_dtype, factor_precision)
     lr, beta1, beta2, eps, eps_root, threshold, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, eps_root, threshold, weight_decay)
     decoupled = weight_decay_mode == "decoupled"
@@ -142,10 +155,11 @@ RADAM = OptimizerSpec(
     summary="Adam whose adaptive step is switched on, and rectified, once its variance is finite.",
     profiles={
         "torch": Profile("torch", dict(lr=1e-3, eps_placement="hat", threshold_inclusive=False,
-                                       **_COMMON),
+                                       factor_precision="float64", **_COMMON),
                          "torch/optim/radam.py _single_tensor_radam (torch 2.13.0)"),
         "optax": Profile("optax", dict(lr=REQUIRED, eps_placement="outside",
-                                       threshold_inclusive=True, **_COMMON),
+                                       threshold_inclusive=True, factor_precision="param",
+                                       **_COMMON),
                          "optax/_src/transform.py scale_by_radam (optax 0.2.8)"),
     },
 )

@@ -11,7 +11,17 @@ from typing import Any, NamedTuple
 
 from .. import _blockwise, _common
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._common import (
+    FACTOR_PRECISION,
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    decoupled_decay_factor,
+    finish,
+    init_zeros,
+    prelude,
+    prepare_grad,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["RMSpropState", "rmsprop_init", "rmsprop_step", "RMSPROP"]
@@ -47,8 +57,10 @@ RMSPROP_HPARAMS = (
            kind="bool", knob=True),
     HParam("initial_accumulator_value", 0.0, "starting value of nu (optax initial_scale)",
            low=0.0, init=True, knob=True),
-    HParam("weight_decay", 0.0, "coupled L2 coefficient", low=0.0),
+    HParam("weight_decay", 0.0, "weight decay coefficient (form: weight_decay_mode)", low=0.0),
+    WEIGHT_DECAY_MODE,
     HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
+    FACTOR_PRECISION,
 )
 
 
@@ -67,7 +79,8 @@ def rmsprop_init(param, /, *, centered=False, momentum=0.0, initial_accumulator_
 def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, eps=1e-8,
                  eps_placement="outside", centered=False, momentum=0.0, nesterov=False,
                  lr_placement="outside", bias_correction=False, initial_accumulator_value=0.0,
-                 weight_decay=0.0, maximize=False):
+                 weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+                 factor_precision="float64"):
     r"""One RMSprop step.
 
     .. math::
@@ -84,16 +97,21 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     With ``lr_placement="inside"`` the buffer accumulates :math:`\mathrm{lr}\, g/d_t`
     and :math:`\theta_t = \theta_{t-1} - b_t`; Nesterov steps along :math:`u + \mu b_t`.
     The centred variance is not clamped at 0 (neither framework does).
+    ``weight_decay_mode="decoupled"`` (Keras) replaces the :math:`\lambda\theta` term of g by
+    :math:`\theta \leftarrow \theta - \mathrm{lr}\,\lambda\theta` before the step;
+    ``factor_precision="param"`` computes :math:`1-\alpha^t` in the parameter's dtype (optax).
 
     Defaults (torch.optim.RMSprop): lr=1e-2, alpha=0.99, eps=1e-8 outside the root.
     Profiles: ``torch``; ``optax`` (optax.rmsprop: decay 0.9, eps inside the root, lr inside the
-    momentum buffer).
+    momentum buffer); ``keras`` (keras.optimizers.RMSprop: as optax with lr 1e-3, eps 1e-7,
+    decoupled decay).
     """
     check_hparams("rmsprop_step", RMSPROP_HPARAMS, (lr, alpha, eps, eps_placement, centered,
                   momentum, nesterov, lr_placement, bias_correction, initial_accumulator_value,
-                  weight_decay, maximize))
+                  weight_decay, weight_decay_mode, maximize, factor_precision))
     pre = prelude("rmsprop_step", param, grad, state, RMSpropState, "rmsprop_init")
-    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
+    xp, dtype = pre.xp, pre.dtype
+    sd = nx.factor_dtype(xp, pre.sdtype, pre.param_dtype, factor_precision)
     has_mom = not (isinstance(momentum, (int, float)) and momentum == 0)
     if centered != (state.mu is not None):
         msg = (f"rmsprop_step: centered={centered} but the state was made with "
@@ -110,12 +128,17 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
     inside = lr_placement == "inside"
+    coupled = weight_decay_mode == "coupled"
+    decay = None if coupled else decoupled_decay_factor(weight_decay)
+    decay = None if decay is None else decay(lr, weight_decay)
 
     def update(p, g, v, m, b):
         # in-place operators on fresh arrays round as the expressions in the docstring
         # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
         g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                         coupled=True)
+                         coupled=coupled)
+        if decay is not None:
+            p = p * c(decay)
         nu = c(alpha) * v
         nu += c(1 - alpha) * (g * g)
         mu = None
@@ -149,7 +172,8 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
 
 
 _COMMON = dict(centered=False, momentum=0.0, nesterov=False, bias_correction=False,
-               initial_accumulator_value=0.0, weight_decay=0.0, maximize=False)
+               initial_accumulator_value=0.0, weight_decay=0.0, weight_decay_mode="coupled",
+               maximize=False)
 
 RMSPROP = OptimizerSpec(
     name="rmsprop", title="RMSprop", init=rmsprop_init, step=rmsprop_step,
@@ -158,11 +182,18 @@ RMSPROP = OptimizerSpec(
     summary="Divide the gradient by a running root-mean-square of recent gradients.",
     profiles={
         "torch": Profile("torch", dict(lr=1e-2, alpha=0.99, eps=1e-8, eps_placement="outside",
-                                       lr_placement="outside", **_COMMON),
+                                       lr_placement="outside", factor_precision="float64",
+                                       **_COMMON),
                          "torch/optim/rmsprop.py _single_tensor_rmsprop (torch 2.13.0)"),
         "optax": Profile("optax", dict(lr=REQUIRED, alpha=0.9, eps=1e-8, eps_placement="inside",
-                                       lr_placement="inside", **_COMMON),
+                                       lr_placement="inside", factor_precision="param",
+                                       **_COMMON),
                          "optax/_src/alias.py rmsprop -> scale_by_rms / scale_by_stddev, trace",
                          "eps_in_sqrt=False gives eps_placement='outside'"),
+        "keras": Profile("keras", dict(_COMMON, lr=1e-3, alpha=0.9, eps=1e-7,
+                                       eps_placement="inside", lr_placement="inside",
+                                       factor_precision="param", weight_decay_mode="decoupled"),
+                         "keras/src/optimizers/rmsprop.py RMSprop.update_step (keras 3.15.1)",
+                         "centred: sqrt(v - mean^2 + eps); momentum buffer holds lr*g/denom"),
     },
 )

@@ -10,7 +10,16 @@ from typing import Any, NamedTuple
 
 from .. import _blockwise
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_zeros, prelude, prepare_grad, scalars
+from .._common import (
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    decoupled_decay_factor,
+    finish,
+    init_zeros,
+    prelude,
+    prepare_grad,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["SGDState", "sgd_init", "sgd_step", "SGD"]
@@ -28,7 +37,8 @@ SGD_HPARAMS = (
     HParam("momentum", 0.0, "momentum factor mu (0 = plain SGD, no buffer)", low=0.0, init=True),
     HParam("dampening", 0.0, "dampening d: the buffer adds (1-d)*g", low=0.0, high=1.0),
     HParam("nesterov", False, "Nesterov momentum: step along g + mu*buf", kind="bool", knob=True),
-    HParam("weight_decay", 0.0, "coupled L2 coefficient (g += wd*p)", low=0.0),
+    HParam("weight_decay", 0.0, "weight decay coefficient (form: weight_decay_mode)", low=0.0),
+    WEIGHT_DECAY_MODE,
     HParam("maximize", False, "ascend instead of descend", kind="bool", knob=True),
     HParam("lr_placement", "outside", "'outside': buf holds no lr, p -= lr*buf (torch, optax "
            "sgd); 'inside': buf accumulates lr*g, p -= buf (differs under a changing lr)",
@@ -46,13 +56,14 @@ def sgd_init(param, /, *, momentum=0.0, state_dtype=None) -> SGDState:
 
 
 def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampening=0.0,
-             nesterov=False, weight_decay=0.0, maximize=False, lr_placement="outside",
-             dampen_first_step=False):
+             nesterov=False, weight_decay=0.0, weight_decay_mode="coupled", maximize=False,
+             lr_placement="outside", dampen_first_step=False):
     r"""One SGD step with optional momentum.
 
     .. math::
 
-        g &\leftarrow \pm g + \lambda\theta \\
+        g &\leftarrow \pm g + \lambda\theta \;\text{(coupled)}, \qquad
+        \theta \leftarrow \theta - \mathrm{lr}\,\lambda\theta \;\text{(decoupled)} \\
         b_t &= \begin{cases} g & t = 1 \text{ (unless dampen\_first\_step)} \\
                 \mu b_{t-1} + (1-d)\, g & \text{otherwise} \end{cases} \\
         \theta_t &= \theta_{t-1} - \mathrm{lr}\,(g + \mu b_t \text{ if Nesterov else } b_t)
@@ -61,13 +72,16 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
     ``lr_placement="inside"`` the buffer accumulates :math:`\mathrm{lr}\,(1-d)\,g` and
     :math:`\theta_t = \theta_{t-1} - (\mathrm{lr}\,g + \mu b_t \text{ or } b_t)`; the two agree for a
     constant lr. Nesterov needs momentum > 0 and dampening 0 (as torch checks).
+    ``weight_decay_mode="decoupled"`` (Keras) scales :math:`\theta` by :math:`1-\mathrm{lr}\,\lambda`
+    before the step instead of adding :math:`\lambda\theta` to g; without momentum the two agree.
 
     Defaults (torch.optim.SGD): lr=1e-3, momentum=0, dampening=0, nesterov=False, wd=0.
     Profiles: ``torch``; ``optax`` (optax.sgd: no default lr, no dampening, the buffer starts at 0,
-    which on step 1 gives the same b_1 = g).
+    which on step 1 gives the same b_1 = g); ``keras`` (keras.optimizers.SGD: lr 0.01, lr inside
+    the buffer, which Keras stores negated, decoupled decay).
     """
     check_hparams("sgd_step", SGD_HPARAMS, (lr, momentum, dampening, nesterov, weight_decay,
-                  maximize, lr_placement, dampen_first_step))
+                  weight_decay_mode, maximize, lr_placement, dampen_first_step))
     pre = prelude("sgd_step", param, grad, state, SGDState, "sgd_init")
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     has_mom = not (isinstance(momentum, (int, float)) and momentum == 0)
@@ -84,12 +98,17 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
     count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     first = state.count == 0
     inside = lr_placement == "inside"
+    coupled = weight_decay_mode == "coupled"
+    decay = None if coupled else decoupled_decay_factor(weight_decay)
+    decay = None if decay is None else decay(lr, weight_decay)
 
     def update(p, g, b):
         # in-place operators on fresh arrays round as the expressions in the docstring
         # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
         g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
-                         coupled=True)
+                         coupled=coupled)
+        if decay is not None:
+            p = p * c(decay)
         if b is None:
             return p - c(lr) * g, None
         x = c(lr) * g if inside else g
@@ -116,14 +135,23 @@ SGD = OptimizerSpec(
     summary="Stochastic gradient descent with optional (Nesterov) momentum and dampening.",
     profiles={
         "torch": Profile("torch", dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
-                                       weight_decay=0.0, maximize=False, lr_placement="outside",
+                                       weight_decay=0.0, weight_decay_mode="coupled",
+                                       maximize=False, lr_placement="outside",
                                        dampen_first_step=False),
                          "torch/optim/sgd.py _single_tensor_sgd (torch 2.13.0)"),
         "optax": Profile("optax", dict(lr=REQUIRED, momentum=0.0, dampening=0.0, nesterov=False,
-                                       weight_decay=0.0, maximize=False, lr_placement="outside",
+                                       weight_decay=0.0, weight_decay_mode="coupled",
+                                       maximize=False, lr_placement="outside",
                                        dampen_first_step=False),
                          "optax/_src/alias.py sgd -> optax/transforms/_accumulation.py trace",
                          "optax has no dampening; weight decay = add_decayed_weights chained "
                          "before sgd"),
+        "keras": Profile("keras", dict(lr=1e-2, momentum=0.0, dampening=0.0, nesterov=False,
+                                       weight_decay=0.0, weight_decay_mode="decoupled",
+                                       maximize=False, lr_placement="inside",
+                                       dampen_first_step=False),
+                         "keras/src/optimizers/sgd.py SGD.update_step (keras 3.15.1)",
+                         "Keras' buffer m = mu*m - lr*g is the negative of the canonical "
+                         "lr-inside buffer; it starts at 0, which on step 1 gives b_1 = lr*g"),
     },
 )

@@ -32,9 +32,9 @@ __all__ = ["setup", "generate"]
 SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
                 "adaptive_ref.testing")
 
-PROFILES = ("torch", "optax")
+PROFILES = ("torch", "optax", "keras")
 
-# The conventions on which torch.optim and optax (and the papers) disagree, as
+# The conventions on which torch.optim, optax and Keras (and the papers) disagree, as
 # (topic, optimizer, hyperparameter). Values come from the registry; a row whose optimizer or
 # hyperparameter is missing from the registry is an error, so this list cannot rot silently.
 CONVENTIONS: tuple[tuple[str, str, str], ...] = (
@@ -49,6 +49,14 @@ CONVENTIONS: tuple[tuple[str, str, str], ...] = (
     ("weight-decay coupling", "adam", "weight_decay_mode"),
     ("weight-decay coupling", "nadam", "weight_decay_mode"),
     ("weight-decay coupling", "radam", "weight_decay_mode"),
+    ("weight-decay coupling", "sgd", "weight_decay_mode"),
+    ("weight-decay coupling", "adagrad", "weight_decay_mode"),
+    ("weight-decay coupling", "rmsprop", "weight_decay_mode"),
+    ("weight-decay coupling", "adamax", "weight_decay_mode"),
+    ("precision of the scalar factors", "adam", "factor_precision"),
+    ("precision of the scalar factors", "nadam", "factor_precision"),
+    ("precision of the scalar factors", "radam", "factor_precision"),
+    ("precision of the EMA weights 1 - beta", "nadam", "ema_weight_precision"),
     ("weight-decay scaling", "adamw", "decay_scaling"),
     ("weight-decay scaling", "adamw", "weight_decay"),
     ("NAdam momentum schedule", "nadam", "momentum_schedule"),
@@ -320,7 +328,8 @@ def convention_matrix(reg) -> str:
         h = spec.hparam(hp)  # KeyError if the registry lost this knob
         ref = reference_value(spec, hp)
         vals = [profile_value(spec, p, hp) for p in PROFILES]
-        differs = not _same(vals[0], vals[1])
+        present = [v for v in vals if v is not _ABSENT]
+        differs = len(present) > 1 and any(not _same(present[0], v) for v in present[1:])
         cells = [f"**{value_text(v)}**" if differs else value_text(v) for v in vals]
         rows.append([md_text(topic), f"[{name}](optimizers/{name}.md)", f"`{hp}`",
                      value_text(ref), *cells, "**differs**" if differs else "",
@@ -335,7 +344,8 @@ def knob_matrix(reg) -> str:
     for name, spec in reg.items():
         for h in spec.hparams:
             vals = [profile_value(spec, p, h.name) for p in PROFILES]
-            differs = not _same(vals[0], vals[1]) and _ABSENT not in vals
+            present = [v for v in vals if v is not _ABSENT]
+            differs = len(present) > 1 and any(not _same(present[0], v) for v in present[1:])
             if not (h.knob or differs):
                 continue
             choices = md_text(h.range_text())

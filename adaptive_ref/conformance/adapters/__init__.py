@@ -26,6 +26,7 @@ def all_adapters() -> list[Adapter]:
     """Every shipped implementation (whether installed or not; ``missing()`` tells)."""
     from adaptive_ref.backends import Backend
 
+    from .keras_adapter import KerasAdapter
     from .optax_adapter import OptaxAdapter
     from .reference import ReferenceAdapter
     from .torch_optim import TorchAdapter
@@ -35,6 +36,7 @@ def all_adapters() -> list[Adapter]:
         Backend.CUPY)]
     out += [TorchAdapter(mode) for mode in ("forloop", "foreach", "fused")]
     out += [OptaxAdapter(jit=False), OptaxAdapter(jit=True)]
+    out += [KerasAdapter("jax"), KerasAdapter("torch")]
     return out
 
 

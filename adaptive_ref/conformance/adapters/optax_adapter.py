@@ -21,7 +21,7 @@ _FIELDS = {"mu": "mu", "nu": "nu", "nu_max": "nu_max", "sum_of_squares": "sum",
            "trace": "momentum_buffer"}
 
 
-def _why_not(opt: str, hp: dict, scheduled: bool) -> str | None:
+def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str | None:
     def need(name, value, why):
         return None if hp.get(name, value) == value else why
 
@@ -29,6 +29,14 @@ def _why_not(opt: str, hp: dict, scheduled: bool) -> str | None:
     checks = []
     if opt in ("lazy_adam", "sparse_adagrad"):
         return "optax has no sparse-gradient optimizer"
+    if dtype != "float64":
+        checks.append(need("factor_precision", "param", "optax computes the scalar factors "
+                           "(1 - b**t, rho_t) in the parameter dtype (factor_precision='param')"))
+        checks.append(need("ema_weight_precision", "float64", "optax's EMA weights 1 - b are "
+                           "Python floats (ema_weight_precision='float64')"))
+    if opt in ("sgd", "adagrad", "rmsprop") and hp.get("weight_decay", 0.0) != 0:
+        checks.append(need("weight_decay_mode", "coupled", f"decoupled weight decay is not "
+                           f"expressed by this adapter's optax.{opt} chain"))
     if opt == "sgd":
         checks += [need("dampening", 0.0, "optax.sgd has no dampening")]
         if hp["momentum"] and scheduled:
@@ -160,7 +168,7 @@ class OptaxAdapter(Adapter):
     def supports(self, case):
         for p in case.params:
             why = _why_not(case.optimizer, case.param_hparams(p.name),
-                           case.lr_schedule is not None)
+                           case.lr_schedule is not None, case.dtype)
             if why:
                 return unsupported(why)
         return None

@@ -2,14 +2,19 @@
 an adapter: docs/conformance.md shows this class).
 
 It runs every profile's cases (the reference has every convention as a knob). On NumPy in float64
-it *is* the generator of the goldens, so it must match them bit for bit.
+it *is* the generator of the goldens, so it must match them bit for bit. With
+``compute_dtype="float64"`` a float32 case runs in float64 arithmetic, and
+``factor_precision="param"`` then still means float32 factors (the case's parameter dtype; see
+:func:`adaptive_ref._numerics.param_factor_dtype`).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from adaptive_ref import registry
+from adaptive_ref import _numerics, registry
 from adaptive_ref.backends import Backend
 
 from .base import Adapter
@@ -71,8 +76,14 @@ class ReferenceAdapter(Adapter):
                                  self.backend.asarray(g[rows]))
             else:
                 garr = self.backend.asarray(g)
-            p, st = spec.step(h["params"][k], garr, h["states"][k], **kw)
+            with self._factor_dtype(case):
+                p, st = spec.step(h["params"][k], garr, h["states"][k], **kw)
             h["params"][k], h["states"][k] = p, st
+
+    def _factor_dtype(self, case):
+        if self.compute_dtype is None or self.compute_dtype == case.dtype:
+            return contextlib.nullcontext()
+        return _numerics.param_factor_dtype(case.dtype)
 
     def _cast(self, a):
         return a if self.compute_dtype is None else np.asarray(a).astype(self.compute_dtype)

@@ -89,10 +89,22 @@ def _kwargs(opt: str, hp: dict) -> dict:
     return present(kw)
 
 
-def _why_not(opt: str, hp: dict) -> str | None:
+_COUPLED_ONLY = {"sgd", "adagrad", "rmsprop", "adamax", "sparse_adagrad"}
+
+
+def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
     for name, value in _FIXED.get(opt, {}).items():
         if name in hp and hp[name] != value:
             return f"torch.optim.{TORCH_CLASSES[opt]} has {name}={value!r} built in"
+    if dtype != "float64":
+        if hp.get("factor_precision", "float64") != "float64":
+            return ("torch computes the scalar factors (1 - beta^t, ...) in Python float64 "
+                    "(factor_precision='float64')")
+        if hp.get("ema_weight_precision", "float64") != "float64":
+            return "torch's EMA weights 1 - beta are Python floats (ema_weight_precision='float64')"
+    if opt in _COUPLED_ONLY and hp.get("weight_decay_mode", "coupled") != "coupled" \
+            and hp.get("weight_decay", 0.0) != 0:
+        return f"torch.optim.{TORCH_CLASSES[opt]} has coupled L2 weight decay only"
     hp = Given(hp)
     if opt == "sgd" and hp["momentum"] and hp["lr_placement"] not in ("outside", ABSENT):
         return "torch.optim.SGD keeps lr outside the momentum buffer"
@@ -135,7 +147,7 @@ class TorchAdapter(Adapter):
         if self.mode == "fused" and opt not in FUSED:
             return unsupported(f"torch.optim.{TORCH_CLASSES[opt]} has no fused implementation")
         for p in case.params:
-            why = _why_not(opt, case.param_hparams(p.name))
+            why = _why_not(opt, case.param_hparams(p.name), case.dtype)
             if why:
                 return unsupported(why)
         return None

@@ -1,0 +1,253 @@
+"""Keras 3 as an implementation under the ``keras`` profile: ``keras-jax`` and ``keras-torch``.
+
+Keras chooses its backend once per process, at import (``KERAS_BACKEND``), so each adapter drives
+Keras in a persistent worker process (:mod:`._keras_worker`, started on the first case and reused;
+requests are pickles over a pipe). The worker runs on the CPU (``JAX_PLATFORMS=cpu``,
+``KERAS_TORCH_DEVICE=cpu``). A float64 case runs with ``keras.config.set_floatx("float64")`` (and
+JAX's x64), so that the learning rate and the other hyperparameters Keras keeps as ``floatx``
+variables are float64 too; a float32 case runs with floatx float32, as a float32 user runs Keras:
+there the float32 hyperparameters and the float32 ``1 - beta**t`` are part of the profile
+(``factor_precision="param"``), not a tolerance.
+
+Each case is built from the canonical settings as ``keras.optimizers.<Class>(...)``, one
+optimizer per group of parameters that share their settings (all of them, except in the
+per-parameter ``groups`` cases, which Keras has no other way to express). A scheduled lr is
+assigned to the optimizer's learning-rate variable before each step, so Keras' decoupled weight
+decay uses the step's lr, as Keras does with a schedule.
+
+State fields map to the canonical names (:data:`FIELDS`). Keras' SGD momentum buffer is
+``m = mu*m - lr*g``, the negative of the canonical lr-inside buffer: it is reported negated
+(exactly). NAdam's ``u_product`` is the canonical ``mu_product``.
+
+The torch backend reimplements some optimizers (``keras/src/backend/torch/optimizers``); where
+its convention differs from ``update_step`` the optimizer has a ``keras-torch`` profile, and
+``keras-torch`` answers to it instead of ``keras`` (NAdam: EMA weights ``1 - beta`` as Python
+floats, where ``update_step`` computes them in the variable dtype).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import select
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .base import Adapter, unsupported
+
+__all__ = ["KerasAdapter", "KERAS_CLASSES", "FIELDS"]
+
+KERAS_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam"}
+
+# (Keras optimizer attribute holding one slot per variable, canonical field, sign)
+FIELDS = {
+    "sgd": [("momentums", "momentum_buffer", -1)],
+    "adagrad": [("_accumulators", "sum", 1)],
+    "rmsprop": [("_velocities", "nu", 1), ("_average_gradients", "mu", 1),
+                ("_momentums", "momentum_buffer", 1)],
+    "adam": [("_momentums", "mu", 1), ("_velocities", "nu", 1), ("_velocity_hats", "nu_max", 1)],
+    "adamax": [("_m", "mu", 1), ("_u", "nu", 1)],
+    "nadam": [("_momentums", "mu", 1), ("_velocities", "nu", 1)],
+}
+FIELDS["amsgrad"] = FIELDS["adamw"] = FIELDS["adam"]
+SCALAR_FIELDS = {"nadam": [("_u_product", "mu_product")]}
+
+# canonical hyperparameter -> Keras constructor argument (everything else is fixed by Keras and
+# must equal the keras profile's value)
+_ARGS = {
+    "sgd": {"lr": "learning_rate", "momentum": "momentum", "nesterov": "nesterov"},
+    "adagrad": {"lr": "learning_rate", "initial_accumulator_value": "initial_accumulator_value",
+                "eps": "epsilon"},
+    "rmsprop": {"lr": "learning_rate", "alpha": "rho", "momentum": "momentum", "eps": "epsilon",
+                "centered": "centered"},
+    "adam": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon",
+             "amsgrad": "amsgrad"},
+    "adamax": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
+    "nadam": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
+}
+_ARGS["amsgrad"] = _ARGS["adamw"] = _ARGS["adam"]
+_TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
+
+
+def _profile(opt: str, backend: str) -> str:
+    """The profile a backend answers to: ``keras``, or ``keras-<backend>`` where the backend
+    reimplements the optimizer with another convention (the torch backend's Nadam)."""
+    from adaptive_ref import registry
+
+    own = f"keras-{backend}"
+    return own if own in registry.get(opt).profiles else "keras"
+
+
+def _why_not(opt: str, hp: dict, dtype: str, backend: str) -> str | None:
+    """Why Keras cannot run the settings ``hp`` (None if it can)."""
+    from adaptive_ref import registry
+
+    keras = registry.get(opt).profiles[_profile(opt, backend)].settings
+    cls = KERAS_CLASSES[opt]
+    for name, value in sorted(hp.items()):
+        if name in _ARGS[opt] or name == "weight_decay":
+            continue
+        if name == "factor_precision" and dtype == "float64":
+            continue  # 'param' is float64 here: the two values compute the same numbers
+        if name == "weight_decay_mode" and hp.get("weight_decay", 0.0) == 0:
+            continue
+        if name in keras and value != keras[name]:
+            return (f"keras.optimizers.{cls} has {name}={keras[name]!r} built in "
+                    f"(the case sets {value!r})")
+    if opt == "sgd" and hp.get("nesterov") and hp.get("momentum", 0.0) == 0:
+        return "keras.optimizers.SGD nesterov needs momentum"
+    return None
+
+
+def _kwargs(opt: str, hp: dict) -> dict:
+    kw = {_ARGS[opt][k]: (float(v) if isinstance(v, float | int) and not isinstance(v, bool)
+                          else v) for k, v in hp.items() if k in _ARGS[opt]}
+    if opt == "amsgrad":
+        kw["amsgrad"] = True
+    wd = float(hp.get("weight_decay", 0.0))
+    # None turns Keras' decay off; AdamW requires a number (0 leaves p unchanged)
+    kw["weight_decay"] = wd if wd or opt == "adamw" else None
+    return kw
+
+
+class _Worker:
+    """A Keras process on one backend, with length-prefixed pickles over pipes."""
+
+    def __init__(self, backend: str):
+        from ._keras_worker import recv, send
+
+        self._recv, self._send = recv, send
+        env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu",
+                   KERAS_TORCH_DEVICE="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+        self.log = tempfile.TemporaryFile()
+        script = Path(__file__).with_name("_keras_worker.py")
+        self.proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.versions = self._reply("starting Keras")
+        atexit.register(self.close)
+
+    def _reply(self, what: str):
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], _TIMEOUT_S)
+        try:
+            if not ready:
+                raise TimeoutError
+            status, value = self._recv(fd)
+        except (EOFError, TimeoutError) as err:
+            self.close()
+            msg = (f"the Keras worker {'hung' if isinstance(err, TimeoutError) else 'died'} "
+                   f"while {what}: {self._log_tail()}")
+            raise RuntimeError(msg) from None
+        if status != "ok":
+            msg = f"Keras raised while {what}:\n{value}"
+            raise RuntimeError(msg)
+        return value
+
+    def _log_tail(self) -> str:
+        try:
+            self.log.seek(0)
+            return self.log.read().decode(errors="replace")[-2000:].strip() or "(no output)"
+        except Exception:  # pragma: no cover - the log is gone
+            return "(no output)"
+
+    def call(self, op: str, *args):
+        if self.proc.poll() is not None:
+            msg = f"the Keras worker has exited: {self._log_tail()}"
+            raise RuntimeError(msg)
+        self._send(self.proc.stdin.fileno(), (op, *args))
+        return self._reply(op)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self._send(self.proc.stdin.fileno(), ("exit",))
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class KerasAdapter(Adapter):
+    profile = "keras"
+
+    def __init__(self, backend: str = "jax"):
+        if backend not in ("jax", "torch"):
+            msg = f"KerasAdapter: backend must be 'jax' or 'torch', got {backend!r}"
+            raise ValueError(msg)
+        self.backend = backend
+        self.name = f"keras-{backend}"
+        self.description = f"keras.optimizers (Keras 3) on the {backend} backend, CPU"
+        self._worker: _Worker | None = None
+
+    def missing(self):
+        for mod, what in (("keras", "Keras 3"), (self.backend, f"its {self.backend} backend")):
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError) as err:  # a broken or blocked install
+                found, why = False, f"{type(err).__name__}: {err}"
+            else:
+                why = f"{mod} not importable"
+            if not found:
+                return f"{what} is not installed ({why})"
+        return None
+
+    def worker(self) -> _Worker:
+        if self._worker is None or not self._worker.alive():
+            self._worker = _Worker(self.backend)
+        return self._worker
+
+    def version(self):
+        from importlib.metadata import version
+
+        return version("keras")
+
+    def supports(self, case):
+        opt = case.optimizer
+        if opt not in KERAS_CLASSES:
+            return unsupported(f"Keras 3 has no counterpart of {opt}")
+        for p in case.params:
+            why = _why_not(opt, case.param_hparams(p.name), case.dtype, self.backend)
+            if why:
+                return unsupported(why)
+        return None
+
+    def applies_to(self, case):
+        if case.optimizer not in KERAS_CLASSES:
+            return case.profile == self.profile
+        return case.profile == _profile(case.optimizer, self.backend)
+
+    def build(self, case):
+        opt = case.optimizer
+        params = case.init_params()
+        groups: dict[tuple, list[str]] = {}
+        kwargs = {}
+        for k in params:
+            kw = _kwargs(opt, case.param_hparams(k))
+            key = tuple(sorted(kw.items()))
+            groups.setdefault(key, []).append(k)
+            kwargs[key] = kw
+        spec = {"dtype": case.dtype, "optimizer": KERAS_CLASSES[opt], "params": params,
+                "groups": [{"kwargs": kwargs[key], "names": names}
+                           for key, names in groups.items()],
+                "fields": FIELDS[opt], "scalar_fields": SCALAR_FIELDS.get(opt, [])}
+        w = self.worker()
+        w.call("build", spec)
+        return w
+
+    def step(self, w, grads, lr):
+        w.call("step", {k: np.array(g, order="C") for k, g in grads.items()}, lr)
+
+    def read_params(self, w):
+        return w.call("read_params")
+
+    def read(self, w):
+        return w.call("read")
