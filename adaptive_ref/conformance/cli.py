@@ -11,6 +11,8 @@ import sys
 import time
 import warnings
 
+from .parallel import jobs_arg
+
 __all__ = ["add_conform_parser", "run_conform", "main"]
 
 
@@ -32,6 +34,9 @@ def add_conform_parser(subparsers) -> argparse.ArgumentParser:
                    help="print a readable report for every failing case")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--list", action="store_true", help="list implementations and exit")
+    p.add_argument("-j", "--jobs", type=jobs_arg, default=None, metavar="N",
+                   help="worker processes (default: one per core for a large selection; "
+                        "1: run everything in this process)")
     p.add_argument("--no-profiles", action="store_true",
                    help="omit the torch-vs-optax profile distance table")
     p.set_defaults(func=run_conform)
@@ -47,6 +52,7 @@ def _split(values):
 def run_conform(args) -> int:
     from .adapters import all_adapters
     from .format import load_cases
+    from .parallel import auto_jobs
     from .report import distance_table, profile_distances, table, to_json, to_junit
     from .runner import match, run_all
 
@@ -100,7 +106,8 @@ def run_conform(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = run_all(chosen, cases, progress=progress)
+        results = run_all(chosen, cases, progress=progress,
+                          jobs=auto_jobs(args.jobs, chosen, cases))
     elapsed = time.perf_counter() - t0
     impls = [a.name for a in chosen]
     info = {a.name: {"version": a.version(), "description": a.description,

@@ -68,15 +68,21 @@ def run_case(adapter, case, *, xfails=()) -> CaseResult:
     return res
 
 
-def run_all(adapters, cases, *, progress=None) -> list[CaseResult]:
-    """Every case against every adapter whose profile it belongs to (others are skipped)."""
+def run_all(adapters, cases, *, progress=None, jobs=1) -> list[CaseResult]:
+    """Every case against every adapter whose profile it belongs to (others are skipped).
+    ``jobs`` > 1 (or None: every core) runs the cases in worker processes (:mod:`.parallel`)."""
+    done = {}
+    if jobs != 1:
+        from .parallel import run_in_pool
+
+        done, progress = run_in_pool(adapters, cases, jobs=jobs, progress=progress), None
     results = []
     for adapter in adapters:
         xf = load_xfails(adapter.name)
         mine = [c for c in cases if adapter.applies_to(c)]
         matched, used = set(), set()
         for i, case in enumerate(mine):
-            res = run_case(adapter, case, xfails=xf)
+            res = done.get((adapter.name, case.id)) or run_case(adapter, case, xfails=xf)
             for pattern, _ in xf:
                 if match(pattern, case.id):
                     matched.add(pattern)
