@@ -29,7 +29,8 @@ __all__ = ["setup", "generate"]
 # Optimizers of other issues (natural-gradient methods, second-order flavours, sparse variants)
 # join the registry through ``registry.register`` when their module is imported, so every module
 # of the package is imported first, except these (a CLI, the test helpers).
-SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.testing")
+SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
+                "adaptive_ref.testing")
 
 PROFILES = ("torch", "optax")
 
