@@ -37,9 +37,11 @@ def functional():
         _ENABLED.pop()
 
 
-def run(xp, update: Callable, arrays: Sequence, *, block: int = BLOCK) -> tuple:
+def run(xp, update: Callable, arrays: Sequence, *, block: int | None = None) -> tuple:
     """``update(*arrays)`` (arrays of one shape, or None) -> tuple of arrays of that shape (or
-    None); evaluated per block of ``block`` elements on large NumPy arrays."""
+    None); evaluated per block of ``block`` elements (default :data:`BLOCK`) on large NumPy
+    arrays."""
+    block = BLOCK if block is None else block
     first = arrays[0]
     if (not _ENABLED[-1] or not aac.is_numpy_namespace(xp) or first.ndim == 0
             or first.size <= block):

@@ -258,7 +258,8 @@ def test_count_overflow_poisons_under_jit(name):
     jnp = jax.numpy
     spec = REGISTRY[name]
     p, g, s, settings = _problem(name, jnp.asarray, dtype=np.float32)
-    top = jnp.asarray(np.iinfo(np.int32).max, dtype=s.count.dtype)
+    # the count's own maximum: int32 by default, int64 once another test enabled x64
+    top = jnp.asarray(np.iinfo(np.dtype(str(s.count.dtype))).max, dtype=s.count.dtype)
     s = s._replace(count=top)
     step = jax.jit(lambda p, g, s: spec.step(p, g, s, **settings))
     p1, s1 = step(p, g, s)

@@ -20,6 +20,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .parallel import jobs_arg
+
 __all__ = ["add_conform_parser", "run_conform", "main"]
 
 
@@ -58,6 +60,9 @@ def add_conform_parser(subparsers) -> argparse.ArgumentParser:
                    help="print a readable report for every case that did not pass")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--list", action="store_true", help="list implementations and exit")
+    p.add_argument("-j", "--jobs", type=jobs_arg, default=None, metavar="N",
+                   help="worker processes (default: one per core for a large selection; "
+                        "1: run everything in this process)")
     p.add_argument("--no-profiles", action="store_true",
                    help="omit the torch-vs-optax profile distance table")
     p.set_defaults(func=run_conform)
@@ -207,6 +212,7 @@ def run_conform(args) -> int:
 def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, report
     from . import report
     from .adapters import AdapterSpecError, known_adapters
+    from .parallel import auto_jobs
     from .progress import Progress
     from .runner import StaleExpectedFailure, run_all
 
@@ -260,7 +266,8 @@ def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, r
         try:
             results = run_all(chosen, cases, progress=progress, xfails=xfails,
                               reproduce=_reproducer(args, xfail_files),
-                              warn_unmatched=not (opts or args.dtype or args.case))
+                              warn_unmatched=not (opts or args.dtype or args.case),
+                              jobs=auto_jobs(args.jobs, chosen, cases))
         finally:
             if progress:
                 progress.close()

@@ -98,10 +98,9 @@ def reproduce_command(adapter, case) -> str:
             f"{case.optimizer!r})")
 
 
-def run_case(adapter, case, *, xfails=(), reproduce=None) -> CaseResult:
-    """One case on one adapter. ``xfails``: ``(pattern, reason)`` pairs (or :class:`Expected`);
-    ``reproduce``: the command to print in the failure report (default:
-    :func:`reproduce_command`)."""
+def evaluate(adapter, case) -> CaseResult:
+    """One case on one adapter, compared with its golden: pass / fail / error / n/a, before any
+    expected failure applies (what a worker process computes: :mod:`.parallel`)."""
     t0 = time.perf_counter()
     why = objectives.missing_requirement(case.objective) or adapter.supports(case)
     if why:
@@ -114,6 +113,12 @@ def run_case(adapter, case, *, xfails=(), reproduce=None) -> CaseResult:
     else:
         res = compare(case, result, impl=adapter.name)
     res.seconds = time.perf_counter() - t0
+    return res
+
+
+def expect(res: CaseResult, adapter, case, *, xfails=(), reproduce=None) -> CaseResult:
+    """Apply the first matching expected failure to ``res`` (fail/error -> xfail, pass -> xpass)
+    and attach the reproduce command to a result that did not pass."""
     for entry in xfails:
         pattern, reason = entry[0], entry[1]
         if match(pattern, case.id):
@@ -127,8 +132,15 @@ def run_case(adapter, case, *, xfails=(), reproduce=None) -> CaseResult:
     return res
 
 
+def run_case(adapter, case, *, xfails=(), reproduce=None) -> CaseResult:
+    """One case on one adapter. ``xfails``: ``(pattern, reason)`` pairs (or :class:`Expected`);
+    ``reproduce``: the command to print in the failure report (default:
+    :func:`reproduce_command`)."""
+    return expect(evaluate(adapter, case), adapter, case, xfails=xfails, reproduce=reproduce)
+
+
 def run_all(adapters, cases, *, progress=None, xfails=None, reproduce=None,
-            warn_unmatched: bool = False) -> list[CaseResult]:
+            warn_unmatched: bool = False, jobs: int | None = 1) -> list[CaseResult]:
     """Every case against every adapter whose profile it belongs to (others are skipped).
 
     Each adapter's shipped ``expected/<name>-xfails.txt`` applies, then ``xfails[name]`` (a list
@@ -136,7 +148,14 @@ def run_all(adapters, cases, *, progress=None, xfails=None, reproduce=None,
     :class:`StaleExpectedFailure` warning; with ``warn_unmatched`` (a run over the whole
     catalogue) so does an entry that matches no case. ``progress(impl, i, n, result)`` is called
     after each case; ``reproduce(adapter, case)`` gives the command for failure reports.
+    ``jobs`` > 1 (or None: every core) runs the cases in worker processes (:mod:`.parallel`);
+    expected failures and reproduce lines are applied here either way.
     """
+    done = {}
+    if jobs != 1:
+        from .parallel import run_in_pool
+
+        done, progress = run_in_pool(adapters, cases, jobs=jobs, progress=progress), None
     results = []
     for adapter in adapters:
         xf = [Expected(p, r, f"expected/{adapter.name}-xfails.txt")
@@ -145,8 +164,10 @@ def run_all(adapters, cases, *, progress=None, xfails=None, reproduce=None,
         mine = [c for c in cases if adapter.applies_to(c)]
         matched, used = set(), set()
         for i, case in enumerate(mine):
-            res = run_case(adapter, case, xfails=xf,
-                           reproduce=reproduce(adapter, case) if reproduce else None)
+            rep = reproduce(adapter, case) if reproduce else None
+            raw = done.get((adapter.name, case.id))
+            res = (expect(raw, adapter, case, xfails=xf, reproduce=rep) if raw is not None
+                   else run_case(adapter, case, xfails=xf, reproduce=rep))
             for e in xf:
                 if match(e.pattern, case.id):
                     matched.add(e)

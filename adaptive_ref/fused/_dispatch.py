@@ -17,10 +17,9 @@ import numpy as np
 from ._kernels import BLOCK
 
 __all__ = ["fast_dtype", "advance", "power", "is_zero", "numbers", "parallel_for", "flat",
-           "outputs", "write_back", "EMPTY"]
+           "outputs", "launch", "write_back"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-EMPTY = {d: np.empty(0, d) for d in _FLOATS}
 PARALLEL_MIN = 4 * BLOCK  # below this a thread launch costs more than it saves
 
 
@@ -98,6 +97,18 @@ def outputs(shape, dt, k: int):
     """``k`` fresh arrays of ``shape`` and their flat views."""
     outs = [np.empty(shape, dt) for _ in range(k)]
     return outs, [o.reshape(-1) for o in outs]
+
+
+def launch(kern, inplace: bool, n: int, param, grad, state_arrays: tuple, scal, dt):
+    """Run a generated kernel (arguments: the body's arrays ``p, g, <state arrays>``, then, for
+    the pure form, one output per written array, then the scalars). Returns ``(p, state arrays)``:
+    the inputs themselves in place, else fresh arrays of ``param``'s shape."""
+    if inplace:
+        kern(n, param.reshape(-1), flat(grad), *[a.reshape(-1) for a in state_arrays], scal)
+        return param, state_arrays
+    outs, fo = outputs(param.shape, dt, 1 + len(state_arrays))
+    kern(n, flat(param), flat(grad), *[flat(a) for a in state_arrays], *fo, scal)
+    return outs[0], tuple(outs[1:])
 
 
 def in_place_targets(param, state, what: str):

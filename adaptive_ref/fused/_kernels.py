@@ -1,401 +1,205 @@
-"""numba kernels: one pass over memory per step, the reference's per-element operations in order.
+"""numba kernels generated from the per-element update bodies of :mod:`.elementwise`.
 
-Each ``<name>_kernel(flags)`` returns a compiled function specialised on the convention knobs
-(the flags are closure constants, so numba folds every knob branch out of the loop and LLVM can
-vectorise it; a loop with run-time knob branches runs about 5x slower). Kernels are compiled on
-first use and cached on disk (``cache=True``).
+The update of each optimizer is written once, as a :class:`~.elementwise.Body`; the CUDA kernels
+(:mod:`.cupy_kernels`) and these CPU kernels are both rendered from it. :func:`kernel` renders a
+body into the Python source of a numba block loop (the body's statements, in order, on one
+element), writes it to a file and compiles it with ``cache=True``, so a flag set is compiled once
+per machine, not once per process. Adding an optimizer's fast path is one body.
+
+The knobs are fixed when the body is built (a body per flag set), and the body's boolean scalars
+(``first``, ``rectify``) become constants of the kernel, so numba folds every knob branch out of
+the loop and LLVM can vectorise it (a loop with run-time knob branches runs about 5x slower).
 
 Rules that keep the kernels bit-identical to the reference (docs/performance.md):
 
 * ``fastmath=False`` (no FMA contraction, no reassociation) and ``error_model="numpy"``;
 * every scalar arrives already cast to the array dtype (the wrappers do it, as NumPy 2 does when a
-  Python float meets a float32 array), so no expression is silently promoted to float64;
-* each expression copies the reference's grouping: ``b2 * v + omb2 * (g * g)``, never
-  ``omb2 * g * g``; ``max`` follows ``numpy.maximum`` (a NaN in either argument wins).
+  Python float meets a float32 array), and the bodies hold no numeric literal (checked here), so
+  no expression is silently promoted to float64;
+* each expression keeps the reference's grouping (the body's parentheses are kept: the source is
+  rendered from the parsed expression); ``maxnan`` follows ``numpy.maximum`` (a NaN in either
+  argument wins).
 
-Kernel arguments: ``(n, p, g, <state arrays>, <outputs>, c)``, all arrays 1-D and
-C-contiguous; ``c`` holds the scalars, already in the array dtype (one array argument dispatches
-faster than a dozen scalars). In the in-place kernels the output arguments are ignored (pass
-empty arrays) and ``p`` and the state arrays are overwritten; separate outputs would alias the
-inputs and defeat LLVM's vectoriser (its overlap check fails and it runs the scalar loop).
+Kernel arguments: ``(n, <body arrays>, [<outputs>], c)``, all arrays 1-D and C-contiguous, in the
+body's order; ``c`` holds the body's non-boolean scalars in the body's order, already in the array
+dtype (one array argument dispatches faster than a dozen scalars). The in-place kernels take no
+outputs and overwrite ``p`` and the state arrays; separate outputs would alias the inputs and
+defeat LLVM's vectoriser (its overlap check fails and it runs the scalar loop).
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
 from functools import cache
+from pathlib import Path
 
-import numpy as np
-from numba import njit, prange
+from . import elementwise as E
 
-__all__ = ["adam_kernel", "sgd_kernel", "adagrad_kernel", "rmsprop_kernel", "adamax_kernel",
-           "nadam_kernel", "radam_kernel", "BLOCK"]
+__all__ = ["kernel", "kernel_for", "render", "kernel_dir", "BLOCK"]
 
-_OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 BLOCK = 1 << 16  # elements per parallel work item (256 KiB of float32 per array)
+_OPTS = 'cache={cache}, error_model="numpy", fastmath=False, nogil=True'
+
+# body functions -> Python names in the generated module
+_CALLS = {"sqrt": "np.sqrt", "fabs": "abs", "sel": "_sel", "maxnan": "_maxnan"}
+_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.Name, ast.Load,
+          ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub, ast.Gt, ast.GtE, ast.Lt, ast.LtE,
+          ast.Eq, ast.NotEq)
 
 
-def _flag_name(prefix: str, flags: tuple) -> str:
-    return prefix + "_" + "_".join(str(int(f)) if isinstance(f, bool) else str(f) for f in flags)
+class _Rename(ast.NodeTransformer):
+    def visit_Call(self, node):  # noqa: N802 (ast API)
+        self.generic_visit(node)
+        name = _CALLS[node.func.id]
+        node.func = ast.parse(name, mode="eval").body
+        return node
 
 
-def _compile(block, name: str, parallel: bool):
-    """Wrap ``block(lo, hi, *args)`` in a serial or a ``prange``-over-blocks driver."""
-    block.__name__ = block.__qualname__ = name + "_block"
-    blk = njit(**_OPTS)(block)
+def _expr(text: str, where: str) -> str:
+    """``text`` (a body expression) as Python source for numba; rejects anything outside the
+    body grammar (numeric literals included: they would be typed float64)."""
+    tree = ast.parse(text, mode="eval")
+    for node in ast.walk(tree):
+        if not isinstance(node, _NODES):
+            msg = f"{where}: {type(node).__name__} is not allowed in a body expression: {text!r}"
+            raise ValueError(msg)
+        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
+                                           or node.func.id not in _CALLS or node.keywords):
+            msg = f"{where}: unknown function in {text!r} (known: {', '.join(_CALLS)})"
+            raise ValueError(msg)
+    return ast.unparse(_Rename().visit(tree))
+
+
+def render(body: E.Body, inplace: bool, parallel: bool, consts: tuple = (),
+           cache: bool = True) -> str:
+    """The Python source of the numba kernel ``run`` for ``body``.
+
+    ``consts``: ``(name, bool)`` pairs for the body's boolean scalars (compiled in)."""
+    fixed = dict(consts)
+    names = [*body.arrays, *body.scalars, *(local for local, _ in body.statements)]
+    bad = [x for x in names if not x.isidentifier() or x.startswith(("_", "a_", "o_"))
+           or x in ("np", "njit", "prange", "block", "run", "BLOCK")]
+    if bad:
+        msg = f"{body.name}: names {bad} clash with the generated kernel's own names"
+        raise ValueError(msg)
+    missing = [s for s in body.scalars if s in E.BOOL_SCALARS and s not in fixed]
+    if missing:
+        msg = f"{body.name}: boolean scalar(s) {missing} need a value in consts"
+        raise ValueError(msg)
+    numeric = [s for s in body.scalars if s not in E.BOOL_SCALARS]
+    written = [a for a, _ in body.writes]
+    arr = {a: f"a_{a}" for a in body.arrays}
+    out = {a: (arr[a] if inplace else f"o_{a}") for a in written}
+    params = [arr[a] for a in body.arrays] + ([] if inplace else [out[a] for a in written])
+    opts = _OPTS.format(cache=cache)
+    lines = [
+        f"# generated by adaptive_ref.fused._kernels from the body {body.name!r}; do not edit",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"BLOCK = {BLOCK}",
+        "",
+        "",
+        f"@njit(inline='always', {opts})",
+        "def _maxnan(a, b):",
+        "    return a if (a >= b or a != a) else b",
+        "",
+        "",
+        f"@njit(inline='always', {opts})",
+        "def _sel(c, a, b):",
+        "    return a if c else b",
+        "",
+        "",
+        f"@njit({opts})",
+        f"def block(_lo, _hi, {', '.join(params)}, _c):",
+    ]
+    lines += [f"    {s} = _c[{k}]" for k, s in enumerate(numeric)]
+    lines += [f"    {s} = {bool(fixed[s])}" for s in body.scalars if s in E.BOOL_SCALARS]
+    lines.append("    for _i in range(np.uint64(_lo), np.uint64(_hi)):  # unsigned: no wrap")
+    lines += [f"        {a} = {arr[a]}[_i]" for a in body.arrays]
+    for local, text in body.statements:
+        lines.append(f"        {local} = {_expr(text, body.name)}")
+    lines += [f"        {out[a]}[_i] = {local}" for a, local in body.writes]
+    args = ", ".join(params)
+    lines += ["", "", f"@njit(parallel={parallel}, {opts})", f"def run(_n, {args}, _c):"]
     if parallel:
-        def driver(n, *args):
-            nb = (n + BLOCK - 1) // BLOCK
-            for b in prange(nb):
-                lo = b * BLOCK
-                hi = min(n, lo + BLOCK)
-                blk(lo, hi, *args)
+        lines += ["    _nb = (_n + BLOCK - 1) // BLOCK",
+                  "    for _b in prange(_nb):",
+                  "        _lo = _b * BLOCK",
+                  "        block(_lo, min(_n, _lo + BLOCK), " + args + ", _c)"]
     else:
-        def driver(n, *args):
-            blk(0, n, *args)
-    driver.__name__ = driver.__qualname__ = name + ("_par" if parallel else "_ser")
-    return njit(parallel=parallel, **_OPTS)(driver)
+        lines.append(f"    block(0, _n, {args}, _c)")
+    return "\n".join(lines) + "\n"
 
 
-def _max(a, b):
-    return a if (a >= b or a != a) else b
+def kernel_dir() -> Path | None:
+    """Where generated kernel sources (and numba's cache, in ``__pycache__`` beside them) go:
+    ``$ADAPTIVE_REF_KERNEL_DIR``, else ``~/.cache/adaptive_ref/kernels``, else a per-user folder
+    in the temporary directory; None when none is writable (then nothing is cached)."""
+    env = os.environ.get("ADAPTIVE_REF_KERNEL_DIR")
+    tries = [Path(env)] if env else []
+    tries += [Path.home() / ".cache" / "adaptive_ref" / "kernels",
+              Path(tempfile.gettempdir()) / f"adaptive_ref-kernels-{os.getuid()}"]
+    for d in tries:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d
+    return None
 
 
-_nmax = njit(inline="always", **_OPTS)(_max)
-
-
-@cache
-def adam_kernel(maximize: bool, wd_mode: int, ams: int, bc: bool, hat: bool, use_er: bool,
-                inplace: bool, parallel: bool):
-    """Adam/AMSGrad/AdamW. wd_mode: 0 none, 1 coupled (g + wd p), 2 decoupled (p * decay).
-    ams: 0 off, 1 max over raw v, 2 max over corrected v."""
-
-    def block(lo, hi, p, g, m, v, vmax, po, mo, vo, vmo, c):
-        b1 = c[0]
-        omb1 = c[1]
-        b2 = c[2]
-        omb2 = c[3]
-        bc1 = c[4]
-        bc2 = c[5]
-        lr = c[6]
-        eps = c[7]
-        eps_root = c[8]
-        wd = c[9]
-        decay = c[10]
-        step = c[11]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if wd_mode == 1:
-                gi = gi + wd * pi
-            if wd_mode == 2:
-                pi = pi * decay
-            mi = b1 * m[i] + omb1 * gi
-            vi = b2 * v[i] + omb2 * (gi * gi)
-            if ams == 1:
-                vm = _nmax(vmax[i], vi)
-                raw = vm
-                corr = vm / bc2 if bc else vm
-            elif ams == 2:
-                nh = vi / bc2 if bc else vi
-                vm = _nmax(vmax[i], nh)
-                raw = vm * bc2 if bc else vm
-                corr = vm
-            else:
-                vm = vi
-                raw = vi
-                corr = vi / bc2 if bc else vi
-            if hat:
-                root = np.sqrt(raw + eps_root) if use_er else np.sqrt(raw)
-                pn = pi - step * (mi / (root + eps))
-            else:
-                root = np.sqrt(corr + eps_root) if use_er else np.sqrt(corr)
-                mh = mi / bc1 if bc else mi
-                pn = pi - lr * (mh / (root + eps))
-            if inplace:
-                p[i] = pn
-                m[i] = mi
-                v[i] = vi
-                if ams:
-                    vmax[i] = vm
-            else:
-                po[i] = pn
-                mo[i] = mi
-                vo[i] = vi
-                if ams:
-                    vmo[i] = vm
-
-    flags = (maximize, wd_mode, ams, bc, hat, use_er, inplace)
-    return _compile(block, _flag_name("adam", flags), parallel)
+def _load(name: str, source: str, directory: Path | None):
+    """Import ``source`` as a module from a file named by its content (so a file, once written,
+    never changes: numba's cache checks the file's time stamp), or exec it without a file."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    modname = f"_adaptive_ref_kernel_{name}_{digest}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    if directory is not None:
+        path = directory / f"{modname}.py"
+        try:
+            if not path.exists() or path.read_text() != source:
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(source)
+                os.replace(tmp, path)  # atomic: another process never sees half a file
+        except OSError:
+            directory = None
+    if directory is None:  # no writable folder: compile from memory, no disk cache
+        source = source.replace("cache=True", "cache=False")
+        module = type(sys)(modname)
+        exec(compile(source, f"<{modname}>", "exec"), module.__dict__)  # noqa: S102
+    else:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    sys.modules[modname] = module
+    return module
 
 
 @cache
-def sgd_kernel(maximize: bool, coupled: bool, has_buf: bool, inside: bool, nesterov: bool,
-               first: bool, inplace: bool, parallel: bool):
-    """SGD. ``first``: the step where the buffer is set to x (count == 0, no dampen_first_step)."""
-
-    def block(lo, hi, p, g, b, po, bo, c):
-        lr = c[0]
-        wd = c[1]
-        mom = c[2]
-        omd = c[3]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if coupled:
-                gi = gi + wd * pi
-            if not has_buf:
-                pn = pi - lr * gi
-                bi = gi  # unused
-            else:
-                x = lr * gi if inside else gi
-                bi = mom * b[i] + omd * x
-                if first:
-                    bi = x
-                d = x + mom * bi if nesterov else bi
-                pn = pi - d if inside else pi - lr * d
-            if inplace:
-                p[i] = pn
-                if has_buf:
-                    b[i] = bi
-            else:
-                po[i] = pn
-                if has_buf:
-                    bo[i] = bi
-
-    flags = (maximize, coupled, has_buf, inside, nesterov, first, inplace)
-    return _compile(block, _flag_name("sgd", flags), parallel)
+def kernel(body: E.Body, inplace: bool, parallel: bool, consts: tuple = ()):
+    """The compiled kernel for ``body`` (compiled on the first call with given array types)."""
+    suffix = ("i" if inplace else "o") + ("p" if parallel else "s") + "".join(
+        str(int(v)) for _, v in consts)
+    source = render(body, inplace, parallel, consts)
+    return _load(f"{body.name}_{suffix}", source, kernel_dir()).run
 
 
 @cache
-def adagrad_kernel(maximize: bool, coupled: bool, inside: bool, inplace: bool, parallel: bool):
-    """Adagrad; ``inside``: g / sqrt(s + eps), 0 where s is not > 0."""
+def kernel_for(name: str, flags: tuple, inplace: bool, parallel: bool, consts: tuple = ()):
+    """:func:`kernel` for ``BODIES[name](*flags)``, looked up by the flags (cheap per call).
 
-    def block(lo, hi, p, g, s, po, so, c):
-        clr = c[0]
-        eps = c[1]
-        wd = c[2]
-        zero = c[3]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if coupled:
-                gi = gi + wd * pi
-            si = s[i] + gi * gi
-            if inside:
-                if si > 0:
-                    u = gi / np.sqrt(si + eps)
-                else:
-                    u = gi * zero  # g * 0: a NaN or inf gradient still gives NaN
-                pn = pi - clr * u
-            else:
-                pn = pi - clr * (gi / (np.sqrt(si) + eps))
-            if inplace:
-                p[i] = pn
-                s[i] = si
-            else:
-                po[i] = pn
-                so[i] = si
-
-    flags = (maximize, coupled, inside, inplace)
-    return _compile(block, _flag_name("adagrad", flags), parallel)
-
-
-@cache
-def rmsprop_kernel(maximize: bool, coupled: bool, centered: bool, bc: bool, inside_eps: bool,
-                   has_buf: bool, lr_inside: bool, nesterov: bool, inplace: bool,
-                   parallel: bool):
-    """RMSprop: plain, centred, with momentum; bias correction divides both averages."""
-
-    def block(lo, hi, p, g, v, m, b, po, vo, mo, bo, c):
-        lr = c[0]
-        alpha = c[1]
-        oma = c[2]
-        eps = c[3]
-        mom = c[4]
-        wd = c[5]
-        bcf = c[6]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if coupled:
-                gi = gi + wd * pi
-            vi = alpha * v[i] + oma * (gi * gi)
-            mi = alpha * m[i] + oma * gi if centered else vi
-            vh = vi / bcf if bc else vi
-            if centered:
-                mh = mi / bcf if bc else mi
-                w = vh - mh * mh
-            else:
-                w = vh
-            den = np.sqrt(w + eps) if inside_eps else np.sqrt(w) + eps
-            u = gi / den
-            if not has_buf:
-                pn = pi - lr * u
-                bi = u  # unused
-            else:
-                x = lr * u if lr_inside else u
-                bi = mom * b[i] + x
-                d = x + mom * bi if nesterov else bi
-                pn = pi - d if lr_inside else pi - lr * d
-            if inplace:
-                p[i] = pn
-                v[i] = vi
-                if centered:
-                    m[i] = mi
-                if has_buf:
-                    b[i] = bi
-            else:
-                po[i] = pn
-                vo[i] = vi
-                if centered:
-                    mo[i] = mi
-                if has_buf:
-                    bo[i] = bi
-
-    flags = (maximize, coupled, centered, bc, inside_eps, has_buf, lr_inside, nesterov, inplace)
-    return _compile(block, _flag_name("rmsprop", flags), parallel)
-
-
-@cache
-def adamax_kernel(maximize: bool, coupled: bool, eps_in_max: bool, inplace: bool,
-                  parallel: bool):
-    """Adamax; ``eps_in_max``: u = max(b2 u, |g| + eps), else max(b2 u, |g|) and u + eps."""
-
-    def block(lo, hi, p, g, m, u, po, mo, uo, c):
-        b1 = c[0]
-        omb1 = c[1]
-        b2 = c[2]
-        eps = c[3]
-        clr = c[4]
-        wd = c[5]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if coupled:
-                gi = gi + wd * pi
-            mi = b1 * m[i] + omb1 * gi
-            if eps_in_max:
-                ui = _nmax(b2 * u[i], abs(gi) + eps)
-                den = ui
-            else:
-                ui = _nmax(b2 * u[i], abs(gi))
-                den = ui + eps
-            pn = pi - clr * (mi / den)
-            if inplace:
-                p[i] = pn
-                m[i] = mi
-                u[i] = ui
-            else:
-                po[i] = pn
-                mo[i] = mi
-                uo[i] = ui
-
-    flags = (maximize, coupled, eps_in_max, inplace)
-    return _compile(block, _flag_name("adamax", flags), parallel)
-
-
-@cache
-def nadam_kernel(maximize: bool, coupled: bool, decoupled: bool, inplace: bool, parallel: bool):
-    """NAdam (torch form): p - coef_g (g/d) - coef_m (m/d), d = sqrt(v / bc2) + eps."""
-
-    def block(lo, hi, p, g, m, v, po, mo, vo, c):
-        b1 = c[0]
-        omb1 = c[1]
-        b2 = c[2]
-        omb2 = c[3]
-        bc2 = c[4]
-        eps = c[5]
-        cg = c[6]
-        cm = c[7]
-        wd = c[8]
-        decay = c[9]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if coupled:
-                gi = gi + wd * pi
-            if decoupled:
-                pi = pi * decay
-            mi = b1 * m[i] + omb1 * gi
-            vi = b2 * v[i] + omb2 * (gi * gi)
-            den = np.sqrt(vi / bc2) + eps
-            pn = pi - cg * (gi / den) - cm * (mi / den)
-            if inplace:
-                p[i] = pn
-                m[i] = mi
-                v[i] = vi
-            else:
-                po[i] = pn
-                mo[i] = mi
-                vo[i] = vi
-
-    flags = (maximize, coupled, decoupled, inplace)
-    return _compile(block, _flag_name("nadam", flags), parallel)
-
-
-@cache
-def radam_kernel(maximize: bool, coupled: bool, decoupled: bool, hat: bool, use_er: bool,
-                 rectify: bool, inplace: bool, parallel: bool):
-    """RAdam; ``rectify`` (rho_t above the threshold) is a per-step scalar, hence a flag."""
-
-    def block(lo, hi, p, g, m, v, po, mo, vo, c):
-        b1 = c[0]
-        omb1 = c[1]
-        b2 = c[2]
-        omb2 = c[3]
-        bc1 = c[4]
-        bc2 = c[5]
-        sbc2 = c[6]
-        lr = c[7]
-        eps = c[8]
-        eps_root = c[9]
-        rect = c[10]
-        one = c[11]
-        wd = c[12]
-        decay = c[13]
-        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wrap
-            gi = g[i]
-            if maximize:
-                gi = -gi
-            pi = p[i]
-            if coupled:
-                gi = gi + wd * pi
-            if decoupled:
-                pi = pi * decay
-            mi = b1 * m[i] + omb1 * gi
-            vi = b2 * v[i] + omb2 * (gi * gi)
-            mh = mi / bc1
-            if rectify:
-                if hat:
-                    root = np.sqrt(vi + eps_root) if use_er else np.sqrt(vi)
-                    ad = sbc2 / (root + eps)
-                else:
-                    vh = vi / bc2
-                    root = np.sqrt(vh + eps_root) if use_er else np.sqrt(vh)
-                    ad = one / (root + eps)
-                pn = pi - mh * lr * ad * rect
-            else:
-                pn = pi - mh * lr
-            if inplace:
-                p[i] = pn
-                m[i] = mi
-                v[i] = vi
-            else:
-                po[i] = pn
-                mo[i] = mi
-                vo[i] = vi
-
-    flags = (maximize, coupled, decoupled, hat, use_er, rectify, inplace)
-    return _compile(block, _flag_name("radam", flags), parallel)
+    The wrappers of :mod:`.numba_path` pass ``p, g`` and the state arrays, and receive the
+    outputs, in one order: the body must write ``p`` and then each state array in input order."""
+    body = E.BODIES[name](*flags)
+    if [a for a, _ in body.writes] != ["p", *body.arrays[2:]]:
+        msg = f"{body.name}: writes {body.writes} do not follow the arrays {body.arrays}"
+        raise ValueError(msg)
+    return kernel(body, inplace, parallel, consts)

@@ -266,7 +266,7 @@ def _plan_radam(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_
 def _c_source(body: E.Body, inplace: bool) -> tuple[str, str, str]:
     """``(in_params, out_params, operation)`` for ``cupy.ElementwiseKernel``."""
     written = [a for a, _ in body.writes]
-    bools = {"first", "rectify"}
+    bools = E.BOOL_SCALARS
     scal = ", ".join(("bool " if s in bools else "T ") + s for s in body.scalars)
     if inplace:
         ins = [a for a in body.arrays if a not in written]

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Body", "emulate", "BODIES"]
+__all__ = ["Body", "emulate", "BODIES", "BOOL_SCALARS"]
+
+BOOL_SCALARS = frozenset({"first", "rectify"})  # per-step flags, not numbers of the array dtype
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def all_adapters() -> list[Adapter]:
     out: list[Adapter] = [ReferenceAdapter(b) for b in (
         Backend.NUMPY, Backend.ARRAY_API_STRICT, Backend.TORCH, Backend.JAX, Backend.DASK,
         Backend.CUPY)]
+    out.append(ReferenceAdapter(Backend.JAX, jit=False))  # opt-in: eager JAX
     out += [TorchAdapter(mode) for mode in ("forloop", "foreach", "fused")]
     out += [OptaxAdapter(jit=False), OptaxAdapter(jit=True)]
     out += [KerasAdapter("jax"), KerasAdapter("torch")]

@@ -2,10 +2,20 @@
 an adapter: docs/conformance.md shows this class).
 
 It runs every profile's cases (the reference has every convention as a knob). On NumPy in float64
-it *is* the generator of the goldens, so it must match them bit for bit. With
+it is one more implementation under test (the goldens are exact: :mod:`..exact`). With
 ``compute_dtype="float64"`` a float32 case runs in float64 arithmetic, and
 ``factor_precision="param"`` then still means float32 factors (the case's parameter dtype; see
 :func:`adaptive_ref._numerics.param_factor_dtype`).
+
+On JAX the step functions run under ``jax.jit`` by default (``reference-jax``), the way JAX users
+run them: one jitted function per case steps all of its parameters, with the case's
+hyperparameters as Python numbers baked in (as the eager adapter passes them) and, for a
+scheduled case, the step's lr as an argument (a 0-d array, which the reference accepts; its
+value is cast exactly as a Python float would be). Cases with the same optimizer, hyperparameters
+and shapes share one trace. XLA contracts ``a * b + c`` into a fused multiply-add on the CPU
+(tests/test_fused_jax.py), which only removes roundings from the count the tolerance allows.
+Row-sparse cases (the active rows change shape every step) run eagerly. The eager form on every
+case is ``reference-jax-eager`` (opt-in: about 10x slower).
 """
 
 from __future__ import annotations
@@ -25,11 +35,21 @@ __all__ = ["ReferenceAdapter"]
 class ReferenceAdapter(Adapter):
     profile = None
 
-    def __init__(self, backend: Backend = Backend.NUMPY, compute_dtype: str | None = None):
+    def __init__(self, backend: Backend = Backend.NUMPY, compute_dtype: str | None = None,
+                 jit: bool | None = None):
         self.backend = backend
         self.compute_dtype = compute_dtype  # "float64": run float32 cases in float64 (goldens)
-        self.name = f"reference-{backend.value}"
-        self.description = f"adaptive_ref step functions on {backend.value}"
+        self.jit = backend is Backend.JAX if jit is None else jit
+        if self.jit and backend is not Backend.JAX:
+            msg = f"jit=True needs the JAX backend, got {backend.value}"
+            raise ValueError(msg)
+        eager = backend is Backend.JAX and not self.jit
+        self.name = f"reference-{backend.value}" + ("-eager" if eager else "")
+        self.description = f"adaptive_ref step functions on {backend.value}" + (
+            " under jax.jit" if self.jit else (", eager" if eager else ""))
+        if eager:
+            self.opt_in = ("slow: eager JAX dispatches every operation, about 10x the jitted "
+                           "run; name it with --impl reference-jax-eager")
         if backend is Backend.DASK:
             self.opt_in = ("slow: Dask builds a task graph per operation, about 3 s per case; "
                            "name it with --impl reference-dask")
@@ -53,12 +73,24 @@ class ReferenceAdapter(Adapter):
         params = {k: b.asarray(self._cast(v)) for k, v in case.init_params().items()}
         states = {k: spec.init(params[k], **spec.init_kwargs(case.param_hparams(k)))
                   for k in params}
-        return {"spec": spec, "case": case, "params": params, "states": states}
+        h = {"spec": spec, "case": case, "params": params, "states": states}
+        if self.jit and not case.row_sparse():
+            import jax
+
+            h["jitted"] = _jitted_step(case)
+            # committed to the device, as the jitted step's outputs are: else the second step
+            # (committed inputs) would not hit the first step's compiled code
+            h["params"], h["states"] = jax.device_put((params, states), jax.devices()[0])
+        return h
 
     def step(self, h, grads, lr):
         spec, case = h["spec"], h["case"]
         step = h.get("step", 0) + 1
         h["step"] = step
+        if "jitted" in h:
+            garr = {k: self.backend.asarray(self._cast(g)) for k, g in grads.items()}
+            h["params"], h["states"] = h["jitted"](h["params"], h["states"], garr, lr)
+            return
         sparse = {p.name: p.grad for p in case.params
                   if p.grad is not None and p.grad.get("row_fraction") is not None}
         for k, g in grads.items():
@@ -113,3 +145,35 @@ class ReferenceAdapter(Adapter):
                     float(a) if name.endswith("product") else a)
             state[k] = fields
         return params, state
+
+
+_JITTED: dict = {}
+
+
+def _jitted_step(case):
+    """``f(params, states, grads, lr) -> (params, states)`` under ``jax.jit``: every parameter
+    of ``case`` stepped with its hyperparameters (lr from the argument when the case has a
+    schedule). One function per optimizer and hyperparameter set, so cases that differ only in
+    their data share the trace."""
+    import jax
+
+    names = tuple(p.name for p in case.params)
+    hps = {k: case.param_hparams(k) for k in names}
+    scheduled = case.lr_schedule is not None
+    key = (case.optimizer, scheduled,
+           tuple((k, tuple(sorted((n, repr(v)) for n, v in hps[k].items()))) for k in names))
+    fn = _JITTED.get(key)
+    if fn is None:
+        spec = registry.get(case.optimizer)
+
+        def step_all(params, states, grads, lr):
+            new_p, new_s = {}, {}
+            for k in names:
+                kw = dict(hps[k])
+                if scheduled:
+                    kw["lr"] = lr
+                new_p[k], new_s[k] = spec.step(params[k], grads[k], states[k], **kw)
+            return new_p, new_s
+
+        fn = _JITTED[key] = jax.jit(step_all)
+    return fn

@@ -1,0 +1,110 @@
+"""Hand-written NumPy steps: what a user would type for each elementwise optimizer.
+
+The yardstick of the reference's per-call cost (issue 14, target 1): plain NumPy expressions,
+the reference's default hyperparameters, no validation, no namespace lookup. Each
+``make(p) -> step(g)`` keeps its own state and updates it like the reference's default knobs do
+(the same work per element, not the same rounding order: these are timed, not compared).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["STEPS"]
+
+
+def _adam(p, *, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, ams=False, wd=0.0):
+    s = {"p": p, "m": np.zeros_like(p), "v": np.zeros_like(p), "vmax": np.zeros_like(p), "t": 0}
+
+    def step(g):
+        s["t"] += 1
+        t = s["t"]
+        p = s["p"] * (1 - lr * wd) if wd else s["p"]
+        m = b1 * s["m"] + (1 - b1) * g
+        v = b2 * s["v"] + (1 - b2) * (g * g)
+        if ams:
+            s["vmax"] = v = np.maximum(s["vmax"], v)
+        s["p"] = p - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        s["m"], s["v"] = m, v
+    return step
+
+
+def _sgd(p, *, lr=1e-3):
+    s = {"p": p}
+
+    def step(g):
+        s["p"] = s["p"] - lr * g
+    return step
+
+
+def _adagrad(p, *, lr=1e-2, eps=1e-10):
+    s = {"p": p, "s": np.zeros_like(p)}
+
+    def step(g):
+        s["s"] = s["s"] + g * g
+        s["p"] = s["p"] - lr * (g / (np.sqrt(s["s"]) + eps))
+    return step
+
+
+def _rmsprop(p, *, lr=1e-2, alpha=0.99, eps=1e-8):
+    s = {"p": p, "v": np.zeros_like(p)}
+
+    def step(g):
+        s["v"] = alpha * s["v"] + (1 - alpha) * (g * g)
+        s["p"] = s["p"] - lr * (g / (np.sqrt(s["v"]) + eps))
+    return step
+
+
+def _adamax(p, *, lr=2e-3, b1=0.9, b2=0.999, eps=1e-8):
+    s = {"p": p, "m": np.zeros_like(p), "u": np.zeros_like(p), "t": 0}
+
+    def step(g):
+        s["t"] += 1
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["u"] = np.maximum(b2 * s["u"], np.abs(g) + eps)
+        s["p"] = s["p"] - lr / (1 - b1 ** s["t"]) * (s["m"] / s["u"])
+    return step
+
+
+def _nadam(p, *, lr=2e-3, b1=0.9, b2=0.999, eps=1e-8, decay=4e-3):
+    s = {"p": p, "m": np.zeros_like(p), "v": np.zeros_like(p), "t": 0, "prod": 1.0}
+
+    def step(g):
+        s["t"] += 1
+        t = s["t"]
+        mu = b1 * (1 - 0.5 * 0.96 ** (t * decay))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * decay))
+        s["prod"] *= mu
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["v"] = b2 * s["v"] + (1 - b2) * (g * g)
+        den = np.sqrt(s["v"] / (1 - b2**t)) + eps
+        s["p"] = (s["p"] - lr * (1 - mu) / (1 - s["prod"]) * (g / den)
+                  - lr * mu_next / (1 - s["prod"] * mu_next) * (s["m"] / den))
+    return step
+
+
+def _radam(p, *, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    s = {"p": p, "m": np.zeros_like(p), "v": np.zeros_like(p), "t": 0}
+    rho_inf = 2 / (1 - b2) - 1
+
+    def step(g):
+        s["t"] += 1
+        t = s["t"]
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["v"] = b2 * s["v"] + (1 - b2) * (g * g)
+        bc2 = 1 - b2**t
+        mh = s["m"] / (1 - b1**t)
+        rho = rho_inf - 2 * t * b2**t / bc2
+        if rho > 5:
+            r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            s["p"] = s["p"] - mh * lr * (math.sqrt(bc2) / (np.sqrt(s["v"]) + eps)) * r
+        else:
+            s["p"] = s["p"] - mh * lr
+    return step
+
+
+STEPS = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam,
+         "amsgrad": lambda p: _adam(p, ams=True), "adamw": lambda p: _adam(p, wd=1e-2),
+         "adamax": _adamax, "nadam": _nadam, "radam": _radam}
