@@ -26,7 +26,9 @@ two numbers, stored in the golden's ``error`` record in units of the case dtype'
   powering where an implementation uses it (:func:`_pow_error`); exact at t = 1) is off by up to
   ``e / (1 - beta**t)`` relative (plus ``u_P`` when ``beta**t < 1/2``),
   entering the update with the power of
-  :data:`FACTORS`; RAdam's rectifier adds that error of rho_t (which cancels) times
+  :data:`FACTORS`; NAdam's torch schedule adds the error of its mu_t, mu_{t+1} (0.96**(t psi)
+  off by the same ``e``) in the update's coefficients and in the stored product of the mu_t;
+  RAdam's rectifier adds that error of rho_t (which cancels) times
   ``d ln r / d rho``; AMSGrad's maximum over the corrected v carries the error of ``1 -
   beta2**t``; (b) constants rounded once and used on every step: the decoupled decay factor
   ``1 - s wd`` and, in float32, the EMA's ``1 - beta`` (exact in float64). To ``B`` is added
@@ -192,6 +194,30 @@ def _radam_rect_error(beta2: float, threshold: float, t: int, fp, binary: bool) 
     pow_rel = _pow_error(beta2, t, fp, binary=binary) / bt / (1.0 - bt)
     err_rho = big * (pow_rel + 2 * u_p) + _ulp(rho_inf, u_p) + _ulp(rho, u_p)
     return err_rho * 0.5 * abs(1.0 / (rho - 4.0) + 1.0 / (rho - 2.0) - 1.0 / rho)
+
+
+def _nadam_mu_errors(hp: dict, t: int, prod: float, fp) -> tuple[float, float]:
+    """NAdam's torch momentum schedule mu_s = b1 (1 - 0.96**(s psi)/2) with 0.96**y off by
+    :func:`_pow_error`: ``(rel_update, rel_mu_t)``, bounds on the relative error of the update's
+    two coefficients ``(1 - mu_t)/(1 - Pi_t)`` and ``mu_{t+1}/(1 - Pi_t mu_{t+1})`` (the larger)
+    and of mu_t, which multiplies the stored product Pi_t = Pi_{t-1} mu_t (``prod``); Pi_{t-1}'s
+    own error reaches the update through the step's Jacobian."""
+    if hp.get("momentum_schedule", "torch") != "torch":
+        return 0.0, 0.0
+    b1, psi = float(hp["beta1"]), float(hp["momentum_decay"])
+
+    def mu_and_error(s):
+        y = s * psi
+        return b1 * (1.0 - 0.5 * 0.96 ** y), 0.5 * b1 * _pow_error(0.96, y, fp)
+
+    mu_t, d_t = mu_and_error(t)
+    mu_n, d_n = mu_and_error(t + 1)
+    r_t = d_t / mu_t if mu_t else 0.0
+    r_n = d_n / mu_n if mu_n else 0.0
+    pn = prod * mu_n
+    rel_g = d_t / (1.0 - mu_t) + prod / (1.0 - prod) * r_t
+    rel_m = r_n / (1.0 - pn) + pn / (1.0 - pn) * r_t
+    return max(rel_g, rel_m), r_t
 
 
 def _float_fields(st) -> list[str]:
@@ -384,6 +410,11 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
             continue  # the update reads max(v / (1 - b2**t)): the factor's error is nu_max's
         if h in hp and hp.get("bias_correction", True):
             fac += abs(power) * _factor_error(float(hp[h]), t, fp) / u
+    mu_rel = 0.0
+    if opt == "nadam":
+        prod = float(np.asarray(new["mu_product"]).reshape(-1)[0])
+        upd_rel, mu_rel = _nadam_mu_errors(hp, t, prod, fp)
+        fac += upd_rel / u
     if opt == "radam":
         binary = case.profile in POW_BY_SQUARING.get(opt, ())
         fac += _radam_rect_error(float(hp["beta2"]), float(hp["threshold"]), t, fp, binary) / u
@@ -410,6 +441,8 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
             if corrected_max:
                 fe = _factor_error(float(hp["beta2"]), t, fp) / u
                 bound[:, i] = np.where(held, 0.0, fe * xn)
+        if f == "mu_product":  # Pi_t = Pi_{t-1} mu_t: mu_t's error, relative
+            bound[:, i] += mu_rel / u * xn
         name = _EMA_OF.get((base, f), _EMA.get(f))
         if name is not None and name in hp:
             c = float(hp[name])
