@@ -3,6 +3,11 @@
     python -m benchmarks.conformance_budget [--impl torch-forloop,...] [--optimizer adam ...]
                                             [--min-step 10] [--per-case]
     python -m benchmarks.conformance_budget --detect [--dtype float32]
+    python -m benchmarks.conformance_budget --pow
+
+``--pow`` measures the array power beta**y in float32 of every evaluation method a supported
+implementation uses (:func:`pow_errors`) against the golden's value of it and the error model's
+bound (docs/conformance.md, "The scalar factors in the parameter dtype").
 
 For every golden case, checkpoint >= ``--min-step`` and stored array, runs each named
 implementation (those whose profile the case belongs to) and takes the largest normwise ULP error
@@ -16,6 +21,7 @@ all arrays. Also prints the correctly rounded trajectory's worst error/budget (m
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from collections import defaultdict
 
@@ -77,6 +83,100 @@ def detect(args) -> int:
     return 0
 
 
+# (base, psi): beta**t (psi = 1) and NAdam's 0.96**(t psi) (psi = 0.004, torch's schedule)
+POW_BASES = ((0.9, 1.0), (0.99, 1.0), (0.999, 1.0), (0.9999, 1.0), (0.96, 1.0), (0.96, 0.004))
+
+
+@functools.cache
+def _integer_pows(steps: tuple) -> dict:
+    """``{base: float32 values of base**t}`` for the integer-exponent bases of POW_BASES, as
+    optax's eager RAdam computes ``b2**count_inc`` (a Python float to the power of a concrete
+    int32 array: lax.integer_pow; one compilation per t, all bases at once)."""
+    import jax.numpy as jnp
+
+    bases = [b for b, psi in POW_BASES if psi == 1.0]
+    vals = np.array([np.asarray(jnp.asarray(bases, jnp.float32) ** jnp.asarray(t, jnp.int32))
+                     for t in steps], dtype=np.float64)
+    return {b: vals[:, i] for i, b in enumerate(bases)}
+
+
+def pow_methods(base: float, psi: float, steps: np.ndarray) -> dict:
+    """``{method: float32 values of base**(t psi)}`` for t in ``steps``, as the supported
+    implementations compute them (each from fl32(base); a float exponent is fl32(t) fl32(psi)
+    rounded to float32, an integer one is t itself)."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from adaptive_ref.conformance.error_model import _binary_power
+
+    b = np.float32(base)
+    y = (steps.astype(np.float32) * np.float32(psi)).astype(np.float32)
+    out = {}
+    if psi == 1.0:
+        # optax: tree_bias_correction is jitted, so decay**count is lax.pow(f32, int32)
+        out["lax.pow int (optax)"] = jax.jit(lambda c: b ** c)(jnp.asarray(steps, jnp.int32))
+        # optax's RAdam, eager: b2**count_inc with a concrete count is lax.integer_pow
+        ip = _integer_pows(tuple(int(t) for t in steps))[base]
+        emulated = np.array([_binary_power(base, int(t), np.float32) for t in steps])
+        emulated[emulated < np.finfo(np.float32).tiny] = 0.0  # XLA flushes subnormals
+        if not np.array_equal(ip, emulated):
+            msg = f"error_model._binary_power({base}, t) is not jax's integer_pow"
+            raise AssertionError(msg)
+        out["lax.integer_pow (optax radam eager)"] = ip
+    # Keras (jax backend): ops.power(beta, local_step), both float32
+    out["jnp.power f32 (keras-jax)"] = jax.jit(jnp.power)(jnp.full(y.shape, b), jnp.asarray(y))
+    # Keras (torch backend): torch.pow on 0-d tensors; also the vectorised kernel
+    out["torch.pow 0-d (keras-torch)"] = np.array(
+        [float(torch.pow(torch.tensor(b), torch.tensor(v))) for v in y])
+    out["torch.pow vector"] = torch.pow(torch.full(y.shape, float(b)), torch.from_numpy(y))
+    out["numpy.power"] = np.power(b, y)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def pow_errors(steps: np.ndarray = np.arange(1, 1001)) -> list[tuple]:
+    """Per (base, psi, method): ``(base, psi, method, worst error in u beta**y over the normal
+    results, worst error / the error model's bound over all results, its step)``. The reference
+    is the golden's value: fl32(base)**(t fl32(psi)), exact, rounded to float32."""
+    import mpmath
+
+    from adaptive_ref.conformance.error_model import UNIT, FactorPrecision, _pow_error
+
+    u = UNIT["float32"]
+    fp = FactorPrecision((u, True))
+    rows = []
+    for base, psi in POW_BASES:
+        b = float(np.float32(base))
+        yex = [int(t) if psi == 1.0 else int(t) * float(np.float32(psi)) for t in steps]
+        ref = np.empty(len(steps))
+        for i, y in enumerate(yex):
+            with mpmath.workprec(160):
+                v = mpmath.mpf(b) ** y
+            with mpmath.workprec(24):
+                ref[i] = float(+v)
+        for method, got in pow_methods(base, psi, steps).items():
+            binary = "integer_pow" in method
+            bound = np.array([_pow_error(base, y, fp, binary=binary) for y in yex])
+            err = np.abs(got - ref)
+            ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1.0),
+                             np.where(err > 0, np.inf, 0.0))
+            normal = ref >= np.finfo(np.float32).tiny
+            rel = np.where(normal, err / np.where(normal, ref, 1.0) / u, 0.0)
+            i = int(np.argmax(ratio))
+            rows.append((base, psi, method, float(rel.max()), float(ratio[i]), int(steps[i])))
+    return rows
+
+
+def print_pow_errors() -> int:
+    rows = pow_errors()
+    print("| beta | exponent | method | max error (u beta^y) | max error / bound (at t) |")
+    print("|---|---|---|---|---|")
+    for base, psi, method, rel, ratio, t in rows:
+        expo = "t" if psi == 1.0 else f"{psi:g} t"
+        print(f"| {base:g} | {expo} | {method} | {rel:.2f} | {ratio:.2f} (t = {t}) |")
+    return 0 if all(r[4] <= 1.0 for r in rows) else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +188,12 @@ def main(argv=None) -> int:
     ap.add_argument("--detect", action="store_true",
                     help="instead: the smallest update perturbation (from step 51) each long "
                          "base case catches")
+    ap.add_argument("--pow", action="store_true",
+                    help="instead: the float32 error of beta**t of each array-power method "
+                         "against the error model's bound")
     args = ap.parse_args(argv)
+    if args.pow:
+        return print_pow_errors()
     if args.detect:
         return detect(args)
     adapters = [get_adapter(n) for n in args.impl.split(",")]

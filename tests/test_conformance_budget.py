@@ -4,7 +4,9 @@ change of the update.
 * a correctly rounded trajectory (the exact values rounded to the case dtype: the best any
   implementation can store) passes every golden case;
 * an update multiplied by (1 + delta) from step 51 on fails every long (200-step) base case at
-  delta = 3e-5 in float32 and 1e-13 in float64;
+  delta = 3e-5 in float32 and 1e-13 in float64 (except optax's RAdam, see UNMET);
+* the array power the error model charges for ``factor_precision="param"`` bounds the measured
+  error of every method a supported implementation uses;
 * every knob case is observable: the reference with that knob set back to the profile's value
   fails the knob case's golden (a knob case equal to its base would test nothing).
 """
@@ -56,18 +58,21 @@ def test_a_correctly_rounded_trajectory_passes_every_case():
 LONG = [c for c in ALL if "base" in c.tags and c.steps == 200]
 
 
+# Long base cases whose detection target cannot be met, with the delta they are caught at
+# (measured: python -m benchmarks.conformance_budget --detect) and why: optax's RAdam, run
+# eagerly, computes b2**count by binary powering (lax.integer_pow), whose error (exactly
+# computed by the error model: up to 28 u in beta2^t for t <= 200) passes through rho_t's
+# cancellation (~400x); optax-eager really is that far from the golden (1.5e3 ULP on
+# radam[optax,float32,base] at step 200, optax-jit 7.6 ULP), so a smaller change of the update
+# is indistinguishable from a legitimate way of computing it.
+UNMET = {("radam", "optax", "float32"): 2e-4, ("radam", "optax", "float64"): 3e-13}
+
+
 def _delta(case) -> float:
     """The perturbation each long case must catch (docs/conformance.md, "Detection"): 3e-5 in
-    float32 and 1e-13 in float64, except where the allowed error of the scalar factors is
-    larger: factors computed with an array power ((t - 1) u per beta**t; also charged when a
-    case does not declare ``factor_precision``) feed RAdam's cancelling rho_t (measured:
-    2.3e-12) and, undeclared, NAdam's and AdamW's updates (1.3e-13, 1.0e-13)."""
-    if case.dtype == "float32":
-        return 3e-5
-    fp = case.hparams.get("factor_precision")
-    if fp != "float64" and case.optimizer == "radam":
-        return 3e-12
-    return 2e-13 if fp is None else 1e-13
+    float32 and 1e-13 in float64, except the cases in UNMET."""
+    default = 3e-5 if case.dtype == "float32" else 1e-13
+    return UNMET.get((case.optimizer, case.profile, case.dtype), default)
 
 
 @pytest.mark.parametrize("case", LONG, ids=lambda c: c.id)
@@ -113,3 +118,21 @@ def test_radam_rho_t_is_never_a_float_for_t_at_least_2(beta2):
         rho = 2 / (1 - b) - 1 - 2 * t * bt / (1 - bt)
         d = rho.denominator
         assert d & (d - 1) != 0, (beta2, t)  # the reduced denominator is not a power of 2
+
+
+def test_the_array_power_bound_covers_every_measured_method():
+    """Every way a supported implementation computes beta**y in float32 (XLA's pow for optax
+    and Keras-jax, torch.pow for Keras-torch, NumPy, lax.integer_pow for optax's eager RAdam,
+    checked against the error model's emulation of it) is within the error model's bound of the
+    golden's value, for beta in {0.9, 0.99, 0.999, 0.9999}, NAdam's 0.96**t and 0.96**(0.004 t),
+    and every step t a case runs (1..200; benchmarks/conformance_budget.py --pow runs to 1000)."""
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    from benchmarks.conformance_budget import pow_errors
+
+    steps = max(c.steps for c in ALL)
+    assert steps <= 200
+    rows = pow_errors(np.arange(1, steps + 1))
+    assert len(rows) == 34
+    over = [r for r in rows if not r[4] <= 1.0]
+    assert not over, over

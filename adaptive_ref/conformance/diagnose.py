@@ -617,6 +617,7 @@ def suspect(case, result) -> str | None:
     """
     import dataclasses
 
+    from adaptive_ref._numerics import param_factor_dtype
     from adaptive_ref.registry import REGISTRY
 
     from .compare import compare
@@ -642,8 +643,9 @@ def suspect(case, result) -> str | None:
             if any(not k.startswith("_") and not _same(case.hparams.get(k), c)
                    for k, c in ctx.items()):
                 continue  # the knob would not act on this case
-            try:
-                alt = reference_trajectory(spec, short, {**case.hparams, name: v})
+            try:  # factor_precision="param" factors in the case dtype, as the golden has them
+                with param_factor_dtype(case.dtype):
+                    alt = reference_trajectory(spec, short, {**case.hparams, name: v})
             except (ValueError, TypeError):  # a combination the reference rejects
                 continue
             expected = {t: {"params": alt[t], "state": {}} for t in short.checkpoints}

@@ -21,10 +21,14 @@ two numbers, stored in the golden's ``error`` record in units of the case dtype'
   ``|J_t|``: ``B_t = |J_t| B_{t-1} + b_t``. ``b_t`` holds (a) the scalar factors: ``1 - beta**t``
   computed in precision P with ``beta**t`` off by up to ``e`` (:class:`FactorPrecision`:
   host float64 with a libm pow, ``e = ulp(beta**t)``; or, when ``factor_precision == "param"``,
-  the framework's array power in the parameter dtype, ``e = (t - 1) u_P beta**t``; exact at
-  t = 1) is off by up to ``e / (1 - beta**t)`` relative (plus ``u_P`` when ``beta**t < 1/2``),
+  the framework's array power in the parameter dtype, ``e = 1.5 ulp(beta**t) + 4 |t ln beta|
+  u_P beta**t`` for exp(t ln beta) with faithful exp and log, the exact error of binary
+  powering where an implementation uses it (:func:`_pow_error`); exact at t = 1) is off by up to
+  ``e / (1 - beta**t)`` relative (plus ``u_P`` when ``beta**t < 1/2``),
   entering the update with the power of
-  :data:`FACTORS`; RAdam's rectifier adds that error of rho_t (which cancels) times
+  :data:`FACTORS`; NAdam's torch schedule adds the error of its mu_t, mu_{t+1} (0.96**(t psi)
+  off by the same ``e``) in the update's coefficients and in the stored product of the mu_t;
+  RAdam's rectifier adds that error of rho_t (which cancels) times
   ``d ln r / d rho``; AMSGrad's maximum over the corrected v carries the error of ``1 -
   beta2**t``; (b) constants rounded once and used on every step: the decoupled decay factor
   ``1 - s wd`` and, in float32, the EMA's ``1 - beta`` (exact in float64). To ``B`` is added
@@ -38,6 +42,8 @@ the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -76,11 +82,10 @@ class FactorPrecision(tuple):
     """How an implementation computes its scalar factors: ``(u_P, array_pow)``.
 
     ``factor_precision == "float64"`` (torch, the reference): host-side float64 with a libm
-    ``pow``, within one ULP. ``"param"`` (optax, Keras): the framework's array arithmetic in the
-    parameter dtype, whose integer power is t - 1 rounded multiplications or binary powering;
-    either raises its first rounding to a power up to t - 1, so ``(t - 1) u_P`` relative.
-    A case that does not declare ``factor_precision`` gets float64 with the larger of the two
-    pow errors (it does not say how its factors are computed)."""
+    ``pow``, within one ULP. ``"param"`` (optax, Keras): the framework's array ``pow`` in the
+    parameter dtype (:func:`_pow_error` says which algorithms and what each costs). A case that
+    does not declare ``factor_precision`` gets the array power in float64 (it does not say how
+    its factors are computed; that bound contains the libm one)."""
 
     @classmethod
     def of(cls, hp: dict, dtype: str):
@@ -88,28 +93,94 @@ class FactorPrecision(tuple):
         return cls((UNIT[dtype] if fp == "param" else UNIT["float64"], fp != "float64"))
 
 
-def _pow_error(bt: float, t: int, fp) -> float:
-    """Bound on the absolute error of ``beta**t`` (value ``bt``); exact for t = 1."""
+# The array power b**y in the parameter dtype, as the supported implementations evaluate it
+# (installed sources; measured in benchmarks/conformance_budget.py --pow, docs/conformance.md):
+# * "exp_log": XLA's pow (optax's jitted bias correction ``1 - decay**count``, count int32 ->
+#   lax.pow -> stablehlo.power; Keras' jax backend ``ops.power(beta, local_step)``, a float
+#   exponent) and torch.pow (Keras' torch backend), also NumPy: exp(y ln b) with faithful
+#   exp and log. With ln b off by <= 2u|ln b| (one ULP), the product y ln b by u|y ln b| and a
+#   non-integer exponent's own rounding by u|y ln b|, the argument of exp is off by at most
+#   POW_EXP_LOG_SLOPE u |y ln b|, which moves the power by that much relative; exp's own
+#   rounding is below one ULP of the result and the golden's rounding of the exact power half
+#   an ULP: |result - golden| <= POW_ULPS ulp(b**y) + POW_EXP_LOG_SLOPE u |y ln b| b**y (first
+#   order in u). b**1 is exact in all of them (measured).
+#   XLA on CPU flushes subnormal results to zero: below the smallest normal number the error
+#   is up to that number.
+# * "binary": ``jnp.power(b, n)`` with a concrete integer n (outside jit) is lax.integer_pow,
+#   binary powering in the dtype. Its error is not small (the first squaring's rounding is
+#   raised to the power n/2: measured 141 u for 0.999**1000) but it is deterministic IEEE
+#   arithmetic, so it is charged exactly: the emulated loop's distance from the golden's value.
+#   Only optax's RAdam, eagerly, computes ``b2**count_inc`` this way (its rho_t); every bias
+#   correction in optax goes through the jitted ``tree_bias_correction``, and the reference's
+#   ``xp.pow`` takes a float exponent. So it is charged for RAdam's rho_t in the cases of the
+#   profiles in POW_BY_SQUARING (the implementations that run a case are its profile's).
+POW_EXP_LOG_SLOPE = 4.0
+POW_ULPS = 1.5
+POW_BY_SQUARING = {"radam": ("optax",)}
+
+
+def _binary_power(b, n: int, dt):
+    """jax.lax.integer_pow's loop (square-and-multiply, low bit first) in dtype ``dt``."""
+    x, acc = dt(b), None
+    while n > 0:
+        if n & 1:
+            acc = x if acc is None else dt(acc * x)
+        n >>= 1
+        if n > 0:
+            x = dt(x * x)
+    return acc
+
+
+@functools.cache
+def _binary_power_error(beta: float, t: int, u_p: float) -> float:
+    """``|binary power - golden's beta**t|``: in float32 the golden holds fl32(fl32(beta)**t)
+    (:mod:`adaptive_ref.conformance.fidelity`), in float64 the exact power."""
+    import mpmath
+
+    dt = np.float32 if u_p == UNIT["float32"] else np.float64
+    with mpmath.workprec(160):
+        exact = mpmath.mpf(float(dt(beta))) ** t
+    if dt is np.float32:
+        with mpmath.workprec(24):
+            exact = +exact
+    return abs(float(mpmath.mpf(float(_binary_power(beta, t, dt))) - exact))
+
+
+def _pow_error(beta: float, y: float, fp, binary: bool = False) -> float:
+    """Bound on the absolute error of ``beta**y`` against the golden's value of it.
+
+    Host float64 (``fp[1]`` false): one ULP. Array power: ``POW_ULPS`` ULPs plus ``SLOPE
+    |y ln beta| u_P`` relative (exp/log; exact for y = 1) and, with ``binary`` (an integer
+    exponent some implementation powers by squaring), the exact error of that loop."""
     u_p, array_pow = fp
-    if t == 1:
+    bt = beta ** y
+    if not array_pow:
+        return 0.0 if y == 1 else _ulp(bt, u_p)
+    if y == 1:
         return 0.0
-    return max(_ulp(bt, u_p), (t - 1) * u_p * bt) if array_pow else _ulp(bt, u_p)
+    err = POW_ULPS * _ulp(bt, u_p) + POW_EXP_LOG_SLOPE * abs(y * np.log(beta)) * u_p * bt
+    tiny = float(np.finfo(np.float32 if u_p == UNIT["float32"] else np.float64).tiny)
+    if bt < tiny:  # XLA on CPU flushes subnormal results to zero
+        err = max(err, tiny)
+    if binary and float(y).is_integer():
+        err = max(err, _binary_power_error(float(beta), int(y), u_p))
+    return err
 
 
 def _factor_error(beta: float, t: int, fp) -> float:
-    """Bound on the relative error of ``1 - beta**t``: :func:`_pow_error`, then the
-    subtraction (exact when ``beta**t >= 1/2``)."""
+    """Bound on the relative error of ``1 - beta**t``: :func:`_pow_error` times the condition
+    number ``beta**t / (1 - beta**t)``, then the subtraction (exact when ``beta**t >= 1/2``)."""
     u_p = fp[0]
     bt = beta ** t
     if not 0.0 < bt < 1.0:
         return 0.0
-    err = _pow_error(bt, t, fp)
+    err = _pow_error(beta, t, fp)
     if bt < 0.5:
         err += u_p * (1.0 - bt)
     return err / (1.0 - bt)
 
 
-def _radam_rect_error(beta2: float, threshold: float, t: int, fp) -> float:
+def _radam_rect_error(beta2: float, threshold: float, t: int, fp, binary: bool) -> float:
     """Bound on the relative error of RAdam's rectifier r(rho_t) (0 if not rectified):
     rho_t = rho_inf - T with T = 2 t b^t / (1 - b^t); T inherits the error of b^t amplified by
     1/(1 - b^t) and rho_t cancels, then d ln r / d rho turns it into a relative error of r."""
@@ -120,9 +191,33 @@ def _radam_rect_error(beta2: float, threshold: float, t: int, fp) -> float:
     if not rho > max(threshold, 4.0):
         return 0.0
     u_p = fp[0]
-    pow_rel = _pow_error(bt, t, fp) / bt / (1.0 - bt)
+    pow_rel = _pow_error(beta2, t, fp, binary=binary) / bt / (1.0 - bt)
     err_rho = big * (pow_rel + 2 * u_p) + _ulp(rho_inf, u_p) + _ulp(rho, u_p)
     return err_rho * 0.5 * abs(1.0 / (rho - 4.0) + 1.0 / (rho - 2.0) - 1.0 / rho)
+
+
+def _nadam_mu_errors(hp: dict, t: int, prod: float, fp) -> tuple[float, float]:
+    """NAdam's torch momentum schedule mu_s = b1 (1 - 0.96**(s psi)/2) with 0.96**y off by
+    :func:`_pow_error`: ``(rel_update, rel_mu_t)``, bounds on the relative error of the update's
+    two coefficients ``(1 - mu_t)/(1 - Pi_t)`` and ``mu_{t+1}/(1 - Pi_t mu_{t+1})`` (the larger)
+    and of mu_t, which multiplies the stored product Pi_t = Pi_{t-1} mu_t (``prod``); Pi_{t-1}'s
+    own error reaches the update through the step's Jacobian."""
+    if hp.get("momentum_schedule", "torch") != "torch":
+        return 0.0, 0.0
+    b1, psi = float(hp["beta1"]), float(hp["momentum_decay"])
+
+    def mu_and_error(s):
+        y = s * psi
+        return b1 * (1.0 - 0.5 * 0.96 ** y), 0.5 * b1 * _pow_error(0.96, y, fp)
+
+    mu_t, d_t = mu_and_error(t)
+    mu_n, d_n = mu_and_error(t + 1)
+    r_t = d_t / mu_t if mu_t else 0.0
+    r_n = d_n / mu_n if mu_n else 0.0
+    pn = prod * mu_n
+    rel_g = d_t / (1.0 - mu_t) + prod / (1.0 - prod) * r_t
+    rel_m = r_n / (1.0 - pn) + pn / (1.0 - pn) * r_t
+    return max(rel_g, rel_m), r_t
 
 
 def _float_fields(st) -> list[str]:
@@ -315,8 +410,14 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
             continue  # the update reads max(v / (1 - b2**t)): the factor's error is nu_max's
         if h in hp and hp.get("bias_correction", True):
             fac += abs(power) * _factor_error(float(hp[h]), t, fp) / u
+    mu_rel = 0.0
+    if opt == "nadam":
+        prod = float(np.asarray(new["mu_product"]).reshape(-1)[0])
+        upd_rel, mu_rel = _nadam_mu_errors(hp, t, prod, fp)
+        fac += upd_rel / u
     if opt == "radam":
-        fac += _radam_rect_error(float(hp["beta2"]), float(hp["threshold"]), t, fp) / u
+        binary = case.profile in POW_BY_SQUARING.get(opt, ())
+        fac += _radam_rect_error(float(hp["beta2"]), float(hp["threshold"]), t, fp, binary) / u
     bound[:, 0] = fac * delta
     if decoupled:  # p * (1 - s wd): the same rounded constant on every step
         s = float(lr if lr is not None else hp["lr"])
@@ -340,6 +441,8 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
             if corrected_max:
                 fe = _factor_error(float(hp["beta2"]), t, fp) / u
                 bound[:, i] = np.where(held, 0.0, fe * xn)
+        if f == "mu_product":  # Pi_t = Pi_{t-1} mu_t: mu_t's error, relative
+            bound[:, i] += mu_rel / u * xn
         name = _EMA_OF.get((base, f), _EMA.get(f))
         if name is not None and name in hp:
             c = float(hp[name])
