@@ -274,18 +274,14 @@ def case_from_dict(d: dict) -> GoldenCase:
                     out_s[name][fname] = _floats(vals, n, f"{sw} state.{name}.{fname}").reshape(
                         shapes[name])
         rec = {"params": out_p, "state": out_s}
-        if "scale" in snap:
-            sc = snap["scale"]
-            if not isinstance(sc, dict) or not isinstance(sc.get("params", {}), dict):
-                msg = f"{sw}: 'scale' must be an object with 'params' and 'state'"
+        for record in ("scale", "error"):  # per-array records, passed through as they are
+            if record not in snap:
+                continue
+            val = snap[record]
+            if not isinstance(val, dict) or not isinstance(val.get("params", {}), dict):
+                msg = f"{sw}: {record!r} must be an object with 'params' and 'state'"
                 raise FormatError(msg)
-            rec["scale"] = sc
-        if "error" in snap:
-            er = snap["error"]
-            if not isinstance(er, dict) or not isinstance(er.get("params", {}), dict):
-                msg = f"{sw}: 'error' must be an object with 'params' and 'state'"
-                raise FormatError(msg)
-            rec["error"] = er
+            rec[record] = val
         expected[int(key)] = rec
     tags = _opt(d, "tags", list, where)
     if not all(isinstance(t, str) for t in tags):
