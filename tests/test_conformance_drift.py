@@ -127,3 +127,17 @@ def test_generate_check_reports_a_changed_golden(tmp_path, capsys, tiny):
     (tmp_path / "rmsprop.json.gz").write_bytes((tmp_path / "sgd.json.gz").read_bytes())
     assert generate.main(["--dir", str(tmp_path), "--check"]) == 1
     assert "rmsprop.json.gz: removed" in capsys.readouterr().out
+
+
+def test_generate_optimizer_force_rewrites_only_that_optimizer(tmp_path, capsys, tiny):
+    import shutil
+
+    for name in ("adam.json.gz", "MANIFEST.json"):
+        shutil.copy(fmt.GOLDEN_DIR / name, tmp_path / name)
+    before = (tmp_path / "adam.json.gz").read_bytes()
+    assert generate.main(["--dir", str(tmp_path), "--optimizer", "sgd", "--force"]) == 0
+    assert "sgd.json.gz: new" in capsys.readouterr().out
+    assert (tmp_path / "adam.json.gz").read_bytes() == before  # the other optimizer untouched
+    files = json.loads((tmp_path / "MANIFEST.json").read_text())["files"]
+    assert sorted(files) == ["adam.json.gz", "sgd.json.gz"]  # entries of absent files dropped
+    assert fmt.load_cases("sgd", directory=tmp_path) and fmt.load_cases("adam", directory=tmp_path)

@@ -9,7 +9,8 @@ unless ``--force`` is given, and always prints a summary of what changed (cases 
 and changed with their largest difference). ``--force`` replaces only golden files: those the
 old manifest lists and ``<optimizer>.json.gz`` of registered optimizers; other files in ``--dir``
 are left alone. ``--check`` only compares (exit 1 on any difference): the drift guard's
-command-line form.
+command-line form. ``--optimizer NAME`` (repeatable) limits the run to those optimizers; with
+``--force`` it rewrites only their files and their manifest entries.
 """
 
 from __future__ import annotations
@@ -205,15 +206,24 @@ def committed_texts(directory: Path = GOLDEN_DIR) -> dict[str, str]:
     return out
 
 
-def write(new: dict[str, str], groups: dict[str, list], directory: Path = GOLDEN_DIR) -> None:
+def write(new: dict[str, str], groups: dict[str, list], directory: Path = GOLDEN_DIR, *,
+          partial: bool = False) -> None:
+    """Write the golden files and the manifest. ``partial``: ``new`` holds only some optimizers'
+    files; the others (and their manifest entries) stay as they are."""
     import adaptive_ref
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for p in golden_files(directory):
-        if p.name not in new:
-            p.unlink()
     files = {}
+    if partial:
+        man = directory / "MANIFEST.json"
+        if man.exists():
+            files = {k: v for k, v in json.loads(man.read_text()).get("files", {}).items()
+                     if (directory / k).exists()}
+    else:
+        for p in golden_files(directory):
+            if p.name not in new:
+                p.unlink()
     for fname, text in sorted(new.items()):
         write_file(directory / fname, text)
         opt = fname.split(".")[0]
@@ -234,7 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 on differences")
     ap.add_argument("--dir", type=Path, default=GOLDEN_DIR, help="golden directory")
     ap.add_argument("--optimizer", action="append", default=None,
-                    help="only these optimizers (repeatable; --check compares their files)")
+                    help="only these optimizers (repeatable; --check compares their files, "
+                         "--force rewrites only their files and manifest entries)")
     ap.add_argument("--processes", type=int, default=None,
                     help="worker processes for the exact trajectories (default: 2)")
     ap.add_argument("--cache", type=Path, default=None,
@@ -265,16 +276,14 @@ def main(argv=None) -> int:
         return 1 if changed else 0
     if not changed:
         return 0
-    if args.optimizer:
-        print("--optimizer writes nothing (a partial catalogue); use --check", file=sys.stderr)
-        return 2
     occupied = old or (args.dir / "MANIFEST.json").exists()
     if occupied and not args.force:
         print("refusing to overwrite the goldens in " + str(args.dir) + "; review the summary "
               "above and pass --force to write them", file=sys.stderr)
         return 2
-    write(new, groups, args.dir)
-    print(f"wrote {len(new)} files and MANIFEST.json to {args.dir}")
+    write(new, groups, args.dir, partial=bool(args.optimizer))
+    print(f"wrote {len(new)} files and " + ("updated " if args.optimizer else "")
+          + f"MANIFEST.json in {args.dir}")
     return 0
 
 
