@@ -54,6 +54,9 @@ SHAPE = (2, 3)
 RTOL64 = 64 * 2.0**-52
 RTOL32 = STEPS * 8 * 2.0**-23
 RTOL_MATRIX = {"float64": 1e-8, "float32": 1e-3}
+# Settings that run part of a float64 step in float32 (Muon's Newton-Schulz or its norm): float32
+# sums and matmuls in another order round differently, so those cases get the float32 allowance.
+FLOAT32_INSIDE = {"muon": lambda s: "float32" in (s.get("ns_dtype"), s.get("norm_precision"))}
 
 # Values a knob needs beside itself to have any effect (only names the spec has are used).
 COMPANIONS = {
@@ -221,8 +224,16 @@ def test_backend_matches_numpy(backend, request, name, overrides, profile):
         if name == "radam" and dtype == "float64":
             rtol = rtol + _radam_extra(settings)
         if not spec.elementwise:
-            rtol = RTOL_MATRIX[dtype]
-        p0_np, p_np, s_np = _numpy_result(name, tuple(sorted(overrides.items())), profile, dtype)
+            inside = FLOAT32_INSIDE.get(name, lambda s: False)(settings)
+            rtol = RTOL_MATRIX["float32" if inside else dtype]
+        try:
+            p0_np, p_np, s_np = _numpy_result(name, tuple(sorted(overrides.items())), profile,
+                                              dtype)
+        except TypeError as err:  # e.g. Muon's ns_dtype='bfloat16': NumPy has no bfloat16
+            if "has no bfloat16" in str(err):
+                pytest.skip(f"no NumPy result to compare with ({err}); bfloat16 is checked "
+                            f"against the frameworks in tests/test_muon.py")
+            raise
         _, grads_np = _problem(dtype)
         p0 = backend.asarray(p0_np)
         grads = [backend.asarray(g) for g in grads_np]

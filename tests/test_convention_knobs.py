@@ -12,6 +12,11 @@ from adaptive_ref.registry import REGISTRY
 WD_MODE = [n for n, s in REGISTRY.items() if "weight_decay_mode" in s.hparam_names]
 F32_KNOBS = [(n, k) for n, s in REGISTRY.items()
              for k in ("factor_precision", "ema_weight_precision") if k in s.hparam_names]
+# Settings under which an optimizer's factors exist at all (RMSprop's bias correction; Muon's
+# 1 - mu^t of the optax profile), and the parameter shape its step takes (Muon: matrices).
+FACTOR_SETTINGS = {"rmsprop": {"bias_correction": True},
+                   "muon": {"momentum_form": "ema_bias_corrected", "nesterov": "nadam"}}
+SHAPE = {"muon": (2, 3)}
 
 
 def _run(spec, p, grads, **kw):
@@ -63,8 +68,9 @@ def test_precision_knobs_are_inert_in_float64(name, knob):
     """'param' is float64 for float64 parameters: the two values give the same bits."""
     spec = REGISTRY[name]
     rng = np.random.default_rng(7)
-    p, grads = rng.normal(size=6), [rng.normal(size=6) for _ in range(12)]
-    extra = {"bias_correction": True} if name == "rmsprop" else {}
+    shape = SHAPE.get(name, 6)
+    p, grads = rng.normal(size=shape), [rng.normal(size=shape) for _ in range(12)]
+    extra = FACTOR_SETTINGS.get(name, {})
     a, sa = _run(spec, p, grads, **extra, **{knob: "float64"})
     b, sb = _run(spec, p, grads, **extra, **{knob: "param"})
     np.testing.assert_array_equal(a, b)
@@ -77,9 +83,10 @@ def test_precision_knobs_are_inert_in_float64(name, knob):
 def test_precision_knobs_act_in_float32(name, knob):
     spec = REGISTRY[name]
     rng = np.random.default_rng(11)
-    p = rng.normal(size=6).astype(np.float32)
-    grads = [rng.normal(size=6).astype(np.float32) for _ in range(12)]
-    extra = {"bias_correction": True} if name == "rmsprop" else {}
+    shape = SHAPE.get(name, 6)
+    p = rng.normal(size=shape).astype(np.float32)
+    grads = [rng.normal(size=shape).astype(np.float32) for _ in range(12)]
+    extra = FACTOR_SETTINGS.get(name, {})
     a, _ = _run(spec, p, grads, **extra, **{knob: "float64"})
     b, _ = _run(spec, p, grads, **extra, **{knob: "param"})
     assert a.dtype == b.dtype == np.float32

@@ -327,7 +327,7 @@ _UPSTREAM = dict(_TORCH, lr=0.02, weight_decay=0.0, eps_form="add")
 
 MUON = OptimizerSpec(
     name="muon", title="Muon", init=muon_init, step=muon_step, state_type=MuonState,
-    hparams=MUON_HPARAMS, elementwise=False,
+    hparams=MUON_HPARAMS, elementwise=False, param_ndim=2,
     paper="Jordan et al., Muon: An optimizer for hidden layers in neural networks, 2024 "
           "(kellerjordan.github.io/posts/muon); Liu et al., Muon is Scalable for LLM Training, "
           "arXiv:2502.16982, 2025",

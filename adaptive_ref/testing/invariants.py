@@ -424,10 +424,15 @@ def _param(rng, shape, dtype):
             ).astype(dtype)
 
 
+def _shape(spec, n):
+    """``(n,)``, or ``(2, n)`` for an optimizer of matrices (``spec.param_ndim == 2``: Muon)."""
+    return (2, n) if getattr(spec, "param_ndim", None) == 2 else (n,)
+
+
 def _run_pure(spec, settings, rng, dtype):
-    p = _param(rng, (5,), dtype)
+    p = _param(rng, _shape(spec, 5), dtype)
     p.flags.writeable = False
-    grads = _grads(rng, (5,), 3, dtype)
+    grads = _grads(rng, _shape(spec, 5), 3, dtype)
     for g in grads:
         g.flags.writeable = False
     check_pure(spec, p, grads, settings)
@@ -439,8 +444,8 @@ def _run_shape(spec, settings, rng, dtype):
 
 
 def _run_resume(spec, settings, rng, dtype):
-    grads = _grads(rng, (4,), 6, dtype)
-    check_resume_equals_uninterrupted(spec, _param(rng, (4,), dtype), grads, settings, 3,
+    grads = _grads(rng, _shape(spec, 4), 6, dtype)
+    check_resume_equals_uninterrupted(spec, _param(rng, _shape(spec, 4), dtype), grads, settings, 3,
                                       to_numpy=True)
 
 
