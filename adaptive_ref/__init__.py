@@ -25,6 +25,7 @@ from .optimizers.full_matrix_adagrad import (
                               full_matrix_adagrad_step,
 )
 from .optimizers.ivon import IVONState, ivon_init, ivon_sample, ivon_step
+from .optimizers.muon import MuonState, muon_init, muon_step
 from .optimizers.nadam import NAdamState, nadam_init, nadam_step
 from .optimizers.radam import RAdamState, radam_init, radam_step
 from .optimizers.rmsprop import RMSpropState, rmsprop_init, rmsprop_step
@@ -49,7 +50,8 @@ __all__ = [
     "VONState", "von_init", "von_step", "von_sample", "IVONState", "ivon_init", "ivon_step",
     "ivon_sample", "RootFreeState", "rootfree_init", "rootfree_step", "ShampooState",
     "shampoo_init", "shampoo_step", "FullMatrixAdagradState", "full_matrix_adagrad_init",
-    "full_matrix_adagrad_step", "minimize", "OptimizeResult",
+    "full_matrix_adagrad_step", "minimize", "OptimizeResult", "MuonState", "muon_init",
+    "muon_step",
 ]
 
 from .sparse import (  # noqa: E402

@@ -41,8 +41,9 @@ from .._common import (
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 from ..routing import Routing
 
-__all__ = ["MuonState", "muon_init", "muon_step", "newton_schulz", "resolve_ns_dtype", "shape_factor",
-           "BFloat16Unavailable", "NS_COEFFICIENTS", "MUON_HPARAMS", "MUON", "ROUTES"]
+__all__ = ["MuonState", "muon_init", "muon_step", "newton_schulz", "resolve_ns_dtype",
+           "shape_factor", "BFloat16Unavailable", "NS_COEFFICIENTS", "MUON_HPARAMS", "MUON",
+           "ROUTES"]
 
 #: (a, b, c) of the quintic X <- aX + b(XX^T)X + c(XX^T)^2 X (KellerJordan/Muon muon.py)
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -134,7 +135,8 @@ def resolve_ns_dtype(xp, name: str, like_dtype, like=None):
                    f"arrays, or ns_dtype='float32' / 'float64' / 'param'")
             raise BFloat16Unavailable(msg)
         return bf16
-    msg = f"ns_dtype={name!r} is outside the accepted range: one of {', '.join(map(repr, NS_DTYPES))}"
+    msg = (f"ns_dtype={name!r} is outside the accepted range: one of "
+           f"{', '.join(map(repr, NS_DTYPES))}")
     raise ValueError(msg)
 
 
@@ -175,7 +177,8 @@ def newton_schulz(x, /, *, steps: int = 5, coefficients=NS_COEFFICIENTS, eps=1e-
     about [0.68, 1.13], not at 1 (Jordan et al.: "US'V^T with S' ~ Uniform(0.5, 1.5)").
 
     ``coefficients`` are Python numbers or 0-d arrays; ``dtype`` is an ``ns_dtype`` name
-    (:func:`resolve_ns_dtype`: ``"param"`` = x's dtype, ``"float32"``, ``"float64"``, ``"bfloat16"``).
+    (:func:`resolve_ns_dtype`: ``"param"`` = x's dtype, ``"float32"``, ``"float64"``,
+    ``"bfloat16"``).
     In bfloat16 each line above is float32 arithmetic on bfloat16 values, rounded to bfloat16
     once (torch's and XLA's bfloat16 matmul and addmm accumulate in float32); the norm is summed
     in float32 and rounded once (``Tensor.norm``). ``norm_precision="float32"`` computes the norm
@@ -189,7 +192,8 @@ def newton_schulz(x, /, *, steps: int = 5, coefficients=NS_COEFFICIENTS, eps=1e-
         msg = f"newton_schulz: steps must be a Python int >= 1, got {steps!r}"
         raise ValueError(msg)
     if eps_form not in ("add", "clamp"):
-        msg = f"newton_schulz: eps_form={eps_form!r} is outside the accepted range: 'add' or 'clamp'"
+        msg = (f"newton_schulz: eps_form={eps_form!r} is outside the accepted range: 'add' or "
+               f"'clamp'")
         raise ValueError(msg)
     dt = resolve_ns_dtype(xp, dtype, x.dtype, x)
     acc = _accumulation_dtype(xp, dt)
@@ -242,7 +246,8 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
         D_t &= (1-\mu) g + \mu \hat m_t \;\text{('lerp')},\;
                \frac{\mu\, m_t}{1-\mu^{t+1}} + \frac{(1-\mu)\, g}{1-\mu^t} \;\text{('nadam')},\;
                g + \mu \hat m_t \;\text{('add')},\; \hat m_t \;\text{('none')} \\
-        O_t &= \mathrm{NS}^{(a,b,c)}_{s}(D_t;\ \epsilon) \quad\text{(:func:`newton\_schulz`, in ns\_dtype)} \\
+        O_t &= \mathrm{NS}^{(a,b,c)}_{s}(D_t;\ \epsilon)
+               \quad\text{(newton\_schulz, in ns\_dtype)} \\
         \theta_t &= (1 - \mathrm{lr}\,\lambda)\,\theta_{t-1} - \mathrm{lr}\; r(\text{shape})\; O_t
 
     with the shape scale :math:`r = \sqrt{\max(1, \text{fan\_out}/\text{fan\_in})}`
