@@ -398,3 +398,29 @@ def test_ns_steps_must_be_an_int():
         muon_step(p, p, muon_init(p), ns_steps=5.0)
     with pytest.raises(ValueError, match="2-D"):
         newton_schulz(np.zeros(3))
+
+
+# ---- the bfloat16 rounding knobs (upstream) ---------------------------------------------------
+
+def test_rounding_knobs_change_nothing_above_bfloat16():
+    """ns_rounding only moves bfloat16 roundings: in float64 and float32 'op' is 'line' bit for
+    bit; scale_dtype='ns' reorders one product (lr*(r*O) against (lr*r)*O): a few ulp."""
+    for dtype in ("float64", "float32"):
+        x = np.random.default_rng(9).standard_normal((6, 9)).astype(dtype)
+        assert np.array_equal(newton_schulz(x, rounding="op"), newton_schulz(x))
+    p0, grads = _problem((8, 4))
+    base = SPEC.settings(None)
+    a = _reference(p0, grads, base)
+    b = _reference(p0, grads, {**base, "scale_dtype": "ns"})
+    assert np.max(np.abs(a - b)) <= _allowance(p0, a)
+
+
+def test_upstream_rounding_differs_from_torch_in_bfloat16():
+    """Upstream rounds every bfloat16 operation (b * A + c * A @ A) where torch's addmm rounds
+    once per line: a bfloat16-sized difference (finding M9), zero in float64."""
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(np.random.default_rng(4).standard_normal((8, 16)))
+    line = newton_schulz(x, dtype="bfloat16").double()
+    op = newton_schulz(x, dtype="bfloat16", rounding="op").double()
+    rel = float(torch.linalg.norm(line - op) / torch.linalg.norm(line))
+    assert 0 < rel <= 3 * 5 * U["bfloat16"]

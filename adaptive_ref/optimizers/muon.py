@@ -95,6 +95,15 @@ MUON_HPARAMS = (
            "upstream force it; only namespaces with bfloat16: torch, JAX), 'float32', 'float64' "
            "(where the namespace has it on the device, else the parameter's dtype), 'param' "
            "(the state dtype: optax, Keras)", kind="choice", choices=NS_DTYPES, knob=True),
+    HParam("ns_rounding", "line", "where a bfloat16 iteration rounds (no effect in float32/64): "
+           "'line': once per line, X X^T, bA + cA^2 and aX + BX each float32 arithmetic rounded "
+           "once (torch: @ and addmm); 'op': after every operation, b*A, c*A, (cA)A, the sums, "
+           "a*X, B X (upstream's b * A + c * A @ A)", kind="choice", choices=("line", "op"),
+           knob=True),
+    HParam("scale_dtype", "param", "where the shape scale multiplies the orthogonalised update: "
+           "'param': with lr, in the parameter dtype (torch, optax, Keras); 'ns': on the update "
+           "in the Newton-Schulz dtype (upstream: update *= max(1, rows/cols)**0.5 on bfloat16)",
+           kind="choice", choices=("param", "ns"), knob=True),
     HParam("eps", 1e-7, "normalisation guard of X/||X||_F before the iteration", low=0.0),
     HParam("eps_form", "add", "'add': X/(||X||_F + eps) (upstream, optax, Keras); 'clamp': "
            "X/max(||X||_F, eps) (torch)", kind="choice", choices=("add", "clamp"), knob=True),
@@ -159,7 +168,7 @@ def _norm(xp, x, acc, out):
 
 def newton_schulz(x, /, *, steps: int = 5, coefficients=NS_COEFFICIENTS, eps=1e-7,
                   eps_form: str = "add", dtype: str = "param",
-                  norm_precision: str = "ns_dtype"):
+                  norm_precision: str = "ns_dtype", rounding: str = "line"):
     r"""The quintic Newton–Schulz iteration of Muon on a 2-D array; returns it in ``dtype``.
 
     .. math::
@@ -181,8 +190,9 @@ def newton_schulz(x, /, *, steps: int = 5, coefficients=NS_COEFFICIENTS, eps=1e-
     ``"bfloat16"``).
     In bfloat16 each line above is float32 arithmetic on bfloat16 values, rounded to bfloat16
     once (torch's and XLA's bfloat16 matmul and addmm accumulate in float32); the norm is summed
-    in float32 and rounded once (``Tensor.norm``). ``norm_precision="float32"`` computes the norm
-    in float32 whatever the dtype (Keras).
+    in float32 and rounded once (``Tensor.norm``). ``rounding="op"`` rounds after every
+    operation instead (upstream's ``b * A + c * A @ A``). ``norm_precision="float32"`` computes
+    the norm in float32 whatever the dtype (Keras).
     """
     xp = aac.array_namespace(x)
     if x.ndim != 2:
@@ -211,11 +221,12 @@ def newton_schulz(x, /, *, steps: int = 5, coefficients=NS_COEFFICIENTS, eps=1e-
              if isinstance(eps, (int, float)) else xp.astype(eps, nd))
     den = norm + guard if eps_form == "add" else xp.maximum(norm, guard)
     y = down(up(y) / xp.astype(den, acc))
-    for _ in range(steps):  # each line: float32 arithmetic on bfloat16 values, rounded once
+    r = (lambda v: v) if rounding == "line" else (lambda v: up(down(v)))  # noqa: E731
+    for _ in range(steps):  # float32 arithmetic on bfloat16 values, rounded per line or op
         ya = up(y)
         gram = up(down(xp.matmul(ya, _mT(xp, ya))))
-        poly = up(down(b * gram + cc * xp.matmul(gram, gram)))
-        y = down(a * ya + xp.matmul(poly, ya))
+        poly = up(down(r(b * gram) + r(xp.matmul(r(cc * gram), gram))))
+        y = down(r(a * ya) + r(xp.matmul(poly, ya)))
     return y if wide else _mT(xp, y)
 
 
@@ -234,8 +245,9 @@ def shape_factor(shape, shape_scale: str = "fan_ratio", layout: str = "out_in", 
 def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weight_decay=0.0,
               momentum_form="ema", nesterov="lerp", ns_steps=5, ns_a=NS_COEFFICIENTS[0],
               ns_b=NS_COEFFICIENTS[1], ns_c=NS_COEFFICIENTS[2], ns_dtype="float64", eps=1e-7,
-              eps_form="add", norm_precision="ns_dtype", shape_scale="fan_ratio",
-              layout="out_in", rms_scale=0.2, factor_precision="float64"):
+              ns_rounding="line", scale_dtype="param", eps_form="add",
+              norm_precision="ns_dtype", shape_scale="fan_ratio", layout="out_in", rms_scale=0.2,
+              factor_precision="float64"):
     r"""One Muon step on a 2-D parameter (Jordan et al. 2024; Liu et al. 2025).
 
     .. math::
@@ -271,8 +283,8 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
     Returns ``(new_param, new_state)``; the inputs are not modified.
     """
     check_hparams("muon_step", MUON_HPARAMS, (lr, momentum, weight_decay, momentum_form,
-                  nesterov, ns_steps, ns_a, ns_b, ns_c, ns_dtype, eps, eps_form, norm_precision,
-                  shape_scale, layout, rms_scale, factor_precision))
+                  nesterov, ns_steps, ns_a, ns_b, ns_c, ns_dtype, ns_rounding, scale_dtype, eps,
+                  eps_form, norm_precision, shape_scale, layout, rms_scale, factor_precision))
     if isinstance(ns_steps, bool) or not isinstance(ns_steps, int):
         msg = f"muon_step: ns_steps must be a Python int >= 1, got {ns_steps!r}"
         raise TypeError(msg)
@@ -306,9 +318,15 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
         d = m_hat
 
     o = newton_schulz(d, steps=ns_steps, coefficients=(ns_a, ns_b, ns_c), eps=eps,
-                      eps_form=eps_form, dtype=ns_dtype, norm_precision=norm_precision)
+                      eps_form=eps_form, dtype=ns_dtype, norm_precision=norm_precision,
+                      rounding=ns_rounding)
+    scale = shape_factor(tuple(param.shape), shape_scale, layout, rms_scale)
+    if scale_dtype == "ns":  # the update scaled in the iteration's dtype (upstream)
+        acc = _accumulation_dtype(xp, o.dtype)
+        o = xp.astype(xp.astype(o, acc) * nx.to(xp, scale, acc), o.dtype)
+        scale = 1.0
     o = o if o.dtype == dtype else xp.astype(o, dtype)
-    lr_eff = lr * shape_factor(tuple(param.shape), shape_scale, layout, rms_scale)
+    lr_eff = lr * scale
     p = pre.p
     decay = decoupled_decay_factor(weight_decay)
     if decay is not None:
@@ -319,7 +337,8 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
 
 # ---- profiles -------------------------------------------------------------------------------
 _TORCH = dict(lr=1e-3, momentum=0.95, weight_decay=0.1, momentum_form="ema", nesterov="lerp",
-              ns_steps=5, ns_a=3.4445, ns_b=-4.7750, ns_c=2.0315, ns_dtype="bfloat16", eps=1e-7,
+              ns_steps=5, ns_a=3.4445, ns_b=-4.7750, ns_c=2.0315, ns_dtype="bfloat16",
+              ns_rounding="line", scale_dtype="param", eps=1e-7,
               eps_form="clamp", norm_precision="ns_dtype", shape_scale="fan_ratio",
               layout="out_in", rms_scale=0.2, factor_precision="float64")
 _OPTAX = dict(_TORCH, lr=REQUIRED, weight_decay=0.0, momentum_form="ema_bias_corrected",
@@ -328,7 +347,8 @@ _OPTAX = dict(_TORCH, lr=REQUIRED, weight_decay=0.0, momentum_form="ema_bias_cor
 _KERAS = dict(_TORCH, lr=1e-3, weight_decay=0.004, momentum_form="sum", nesterov="add",
               ns_dtype="param", eps=1e-7, eps_form="add", norm_precision="float32",
               shape_scale="rms", factor_precision="param")
-_UPSTREAM = dict(_TORCH, lr=0.02, weight_decay=0.0, eps_form="add")
+_UPSTREAM = dict(_TORCH, lr=0.02, weight_decay=0.0, eps_form="add", ns_rounding="op",
+                 scale_dtype="ns")
 
 MUON = OptimizerSpec(
     name="muon", title="Muon", init=muon_init, step=muon_step, state_type=MuonState,
