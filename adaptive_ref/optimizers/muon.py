@@ -276,7 +276,8 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
     Profiles: ``torch`` (torch.optim.Muon: lr 1e-3, wd 0.1, forced bfloat16, eps clamped),
     ``optax`` (optax.contrib.muon: bias-corrected EMA, NAdam-style Nesterov, eps 1e-8, the
     in x out layout), ``keras`` (keras.optimizers.Muon: sum momentum, g + mu*m, scale
-    0.2*sqrt(max(rows, cols)), wd 0.004), ``upstream`` (bfloat16, the defaults otherwise).
+    0.2*sqrt(max(rows, cols)), float32 norm, wd 0.004), ``upstream`` (bfloat16 rounded after
+    every operation, the shape scale on the bfloat16 update, the defaults otherwise).
     Non-2-D leaves are not Muon's: :func:`adaptive_ref.routing.make_routed` sends them to the
     AdamW fallback of each profile (:data:`ROUTES`).
 
