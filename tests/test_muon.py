@@ -424,3 +424,49 @@ def test_upstream_rounding_differs_from_torch_in_bfloat16():
     op = newton_schulz(x, dtype="bfloat16", rounding="op").double()
     rel = float(torch.linalg.norm(line - op) / torch.linalg.norm(line))
     assert 0 < rel <= 3 * 5 * U["bfloat16"]
+
+
+# ---- the profiles' numbers are the frameworks' defaults ---------------------------------------
+
+def _defaults(fn) -> dict:
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def test_profile_defaults_match_torch_and_optax_signatures():
+    torch = pytest.importorskip("torch")
+    optax = pytest.importorskip("optax")
+    t = _defaults(torch.optim.Muon)
+    s = SPEC.profiles["torch"].settings
+    assert (s["lr"], s["weight_decay"], s["momentum"], s["eps"], s["ns_steps"]) == (
+        t["lr"], t["weight_decay"], t["momentum"], t["eps"], t["ns_steps"])
+    assert (s["ns_a"], s["ns_b"], s["ns_c"]) == tuple(t["ns_coefficients"])
+    assert t["nesterov"] is True and t["adjust_lr_fn"] is None  # 'lerp', 'fan_ratio'
+    o = _defaults(optax.contrib.muon)
+    s = SPEC.profiles["optax"].settings
+    assert (s["momentum"], s["eps"], s["weight_decay"], s["ns_steps"]) == (
+        o["beta"], o["eps"], o["weight_decay"], o["ns_steps"])
+    assert (s["ns_a"], s["ns_b"], s["ns_c"]) == tuple(o["ns_coeffs"])
+    assert o["nesterov"] is True and o["consistent_rms"] is None  # 'nadam', 'fan_ratio'
+
+
+def test_profile_defaults_match_keras_signature():
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    code = ("import inspect, json, keras\n"
+            "sig = inspect.signature(keras.optimizers.Muon)\n"
+            "print(json.dumps({k: p.default for k, p in sig.parameters.items()\n"
+            "                  if isinstance(p.default, (int, float, bool))}))\n")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    k = json.loads(proc.stdout.strip().splitlines()[-1])
+    s = SPEC.profiles["keras"].settings
+    assert (s["lr"], s["weight_decay"], s["momentum"], s["ns_steps"], s["rms_scale"]) == (
+        k["learning_rate"], k["weight_decay"], k["momentum"], k["ns_steps"], k["rms_rate"])
+    assert (s["ns_a"], s["ns_b"], s["ns_c"]) == (k["muon_a"], k["muon_b"], k["muon_c"])
+    assert k["nesterov"] is True and k["exclude_embeddings"] is True
+    assert ROUTES["keras"].fallback_settings["weight_decay"] == k["adam_weight_decay"]
