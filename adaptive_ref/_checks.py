@@ -230,39 +230,40 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
         raise ValueError(msg)
 
 
+# Verdicts of check_hparams: keys (op, id(specs), values, types) of tuples that passed. Only
+# tuples of immutable values are stored (see check_hparams); ``types`` keeps 1 / True / 1.0 apart
+# (they are equal as keys, but a bool is not a number and an int is not a bool). Keyed by the id
+# of the (module-level, immortal) spec tuple, which _SPECS_BY_ID keeps alive: hashing the HParams
+# themselves on every call would cost more than the check.
+_PASSED: dict = {}
+_PASSED_MAX = 4096
 _SPECS_BY_ID: dict[int, tuple[HParam, ...]] = {}
-
-
-@lru_cache(maxsize=4096)
-def _check_cached(op: str, specs_id: int, values: tuple, types: tuple) -> None:
-    # keyed by the id of the (module-level, immortal) spec tuple: hashing the HParams themselves
-    # on every call would cost more than the check. ``types`` keeps 1 / True / 1.0 apart (they
-    # are equal as keys, but a bool is not a number and an int is not a bool)
-    for spec, value in zip(_SPECS_BY_ID[specs_id], values, strict=True):
-        _check_one(op, spec, value)
 
 
 def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     """Check ``values`` (in the order of ``specs``) against their ranges.
 
     Tuples of immutable values (Python scalars, strings, NumPy scalars) are checked once per
-    distinct tuple (the result is cached); a tuple holding an array is checked every call: an
-    array is unhashable or, like a torch tensor (hashed by identity), mutable in place (a
-    scheduler's ``lr.fill_(...)``), so a cached verdict could go stale.
+    distinct tuple (the verdict is cached; a failing tuple raises every time); a tuple holding an
+    array is checked every call: an array is unhashable or, like a torch tensor (hashed by
+    identity), mutable in place (a scheduler's ``lr.fill_(...)``), so a cached verdict could go
+    stale.
     """
-    key = id(specs)
-    if key not in _SPECS_BY_ID:
-        _SPECS_BY_ID[key] = specs
     types = tuple(map(type, values))
-    if all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
-        try:
-            _check_cached(op, key, values, types)
+    key = (op, id(specs), values, types)
+    try:
+        if key in _PASSED:  # only immutable tuples are ever stored
             return
-        except TypeError as err:  # a NumPy array: unhashable
-            if "unhashable" not in str(err):
-                raise
+        hashable = True
+    except TypeError:  # a NumPy array (or another unhashable value)
+        hashable = False
     for spec, value in zip(specs, values, strict=True):
         _check_one(op, spec, value)
+    if hashable and all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
+        if len(_PASSED) >= _PASSED_MAX:
+            _PASSED.clear()
+        _SPECS_BY_ID.setdefault(id(specs), specs)
+        _PASSED[key] = None
 
 
 _IMMUTABLE = frozenset((int, float, bool, str, type(None)))

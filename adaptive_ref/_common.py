@@ -8,6 +8,7 @@ keeps its own update in its own module so its math can be read in one place.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 from . import _numerics as nx
@@ -28,6 +29,9 @@ class Prelude(NamedTuple):
 
 def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
     """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs."""
+    fast = _numpy_prelude(param, grad, state, state_type)
+    if fast is not None:
+        return fast
     if not isinstance(state, state_type):
         got = type(state).__name__
         msg = (f"{op}: state is a {got}, not a {state_type.__name__}; make it with {init_name} "
@@ -57,9 +61,86 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
     return Prelude(xp, pdtype, sdtype_state, sdtype, p, g)
 
 
+_MOMENTS: dict = {}  # state type -> ((field index, optional), ...) of its moment arrays
+
+
+def _moment_fields(state_type: type) -> tuple:
+    """The fields :func:`prelude` checks as moment arrays: not the count, not ``SCALAR_FIELDS``."""
+    got = _MOMENTS.get(state_type)
+    if got is None:
+        skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
+        optional = state_type._field_defaults
+        got = _MOMENTS[state_type] = tuple(
+            (i, name in optional) for i, name in enumerate(state_type._fields) if name not in skip)
+    return got
+
+
+def _numpy_prelude(param, grad, state, state_type: type):
+    """:func:`prelude`'s result when ``param``, ``grad`` and every moment are float32/float64
+    ``numpy.ndarray`` of one shape, the state is a ``state_type`` and every check passes; None
+    otherwise (the general path then runs every check and raises its errors). The same checks as
+    the general path, written for this one signature: no namespace or device lookups (a NumPy
+    array's namespace is NumPy and its device the CPU), which are most of a small step's cost."""
+    nd = _NP.ndarray
+    if nd is None or type(param) is not nd or type(grad) is not nd \
+            or not isinstance(state, state_type):
+        return None
+    pdtype, shape = param.dtype, param.shape
+    if pdtype not in _NP.floats or grad.dtype != pdtype or grad.shape != shape:
+        return None
+    sdtype = None
+    for i, optional in _moment_fields(state_type):
+        x = state[i]
+        if x is None and optional:
+            continue
+        if type(x) is not nd or x.shape != shape:
+            return None
+        if sdtype is None:
+            sdtype = x.dtype
+            if sdtype not in _NP.floats:
+                return None
+        elif x.dtype != sdtype:
+            return None
+    count = state.count
+    if type(count) not in _NP.counts or count.ndim != 0:
+        return None
+    top = _NP.count_max.get(count.dtype)
+    if top is None or not 0 <= int(count) < top:
+        return None  # the general path raises check_count's error
+    xp = _NP.xp
+    if sdtype is None or sdtype == pdtype:
+        return Prelude(xp, pdtype, pdtype if sdtype is None else sdtype, _NP.f64, param, grad)
+    return Prelude(xp, pdtype, sdtype, _NP.f64, xp.astype(param, sdtype), xp.astype(grad, sdtype))
+
+
+class _NumPyTypes:
+    """NumPy's array type, float dtypes and the array-API namespace, looked up once NumPy is
+    imported (this module does not import NumPy itself)."""
+
+    def __getattr__(self, name):
+        np = sys.modules.get("numpy")
+        if np is None:
+            return None
+        import array_api_compat.numpy as xp
+
+        self.ndarray = np.ndarray
+        self.floats = (np.dtype(np.float32), np.dtype(np.float64))
+        self.f64 = np.dtype(np.float64)
+        self.counts = (np.ndarray, np.int64, np.int32)
+        self.count_max = {np.dtype(t): int(np.iinfo(t).max) for t in (np.int64, np.int32)}
+        self.xp = xp
+        return getattr(self, name)
+
+
+_NP = _NumPyTypes()
+
+
 def scalars(xp, sdtype, like, *values):
     """Array hyperparameters as 0-d arrays of the scalar dtype; Python numbers unchanged."""
-    return tuple(nx.as_scalar(xp, v, sdtype, like) if is_array(v) else v for v in values)
+    for v in values:
+        if type(v) is not float and type(v) is not int:  # rare: an array or a NumPy scalar
+            return tuple(nx.as_scalar(xp, v, sdtype, like) if is_array(v) else v for v in values)
+    return values
 
 
 def prepare_grad(xp, g, p, dtype, *, maximize: bool, weight_decay, coupled: bool):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from functools import lru_cache
 from typing import Any
 
@@ -145,6 +146,8 @@ def advance(xp, count, sdtype):
     ``t = NaN`` and leaves the count unchanged (saturated), so the poison persists.
     """
     nxt = count + 1
+    if type(count) in _np_counts():  # NumPy: readable, and astype is the method (no wrapper)
+        return nxt, nxt.astype(sdtype)
     t = xp.astype(nxt, sdtype)
     if _readable(count):
         return nxt, t
@@ -157,7 +160,7 @@ def poison(xp, value, count, t):
     """``value`` unchanged where ``count`` is readable (an overflow has raised already); else
     ``value * (t - t + 1)``: the same value while ``t`` is finite, NaN after an overflow. For the
     optimizers whose update does not use ``t`` (applied to their lr)."""
-    if _readable(count):
+    if type(count) in _np_counts() or _readable(count):
         return value
     one = t - t + 1.0
     return one * value if isinstance(value, (int, float)) else one * xp.astype(value, t.dtype)
@@ -167,7 +170,7 @@ def advance_count(xp, count, sdtype, lr):
     """``(count + 1, lr)`` for the optimizers whose update does not use the step index: on a
     readable count (checked by ``check_count``) just the increment; otherwise :func:`advance`'s
     saturating count and ``lr`` poisoned by :func:`poison`."""
-    if _readable(count):
+    if type(count) in _np_counts() or _readable(count):
         return count + 1, lr
     nxt, t = advance(xp, count, sdtype)
     return nxt, poison(xp, lr, count, t)
@@ -176,13 +179,104 @@ def advance_count(xp, count, sdtype, lr):
 def power(xp, base, t):
     """``base ** t`` with ``t`` a 0-d array; ``base`` a Python number or a 0-d array."""
     if isinstance(base, (int, float)):
-        base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
+        if type(t) in _np_floats():  # a NumPy scalar t: the same 0-d base, made directly
+            base = t.dtype.type(float(base))
+        else:
+            base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
     return xp.pow(base, t)
 
 
 def bias_correction(xp, beta, t):
     """``1 - beta**t``: the factor that unbiases an EMA started at zero (Kingma & Ba, Sec. 3)."""
     return 1.0 - power(xp, beta, t)
+
+
+@lru_cache(maxsize=1)
+def _np_counts_cached():
+    import numpy as np
+
+    return frozenset((np.ndarray, np.int64, np.int32))
+
+
+def _np_counts():
+    """The types of a NumPy step count (0-d array or scalar; always readable); empty while
+    NumPy is not imported."""
+    return _np_counts_cached() if "numpy" in sys.modules else frozenset()
+
+
+@lru_cache(maxsize=1)
+def _np_floats_cached():
+    import numpy as np
+
+    return frozenset((np.float64, np.float32))
+
+
+def _np_floats():
+    """NumPy's float64 and float32 scalar types (what 0-d NumPy arithmetic returns)."""
+    return _np_floats_cached() if "numpy" in sys.modules else frozenset()
+
+
+def caster(xp, dtype):
+    """``c(v)``: a scalar ``v`` (Python number, NumPy scalar or 0-d array) ready to meet arrays
+    of ``dtype`` in an update: :func:`to` in general. On NumPy, a Python or NumPy scalar becomes
+    a 0-d array of ``dtype`` (read-only; built once per value): NumPy (NEP 50) rounds a Python
+    float to the array's dtype when it meets it, so the result of every operation is the same,
+    bit for bit, and the ufunc skips its slow weak-scalar conversion (about half an operation's
+    cost on small arrays). Use the result only as an operand with arrays of ``dtype``: unlike a
+    Python float it is not weakly typed against arrays of another dtype."""
+    if xp is not _numpy_xp():
+        return lambda v: to(xp, v, dtype)
+    c = _CASTERS.get(dtype)
+    if c is None:
+        c = _CASTERS[dtype] = _numpy_caster(dtype)
+    return c
+
+
+_CASTERS: dict = {}  # NumPy dtype -> its caster
+
+
+def _numpy_caster(dtype):
+    xp = _numpy_xp()
+    cache = {}
+    asarray = _numpy_asarray()
+    floats = _np_floats()
+
+    def c(v):
+        kind = type(v)
+        if kind is float or kind is int:  # a hyperparameter: built once per value
+            a = cache.get(v) if v else None  # 0: -0.0 == 0.0 as keys, but not as operands
+            if a is None:
+                if len(cache) >= 256:
+                    cache.clear()
+                a = asarray(v, dtype=dtype)
+                a.flags.writeable = False
+                if v:
+                    cache[v] = a
+            return a
+        if kind in floats:  # a step's factor (NumPy scalar): new every step, not cached
+            return asarray(v, dtype=dtype)
+        return to(xp, v, dtype)
+    return c
+
+
+@lru_cache(maxsize=1)
+def _numpy_asarray():
+    import numpy as np
+
+    return np.asarray
+
+
+def _numpy_xp():
+    if "numpy" not in sys.modules:
+        return None
+    return _numpy_xp_cached()
+
+
+@lru_cache(maxsize=1)
+def _numpy_xp_cached():
+    import array_api_compat.numpy as xp
+
+    return xp
 
 
 def factor_dtype(xp, sdtype, param_dtype, factor_precision: str):

@@ -127,7 +127,7 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     lr, beta1, beta2, eps, momentum_decay, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, momentum_decay, weight_decay)
     decoupled = weight_decay_mode == "decoupled"
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
     mu_product, bc2, coef_g, coef_m = nadam_coefficients(
         xp, sd, param, state.mu_product, t, lr=lr, beta1=beta1, beta2=beta2,

@@ -94,7 +94,7 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     lr, beta1, beta2, eps, eps_root, threshold, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, eps_root, threshold, weight_decay)
     decoupled = weight_decay_mode == "decoupled"
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
     bc1 = nx.bias_correction(xp, beta1, t)
     bc2 = nx.bias_correction(xp, beta2, t)
