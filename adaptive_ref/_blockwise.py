@@ -17,10 +17,11 @@ chunk it themselves; GPU backends would pay a kernel launch per block). The cont
 from __future__ import annotations
 
 import contextlib
-from functools import lru_cache
 from collections.abc import Callable, Sequence
 
 import array_api_compat as aac
+
+from ._checks import NP
 
 __all__ = ["BLOCK", "run", "functional"]
 
@@ -38,20 +39,13 @@ def functional():
         _ENABLED.pop()
 
 
-@lru_cache(maxsize=1)
-def _ndarray():
-    import numpy as np
-
-    return np.ndarray
-
-
 def run(xp, update: Callable, arrays: Sequence, *, block: int | None = None) -> tuple:
     """``update(*arrays)`` (arrays of one shape, or None) -> tuple of arrays of that shape (or
     None); evaluated per block of ``block`` elements (default :data:`BLOCK`) on large NumPy
     arrays."""
     block = BLOCK if block is None else block
     first = arrays[0]
-    if type(first) is not _ndarray() or not _ENABLED[-1] or first.size <= block \
+    if type(first) is not NP.ndarray or not _ENABLED[-1] or first.size <= block \
             or not aac.is_numpy_namespace(xp) or first.ndim == 0:
         return update(*arrays)
     shape, n = first.shape, first.size

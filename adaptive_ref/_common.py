@@ -8,10 +8,10 @@ keeps its own update in its own module so its math can be read in one place.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, NamedTuple
 
 from . import _numerics as nx
+from ._checks import NP as _NP
 from ._checks import check_arrays, check_count, check_hparams, is_array
 from ._spec import HParam
 
@@ -86,7 +86,7 @@ def _numpy_prelude(param, grad, state, state_type: type):
             or not isinstance(state, state_type):
         return None
     pdtype, shape = param.dtype, param.shape
-    if pdtype not in _NP.floats or grad.dtype != pdtype or grad.shape != shape:
+    if pdtype not in _NP.floats or (grad.dtype is not pdtype and grad.dtype != pdtype) or grad.shape != shape:
         return None
     sdtype = None
     for i, optional in _moment_fields(state_type):
@@ -99,7 +99,7 @@ def _numpy_prelude(param, grad, state, state_type: type):
             sdtype = x.dtype
             if sdtype not in _NP.floats:
                 return None
-        elif x.dtype != sdtype:
+        elif x.dtype is not sdtype and x.dtype != sdtype:
             return None
     count = state.count
     if type(count) not in _NP.counts or count.ndim != 0:
@@ -113,26 +113,6 @@ def _numpy_prelude(param, grad, state, state_type: type):
     return Prelude(xp, pdtype, sdtype, _NP.f64, xp.astype(param, sdtype), xp.astype(grad, sdtype))
 
 
-class _NumPyTypes:
-    """NumPy's array type, float dtypes and the array-API namespace, looked up once NumPy is
-    imported (this module does not import NumPy itself)."""
-
-    def __getattr__(self, name):
-        np = sys.modules.get("numpy")
-        if np is None:
-            return None
-        import array_api_compat.numpy as xp
-
-        self.ndarray = np.ndarray
-        self.floats = (np.dtype(np.float32), np.dtype(np.float64))
-        self.f64 = np.dtype(np.float64)
-        self.counts = (np.ndarray, np.int64, np.int32)
-        self.count_max = {np.dtype(t): int(np.iinfo(t).max) for t in (np.int64, np.int32)}
-        self.xp = xp
-        return getattr(self, name)
-
-
-_NP = _NumPyTypes()
 
 
 def scalars(xp, sdtype, like, *values):

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import sys
 from functools import lru_cache
 from typing import Any
 
+from ._checks import NP
 from ._checks import readable as _readable
 
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to",
@@ -146,8 +146,8 @@ def advance(xp, count, sdtype):
     ``t = NaN`` and leaves the count unchanged (saturated), so the poison persists.
     """
     nxt = count + 1
-    if type(count) in _np_counts():  # NumPy: readable, and astype is the method (no wrapper)
-        return nxt, nxt.astype(sdtype)
+    if type(count) in NP.counts:  # NumPy: readable; the same int -> float cast, minus wrappers
+        return nxt, (NP.f64.type(nxt) if sdtype is NP.f64 else nxt.astype(sdtype))
     t = xp.astype(nxt, sdtype)
     if _readable(count):
         return nxt, t
@@ -160,7 +160,7 @@ def poison(xp, value, count, t):
     """``value`` unchanged where ``count`` is readable (an overflow has raised already); else
     ``value * (t - t + 1)``: the same value while ``t`` is finite, NaN after an overflow. For the
     optimizers whose update does not use ``t`` (applied to their lr)."""
-    if type(count) in _np_counts() or _readable(count):
+    if type(count) in NP.counts or _readable(count):
         return value
     one = t - t + 1.0
     return one * value if isinstance(value, (int, float)) else one * xp.astype(value, t.dtype)
@@ -170,7 +170,7 @@ def advance_count(xp, count, sdtype, lr):
     """``(count + 1, lr)`` for the optimizers whose update does not use the step index: on a
     readable count (checked by ``check_count``) just the increment; otherwise :func:`advance`'s
     saturating count and ``lr`` poisoned by :func:`poison`."""
-    if type(count) in _np_counts() or _readable(count):
+    if type(count) in NP.counts or _readable(count):
         return count + 1, lr
     nxt, t = advance(xp, count, sdtype)
     return nxt, poison(xp, lr, count, t)
@@ -179,7 +179,7 @@ def advance_count(xp, count, sdtype, lr):
 def power(xp, base, t):
     """``base ** t`` with ``t`` a 0-d array; ``base`` a Python number or a 0-d array."""
     if isinstance(base, (int, float)):
-        if type(t) in _np_floats():  # a NumPy scalar t: the same 0-d base, made directly
+        if type(t) in NP.scalar_floats:  # a NumPy scalar t: the same base, made directly
             base = t.dtype.type(float(base))
         else:
             base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
@@ -188,32 +188,9 @@ def power(xp, base, t):
 
 def bias_correction(xp, beta, t):
     """``1 - beta**t``: the factor that unbiases an EMA started at zero (Kingma & Ba, Sec. 3)."""
+    if type(beta) is float and type(t) in NP.scalar_floats:  # power's NumPy path, inlined
+        return 1.0 - xp.pow(t.dtype.type(beta), t)
     return 1.0 - power(xp, beta, t)
-
-
-@lru_cache(maxsize=1)
-def _np_counts_cached():
-    import numpy as np
-
-    return frozenset((np.ndarray, np.int64, np.int32))
-
-
-def _np_counts():
-    """The types of a NumPy step count (0-d array or scalar; always readable); empty while
-    NumPy is not imported."""
-    return _np_counts_cached() if "numpy" in sys.modules else frozenset()
-
-
-@lru_cache(maxsize=1)
-def _np_floats_cached():
-    import numpy as np
-
-    return frozenset((np.float64, np.float32))
-
-
-def _np_floats():
-    """NumPy's float64 and float32 scalar types (what 0-d NumPy arithmetic returns)."""
-    return _np_floats_cached() if "numpy" in sys.modules else frozenset()
 
 
 def caster(xp, dtype):
@@ -224,7 +201,7 @@ def caster(xp, dtype):
     bit for bit, and the ufunc skips its slow weak-scalar conversion (about half an operation's
     cost on small arrays). Use the result only as an operand with arrays of ``dtype``: unlike a
     Python float it is not weakly typed against arrays of another dtype."""
-    if xp is not _numpy_xp():
+    if xp is not NP.xp or xp is None:
         return lambda v: to(xp, v, dtype)
     c = _CASTERS.get(dtype)
     if c is None:
@@ -236,10 +213,10 @@ _CASTERS: dict = {}  # NumPy dtype -> its caster
 
 
 def _numpy_caster(dtype):
-    xp = _numpy_xp()
+    xp = NP.xp
     cache = {}
-    asarray = _numpy_asarray()
-    floats = _np_floats()
+    asarray = NP.asarray
+    floats = NP.scalar_floats
 
     def c(v):
         kind = type(v)
@@ -257,26 +234,6 @@ def _numpy_caster(dtype):
             return asarray(v, dtype=dtype)
         return to(xp, v, dtype)
     return c
-
-
-@lru_cache(maxsize=1)
-def _numpy_asarray():
-    import numpy as np
-
-    return np.asarray
-
-
-def _numpy_xp():
-    if "numpy" not in sys.modules:
-        return None
-    return _numpy_xp_cached()
-
-
-@lru_cache(maxsize=1)
-def _numpy_xp_cached():
-    import array_api_compat.numpy as xp
-
-    return xp
 
 
 def factor_dtype(xp, sdtype, param_dtype, factor_precision: str):
