@@ -72,13 +72,13 @@ class _NumPyTypes:
     """NumPy's types for the fast paths (this package does not import NumPy itself): looked up
     once NumPy is imported; empty while it is not (no value is then a NumPy value).
 
-    ndarray; floats: the float32 and float64 dtypes (the fast paths' dtypes, compared by
-    identity: NumPy's built-in dtypes are singletons, and any other dtype object takes the
-    general path); f64: float64; counts: the types of a NumPy step count (0-d array, int64 and
-    int32 scalars); count_max: their dtypes' maxima; scalar_floats: the float64 and float32
+    ndarray; floats: the float32 and float64 dtypes (the fast paths compare dtypes by identity:
+    NumPy's built-in dtypes are singletons, and any other dtype object takes the general path);
+    f64: float64; counts: the types of a NumPy step count (0-d array, int64 and int32 scalars);
+    count_tops: (dtype, maximum) of int64 and int32; scalar_floats: the float64 and float32
     scalar types (what 0-d NumPy arithmetic returns); xp: NumPy's array-API namespace."""
 
-    _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_max={}, scalar_floats=(),
+    _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), scalar_floats=(),
                   xp=None, asarray=None)
 
     def __getattr__(self, name):
@@ -91,7 +91,7 @@ class _NumPyTypes:
         self.floats = (np.dtype(np.float32), np.dtype(np.float64))
         self.f64 = np.dtype(np.float64)
         self.counts = frozenset((np.ndarray, np.int64, np.int32))
-        self.count_max = {np.dtype(t): int(np.iinfo(t).max) for t in (np.int64, np.int32)}
+        self.count_tops = tuple((np.dtype(t), int(np.iinfo(t).max)) for t in (np.int64, np.int32))
         self.scalar_floats = frozenset((np.float64, np.float32))
         self.xp = xp
         self.asarray = np.asarray

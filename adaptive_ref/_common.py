@@ -80,13 +80,17 @@ def _numpy_prelude(param, grad, state, state_type: type):
     ``numpy.ndarray`` of one shape, the state is a ``state_type`` and every check passes; None
     otherwise (the general path then runs every check and raises its errors). The same checks as
     the general path, written for this one signature: no namespace or device lookups (a NumPy
-    array's namespace is NumPy and its device the CPU), which are most of a small step's cost."""
+    array's namespace is NumPy and its device the CPU), which are most of a small step's cost.
+    Dtypes are compared by identity (NumPy's built-in dtypes are singletons; another dtype
+    object, e.g. a byte-swapped one, takes the general path)."""
     nd = _NP.ndarray
     if nd is None or type(param) is not nd or type(grad) is not nd \
             or not isinstance(state, state_type):
         return None
     pdtype, shape = param.dtype, param.shape
-    if pdtype not in _NP.floats or (grad.dtype is not pdtype and grad.dtype != pdtype) or grad.shape != shape:
+    f32, f64 = _NP.floats
+    if (pdtype is not f64 and pdtype is not f32) or grad.dtype is not pdtype \
+            or grad.shape != shape:
         return None
     sdtype = None
     for i, optional in _moment_fields(state_type):
@@ -97,22 +101,25 @@ def _numpy_prelude(param, grad, state, state_type: type):
             return None
         if sdtype is None:
             sdtype = x.dtype
-            if sdtype not in _NP.floats:
+            if sdtype is not f64 and sdtype is not f32:
                 return None
-        elif x.dtype is not sdtype and x.dtype != sdtype:
+        elif x.dtype is not sdtype:
             return None
     count = state.count
     if type(count) not in _NP.counts or count.ndim != 0:
         return None
-    top = _NP.count_max.get(count.dtype)
-    if top is None or not 0 <= int(count) < top:
-        return None  # the general path raises check_count's error
+    cdtype = count.dtype
+    for d, top in _NP.count_tops:
+        if cdtype is d:
+            if 0 <= int(count) < top:
+                break
+            return None  # the general path raises check_count's error
+    else:
+        return None
     xp = _NP.xp
-    if sdtype is None or sdtype == pdtype:
-        return Prelude(xp, pdtype, pdtype if sdtype is None else sdtype, _NP.f64, param, grad)
-    return Prelude(xp, pdtype, sdtype, _NP.f64, xp.astype(param, sdtype), xp.astype(grad, sdtype))
-
-
+    if sdtype is None or sdtype is pdtype:
+        return Prelude(xp, pdtype, pdtype, f64, param, grad)
+    return Prelude(xp, pdtype, sdtype, f64, xp.astype(param, sdtype), xp.astype(grad, sdtype))
 
 
 def scalars(xp, sdtype, like, *values):

@@ -138,6 +138,14 @@ def to(xp, value, dtype):
     return xp.astype(value, dtype)
 
 
+def astype(xp, x, dtype):
+    """``xp.astype(x, dtype)``; on NumPy, the array's (or scalar's) own ``astype``, which is what
+    NumPy's array-API ``astype`` calls, without the wrapper (about half a microsecond)."""
+    if xp is NP.xp and (type(x) is NP.ndarray or type(x) in NP.scalar_floats):
+        return x.astype(dtype)
+    return xp.astype(x, dtype)
+
+
 def advance(xp, count, sdtype):
     """Return ``(count + 1, t)``: the new count and the float step index ``t`` (1 at step one).
 

@@ -97,9 +97,10 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
     bc1 = nx.bias_correction(xp, beta1, t)
-    bc2 = nx.bias_correction(xp, beta2, t)
+    beta2_t = nx.power(xp, beta2, t)
+    bc2 = 1.0 - beta2_t  # nx.bias_correction(xp, beta2, t), reusing beta2^t
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    rho_t = rho_inf - 2.0 * t * nx.power(xp, beta2, t) / bc2
+    rho_t = rho_inf - 2.0 * t * beta2_t / bc2
     rectify = rho_t >= threshold if threshold_inclusive else rho_t > threshold
     ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
              / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
