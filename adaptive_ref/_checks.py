@@ -266,8 +266,8 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
 # Verdicts of check_hparams: keys (op, id(specs), values, types) of tuples that passed. Only
 # tuples of immutable values are stored (see check_hparams); ``types`` keeps 1 / True / 1.0 apart
 # (they are equal as keys, but a bool is not a number and an int is not a bool). Keyed by the id
-# of the (module-level, immortal) spec tuple, which _SPECS_BY_ID keeps alive: hashing the HParams
-# themselves on every call would cost more than the check.
+# of the spec tuple, which _SPECS_BY_ID keeps alive while a key names it (so its id is not
+# reused): hashing the HParams themselves on every call would cost more than the check.
 _PASSED: dict = {}
 _PASSED_MAX = 4096
 _SPECS_BY_ID: dict[int, tuple[HParam, ...]] = {}
@@ -293,8 +293,9 @@ def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     for spec, value in zip(specs, values, strict=True):
         _check_one(op, spec, value)
     if hashable and all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
-        if len(_PASSED) >= _PASSED_MAX:
+        if len(_PASSED) >= _PASSED_MAX:  # both at once: no key outlives the specs it names
             _PASSED.clear()
+            _SPECS_BY_ID.clear()
         _SPECS_BY_ID.setdefault(id(specs), specs)
         _PASSED[key] = None
 
