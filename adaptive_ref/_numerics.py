@@ -154,7 +154,7 @@ def advance(xp, count, sdtype):
     ``t = NaN`` and leaves the count unchanged (saturated), so the poison persists.
     """
     nxt = count + 1
-    if type(count) in NP.counts:  # NumPy: readable; the same int -> float cast, minus wrappers
+    if xp is NP.xp and type(count) in NP.counts:  # readable; the same cast, minus wrappers
         return nxt, (NP.f64.type(nxt) if sdtype is NP.f64 else nxt.astype(sdtype))
     t = xp.astype(nxt, sdtype)
     if _readable(count):
