@@ -77,6 +77,14 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     # beta1 = 0.9 and RMSprop's alpha = 0.9 / 0.99 the effect is below a rounding budget
     ("rmsprop", "factor_precision"): {"bias_correction": True, "alpha": 0.999},
     ("adamax", "factor_precision"): {"beta1": 0.999},
+    # issue 11
+    ("adopt", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("adabelief", "weight_decay_mode"): {"weight_decay": 1e-2},
+    ("adabelief", "decay_scaling"): {"weight_decay": 1e-2, "weight_decay_mode": "decoupled"},
+    # adabelief-pytorch puts eps outside sqrt(s_hat) when it does not rectify: the rectify=False
+    # case of the upstream profile is then the package's rectify=False
+    ("adabelief", "rectify"): {"eps_placement": "outside"},
+    ("adabelief", "degenerated_to_sgd"): {"rectify": True, "eps_placement": "hat"},
 }
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same

@@ -98,13 +98,7 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     count, t = nx.advance(xp, state.count, sd)
     bc1 = nx.bias_correction(xp, beta1, t)
     bc2 = nx.bias_correction(xp, beta2, t)
-    rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    rho_t = rho_inf - 2.0 * t * nx.power(xp, beta2, t) / bc2
-    rectify = rho_t >= threshold if threshold_inclusive else rho_t > threshold
-    ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-             / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-    one = xp.ones_like(rho_t)
-    rect = xp.sqrt(xp.where(rectify, ratio, one))
+    rectify, rect = rectifier(xp, beta2, t, bc2, threshold, threshold_inclusive)
 
     def update(p, g, m, v):
         # in-place operators on fresh arrays round as the expressions in the docstring
@@ -132,6 +126,19 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
 
     p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return finish(xp, p_new, pre.param_dtype), RAdamState(count, mu, nu)
+
+
+def rectifier(xp, beta2, t, bc2, threshold, inclusive: bool):
+    """RAdam's switch and rectifier as 0-d arrays: ``(rho_t > threshold, r_t)`` (``>=`` when
+    ``inclusive``), r_t = 1 where the switch is off; ``bc2`` is ``1 - beta2**t``. Shared with
+    AdaBelief's ``rectify=True`` (adabelief-pytorch forks it from RAdam)."""
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * t * nx.power(xp, beta2, t) / bc2
+    rectify = rho_t >= threshold if inclusive else rho_t > threshold
+    ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+             / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+    one = xp.ones_like(rho_t)
+    return rectify, xp.sqrt(xp.where(rectify, ratio, one))
 
 
 def _zero(x) -> bool:
