@@ -242,9 +242,78 @@ def radam_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, eps_root=0.0,
     return out
 
 
+def adopt_oracle(p, grads, lrs, beta1=0.9, beta2=0.9999, eps=1e-6, eps_placement="max",
+                 clipping=True, clip_exponent=0.25, clip_index="previous", nesterov=False,
+                 weight_decay=0.0, weight_decay_mode="coupled", maximize=False):
+    """Taniguchi et al. 2024, Algorithm 1 (v_0 = g_0^2, no step; v used before its update, no
+    bias correction), clipped at s**(1/4) with s the steps taken (the authors' code), optax's
+    Nesterov; decoupled decay skips the first step (the authors' code)."""
+    b1, b2 = D(beta1), D(beta2)
+    p, m, v, out = D(p), D(0), D(0), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        lr = D(lr)
+        if weight_decay_mode == "coupled":
+            g = g + D(weight_decay) * p
+        if t == 1:
+            v = g * g
+            out.append(p)
+            continue
+        if weight_decay_mode == "decoupled":
+            p = p * (1 - lr * D(weight_decay))
+        den = max(v.sqrt(), D(eps)) if eps_placement == "max" else v.sqrt() + D(eps)
+        n = g / den
+        if clipping:
+            c = D(t - 1 if clip_index == "previous" else t) ** D(clip_exponent)
+            n = min(max(n, -c), c)
+        m = b1 * m + (1 - b1) * n
+        p = p - lr * (b1 * m + (1 - b1) * n if nesterov else m)
+        v = b2 * v + (1 - b2) * g * g
+        out.append(p)
+    return out
+
+
+def adabelief_oracle(p, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-16, eps_root=1e-16,
+                     eps_placement="outside", rectify=False, threshold=5.0,
+                     degenerated_to_sgd=True, nesterov=False, weight_decay=0.0,
+                     weight_decay_mode="coupled", decay_scaling="lr", maximize=False):
+    """Zhuang et al. 2020, Algorithm 2 (s = EMA of (g - m_t)^2 plus eps_root); the authors'
+    package's rectification (RAdam's r_t once rho_t >= threshold, eps on sqrt(s), else
+    lr m_hat or nothing) and decay forms; optax's Nesterov m_hat."""
+    b1, b2 = D(beta1), D(beta2)
+    rho_inf = 2 / (1 - b2) - 1
+    p, m, s, out = D(p), D(0), D(0), []
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g = -D(g) if maximize else D(g)
+        lr = D(lr)
+        if weight_decay_mode == "decoupled":
+            p = p * (1 - (lr if decay_scaling == "lr" else 1) * D(weight_decay))
+        else:
+            g = g + D(weight_decay) * p
+        m = b1 * m + (1 - b1) * g
+        s = b2 * s + (1 - b2) * (g - m) ** 2 + D(eps_root)
+        bc1, bc2 = 1 - b1**t, 1 - b2**t
+        m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / bc1 if nesterov else m / bc1
+        if eps_placement == "outside":
+            step = lr * m_hat / ((s / bc2).sqrt() + D(eps))
+        else:
+            step = lr * bc2.sqrt() * m_hat / (s.sqrt() + D(eps))
+        if rectify:
+            rho_t = rho_inf - 2 * t * b2**t / bc2
+            if rho_t >= D(threshold):
+                step = step * ((rho_t - 4) * (rho_t - 2) * rho_inf
+                               / ((rho_inf - 4) * (rho_inf - 2) * rho_t)).sqrt()
+            else:
+                step = lr * m_hat if degenerated_to_sgd else D(0)
+        p = p - step
+        out.append(p)
+    return out
+
+
 ORACLES = {"sgd": sgd_oracle, "adagrad": adagrad_oracle, "rmsprop": rmsprop_oracle,
            "adam": adam_oracle, "amsgrad": adam_oracle, "adamw": adam_oracle,
-           "adamax": adamax_oracle, "nadam": nadam_oracle, "radam": radam_oracle}
+           "adamax": adamax_oracle, "nadam": nadam_oracle, "radam": radam_oracle,
+           "adopt": adopt_oracle, "adabelief": adabelief_oracle}
 
 # (optimizer, settings, steps); settings are the step's keywords; "lrs" gives a per-step lr
 CASES = [
@@ -301,6 +370,20 @@ CASES = [
                      weight_decay_mode="decoupled"), 3),
     ("adamax", dict(lr=2e-3, eps=1e-3, eps_placement="outside", weight_decay=0.1,
                     weight_decay_mode="decoupled"), 3),
+    # issue 11: ADOPT clips from step 3 on here (|g_2| / sqrt(v_1) ~ 2 > 2**0.25)
+    ("adopt", dict(lr=1e-2), 6),
+    ("adopt", dict(lr=1e-2, eps=0.3, eps_placement="outside", clipping=False, beta2=0.9), 6),
+    ("adopt", dict(lrs=(0.1, 0.05, 0.2, 0.1, 0.05), clip_index="current", nesterov=True,
+                   weight_decay=0.1), 5),
+    ("adopt", dict(lr=1e-2, weight_decay=0.1, weight_decay_mode="decoupled", maximize=True,
+                   clip_exponent=0.5, beta1=0.5), 6),
+    ("adabelief", dict(lr=1e-3), 3),
+    ("adabelief", dict(lr=1e-2, eps=1e-3, eps_root=1e-4, nesterov=True, weight_decay=0.1), 3),
+    ("adabelief", dict(lr=1e-3, rectify=True, eps_placement="hat", weight_decay=0.1,
+                       weight_decay_mode="decoupled"), 7),
+    ("adabelief", dict(lrs=(1e-3, 2e-3, 1e-3, 5e-4, 1e-3, 2e-3, 1e-3), rectify=True,
+                       degenerated_to_sgd=False, threshold=4.0, weight_decay=0.1,
+                       weight_decay_mode="decoupled", decay_scaling="fixed", maximize=True), 7),
 ]
 
 

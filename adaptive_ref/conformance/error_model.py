@@ -62,6 +62,12 @@ FIELD_ROUNDINGS_OF = {("adamax", "nu"): 2, ("rmsprop", "momentum_buffer"): 10}
 UPDATE_ROUNDINGS = {"sgd": 3, "adagrad": 6, "rmsprop": 10, "adam": 9, "amsgrad": 9, "adamw": 9,
                     "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6}
 DEFAULT_ROUNDINGS = 14
+# issue 11. ADOPT's mu: sqrt(v), the max (exact), the division, the clip value s**e (an array
+# power: up to 1.5 roundings; the clip itself is exact) and the EMA's three. AdaBelief's nu:
+# g - m, its square, the EMA's three and + eps_root. Their updates: ADOPT lr * m (Nesterov: +3)
+# and the decay; AdaBelief Adam's 9 plus the rectifier and Nesterov's second term.
+FIELD_ROUNDINGS_OF.update({("adopt", "mu"): 7, ("adabelief", "nu"): 6})
+UPDATE_ROUNDINGS.update({"adopt": 6, "adabelief": 13})
 # Scalar factors 1 - h**t of each optimizer: (hyperparameter, power with which the factor enters
 # the parameter's update, power with which it enters a stored state field or None).
 FACTORS = {
@@ -70,6 +76,7 @@ FACTORS = {
     "radam": (("beta1", -1.0), ("beta2", 0.5)), "nadam": (("beta2", 0.5),),
     "adamax": (("beta1", -1.0),), "rmsprop": (("alpha", 0.5),),
 }
+FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
 
 
 def _ulp(x: float, unit: float) -> float:
@@ -415,14 +422,18 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
         prod = float(np.asarray(new["mu_product"]).reshape(-1)[0])
         upd_rel, mu_rel = _nadam_mu_errors(hp, t, prod, fp)
         fac += upd_rel / u
-    if opt == "radam":
+    if opt == "radam" or (opt == "adabelief" and hp.get("rectify")):
         binary = case.profile in POW_BY_SQUARING.get(opt, ())
         fac += _radam_rect_error(float(hp["beta2"]), float(hp["threshold"]), t, fp, binary) / u
+    if opt == "adabelief" and hp.get("nesterov"):
+        fac += _factor_error(float(hp["beta1"]), t + 1, fp) / u  # Nesterov's 1 - b1**(t+1)
     bound[:, 0] = fac * delta
     if decoupled:  # p * (1 - s wd): the same rounded constant on every step
         s = float(lr if lr is not None else hp["lr"])
         if opt == "adamw" and hp.get("decay_scaling") == "schedule":
             s = float(hp["schedule_multiplier"])
+        if opt == "adabelief" and hp.get("decay_scaling") == "fixed":
+            s = 1.0  # p * (1 - wd)
         c = 1.0 - s * wd
         c_in = 1.0 - float(np.asarray(s, dtype=case.dtype)) * float(np.asarray(wd,
                                                                             dtype=case.dtype))

@@ -97,6 +97,8 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"mu": z, "nu": z}
     if opt == "nadam":
         return {"mu": z, "nu": z}
+    if opt in _OWN_STEP:
+        return {"mu": z, "nu": z}
     raise KeyError(opt)
 
 
@@ -107,6 +109,9 @@ def _sqrt(x):
 def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
     """One exact step of element ``e`` (``shared`` holds per-parameter scalars: NAdam's product)."""
     lr = _m(lr)
+    if opt in _OWN_STEP:  # optimizers whose decay does not follow the common form below
+        _OWN_STEP[opt](e, _signed_coupled(e, g, hp), t, hp, lr)
+        return
     S = e.s
     if hp.get("maximize"):
         g = -g
@@ -209,17 +214,12 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         S["mu"] = b1 * S["mu"] + (1 - b1) * g
         S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
         bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
-        rinf = 2 / (1 - b2) - 1
-        if _param_factors(hp):  # rho_t evaluated in float32 (see the module doc)
-            rinf = _f32(rinf)
-            rho = _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
-        else:
-            rho = rinf - 2 * T * b2 ** T / bc2
+        rinf, rho = _rho(b2, T, bc2, hp)
         thr = _m(hp["threshold"])
         rect = rho >= thr if hp["threshold_inclusive"] else rho > thr
         mhat = S["mu"] / bc1
         if rect:
-            r = _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+            r = _rectifier(rinf, rho)
             if hp["eps_placement"] == "hat":
                 ad = _sqrt(bc2) / (_sqrt(S["nu"] + er) + eps)
             else:
@@ -229,6 +229,93 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
             e.p = e.p - lr * mhat
     else:
         raise KeyError(opt)
+
+
+def _rho(b2, T, bc2, hp: dict) -> tuple:
+    """RAdam's ``(rho_inf, rho_t)`` (``bc2 = 1 - beta2**t`` as the factors see it); with
+    float32 factors, rho_t evaluated in float32 (see the module doc)."""
+    rinf = 2 / (1 - b2) - 1
+    if _param_factors(hp):
+        rinf = _f32(rinf)
+        return rinf, _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
+    return rinf, rinf - 2 * T * b2 ** T / bc2
+
+
+def _rectifier(rinf, rho):
+    """RAdam's r_t."""
+    return _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+
+
+# -- issue 11 (the newer family): optimizers with their own step function below ------------
+
+def _signed_coupled(e, g, hp: dict):
+    """``g`` with the sign of ``maximize`` and coupled L2 (``g + wd * p``) applied."""
+    if hp.get("maximize"):
+        g = -g
+    if hp.get("weight_decay_mode", "coupled") == "coupled":
+        g = g + _m(hp.get("weight_decay", 0.0)) * e.p
+    return g
+
+
+def _decoupled(e, hp: dict, scale) -> None:
+    """Decoupled decay ``p * (1 - scale * wd)`` (no-op unless weight_decay_mode is decoupled)."""
+    if hp.get("weight_decay_mode", "coupled") == "decoupled":
+        e.p = e.p * (1 - scale * _m(hp.get("weight_decay", 0.0)))
+
+
+def _adopt_step(e, g, t: int, hp: dict, lr) -> None:
+    """ADOPT: v_0 = g^2 and no update on the first step; then n = clip(g / max(sqrt(v), eps),
+    +-s^e), m = b1 m + (1 - b1) n, p -= lr m (or lr (b1 m + (1 - b1) n), Nesterov), and only then
+    v = b2 v + (1 - b2) g^2."""
+    S = e.s
+    if t == 1:
+        S["nu"] = g * g
+        return
+    _decoupled(e, hp, lr)
+    eps, root = _m(hp["eps"]), _sqrt(S["nu"])
+    n = g / (max(root, eps) if hp["eps_placement"] == "max" else root + eps)
+    if hp["clipping"]:
+        s = t - 1 if hp["clip_index"] == "previous" else t
+        c = mpmath.mpf(s) ** _m(hp["clip_exponent"])
+        n = min(max(n, -c), c)
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+    S["mu"] = b1 * S["mu"] + w1 * n
+    u = b1 * S["mu"] + w1 * n if hp["nesterov"] else S["mu"]
+    e.p = e.p - lr * u
+    S["nu"] = b2 * S["nu"] + w2 * g * g
+
+
+def _adabelief_step(e, g, t: int, hp: dict, lr) -> None:
+    """AdaBelief: s = b2 s + (1 - b2)(g - m)^2 + eps_root; the Adam step on (m, s) with eps
+    outside sqrt(s_hat) or on sqrt(s) ('hat'); optionally RAdam's rectification (rho_t >=
+    threshold, else lr m_hat or nothing) and Nesterov's m_hat."""
+    S = e.s
+    _decoupled(e, hp, lr if hp["decay_scaling"] == "lr" else 1)
+    b1, b2, T = _m(hp["beta1"]), _m(hp["beta2"]), mpmath.mpf(t)
+    S["mu"] = b1 * S["mu"] + (1 - b1) * g
+    r = g - S["mu"]
+    S["nu"] = b2 * S["nu"] + (1 - b2) * r * r + _m(hp["eps_root"])
+    bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
+    if hp["nesterov"]:
+        mhat = b1 * S["mu"] / (1 - _pow(b1, T + 1, hp)) + (1 - b1) * g / bc1
+    else:
+        mhat = S["mu"] / bc1
+    eps = _m(hp["eps"])
+    if hp["eps_placement"] == "outside":
+        step = lr * mhat / (_sqrt(S["nu"] / bc2) + eps)
+    else:
+        step = lr * _sqrt(bc2) * mhat / (_sqrt(S["nu"]) + eps)
+    if hp["rectify"]:
+        rinf, rho = _rho(b2, T, bc2, hp)
+        if rho >= _m(hp["threshold"]):
+            step = step * _rectifier(rinf, rho)
+        else:
+            step = lr * mhat if hp["degenerated_to_sgd"] else mpmath.mpf(0)
+    e.p = e.p - step
+
+
+_OWN_STEP = {"adopt": _adopt_step, "adabelief": _adabelief_step}
 
 
 def _nadam_shared(hp: dict, t: int, shared: dict) -> None:

@@ -32,8 +32,13 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     if dtype != "float64":
         checks.append(need("factor_precision", "param", "optax computes the scalar factors "
                            "(1 - b**t, rho_t) in the parameter dtype (factor_precision='param')"))
-        checks.append(need("ema_weight_precision", "float64", "optax's EMA weights 1 - b are "
-                           "Python floats (ema_weight_precision='float64')"))
+        if opt == "adopt":
+            checks.append(need("ema_weight_precision", "param", "optax.contrib.adopt's EMA "
+                               "weights 1 - b are formed from b = jnp.where(count > 0, b, ...) in "
+                               "the parameter dtype (ema_weight_precision='param')"))
+        else:
+            checks.append(need("ema_weight_precision", "float64", "optax's EMA weights 1 - b "
+                               "are Python floats (ema_weight_precision='float64')"))
     if opt in ("sgd", "adagrad", "rmsprop") and hp.get("weight_decay", 0.0) != 0:
         checks.append(need("weight_decay_mode", "coupled", f"decoupled weight decay is not "
                            f"expressed by this adapter's optax.{opt} chain"))
@@ -67,12 +72,51 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     elif opt == "radam":
         checks += [need("eps_placement", "outside", "optax.radam puts eps on sqrt(v_hat)"),
                    need("threshold_inclusive", True, "optax.radam rectifies when rho >= 5")]
+    elif opt in _NEWER:
+        checks += _NEWER[opt](hp, need)
     else:
         return f"optax has no counterpart of {opt}"
     for c in checks:
         if c:
             return c
     return None
+
+
+def _adopt_checks(hp, need) -> list:
+    out = [need("eps_placement", "max", "optax.contrib.adopt puts eps inside the max")]
+    if hp.get("weight_decay", 0.0):
+        out.append(need("weight_decay_mode", "coupled", "optax.contrib.adopt has no weight "
+                        "decay, and add_decayed_weights after it would also decay on the "
+                        "update-free first step"))
+    return out
+
+
+def _adabelief_checks(hp, need) -> list:
+    out = [need("rectify", False, "optax.adabelief has no rectification"),
+           need("eps_placement", "outside", "optax.adabelief puts eps on sqrt(s_hat)")]
+    if hp.get("weight_decay", 0.0) and hp.get("weight_decay_mode") == "decoupled":
+        out.append(need("decay_scaling", "lr", "add_decayed_weights before the lr scaling "
+                        "multiplies the decay by lr"))
+    return out
+
+
+_NEWER = {"adopt": _adopt_checks, "adabelief": _adabelief_checks}  # issue 11
+
+
+def _newer_scaler(opt: str, hp):
+    """optax's scaler for the optimizers of issue 11 (``hp``: a :class:`Given`)."""
+    import optax
+
+    b = present(dict(b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"]))
+    if opt == "adabelief":
+        return optax.scale_by_belief(**b, **present({"eps_root": hp["eps_root"],
+                                                      "nesterov": hp["nesterov"]}))
+    kw = present({"nesterov": hp["nesterov"], "use_clipping": hp["clipping"]})
+    if hp["clip_exponent"] is not ABSENT or hp["clip_index"] is not ABSENT:
+        e = 0.25 if hp["clip_exponent"] is ABSENT else hp["clip_exponent"]
+        shift = 1 if hp["clip_index"] == "current" else 0  # count = the steps taken before
+        kw["clip_value_fn"] = lambda count: (count + shift) ** e
+    return optax.contrib.scale_by_adopt(**b, **kw)
 
 
 def _transform(opt: str, hp: dict, schedule):
@@ -114,6 +158,8 @@ def _transform(opt: str, hp: dict, schedule):
             scaler = optax.scale_by_adamax(**b)
         elif opt == "nadam":
             scaler = optax.scale_by_adam(**b, nesterov=True)
+        elif opt in _NEWER:
+            scaler = _newer_scaler(opt, hp)
         else:  # radam
             scaler = optax.scale_by_radam(**b, **root,
                                           **present({"threshold": hp["threshold"]}))

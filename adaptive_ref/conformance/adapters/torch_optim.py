@@ -45,7 +45,8 @@ _FIXED["sparse_adagrad"] = {"eps_placement": "outside"}
 
 _STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "sum": "sum",
           "square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum_buffer",
-          "exp_inf": "nu", "mu_product": "mu_product", "step": "count"}
+          "exp_inf": "nu", "mu_product": "mu_product", "step": "count",
+          "exp_avg_var": "nu"}  # adabelief-pytorch (adapters/adabelief_pytorch.py)
 
 
 def _kwargs(opt: str, hp: dict) -> dict:
