@@ -64,3 +64,7 @@ from .sparse import (  # noqa: E402
 
 __all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
             "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]
+
+from .optimizers.adan import AdanState, adan_init, adan_step  # noqa: E402
+
+__all__ += ["AdanState", "adan_init", "adan_step"]

@@ -9,6 +9,7 @@ from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
+from .optimizers.adan import ADAN
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
 from .optimizers.nadam import NADAM
@@ -27,6 +28,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
+_SPECS += (ADAN,)  # issue 11: the newer family
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 
