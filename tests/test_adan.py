@@ -146,3 +146,49 @@ def test_bad_hyperparameters_name_the_argument(bad, match):
     p = np.zeros(2)
     with pytest.raises((ValueError, TypeError), match=match):
         SPEC.step(p, p, SPEC.init(p), **bad)
+
+
+# ---- invariants that hold for Adan (elementwise, odd in (p, g)); the catalogue's core table
+# lists the 2014-2019 family only, so they are checked here with the catalogue's functions
+def _inv():
+    from adaptive_ref.testing import invariants
+
+    return invariants
+
+
+@pytest.mark.parametrize("profile", ["upstream", "optax"])
+def test_sign_flip_and_permutation_equivariance(profile):
+    inv = _inv()
+    settings = SPEC.settings(profile, lr=1e-2, weight_decay=0.05)
+    p0, grads = _problem()
+    inv.check_sign_flip_equivariant(SPEC, p0, grads, settings)
+    inv.check_permutation_equivariant(SPEC, p0, grads, settings,
+                                      np.random.default_rng(0).permutation(p0.size))
+
+
+def test_zero_gradient_fixed_point_and_first_step_sign():
+    """From a fresh state: zero gradients leave p unchanged (eps > 0, no decay); with eps = 0
+    the first step is -lr*sign(g) (m_hat = g, v = 0, n_hat = g^2)."""
+    inv = _inv()
+    p0, grads = _problem()
+    inv.check_zero_gradient_fixed_point(SPEC, p0, np.zeros_like(p0), SPEC.settings("upstream"))
+    g = np.where(grads[0] == 0, 1.0, grads[0])
+    inv.check_first_step_is_minus_lr_sign(SPEC, g, SPEC.settings("upstream", eps=0.0))
+
+
+@pytest.mark.parametrize("k", [-7, 3])
+def test_loss_scale_identity(k):
+    """step(c g, eps, eps_root) == step(g, eps/c, eps_root/c^2) bitwise for c = 2^k: m, v and
+    the difference scale by c, n by c^2."""
+    p0, grads = _problem()
+    _inv().check_loss_scale_identity(SPEC, p0, grads, SPEC.settings("optax", lr=1e-2), k)
+
+
+def test_fused_paths_decline_adan():
+    """No fused kernel for Adan: the numba module has no adan_step, and a fused step of
+    another optimizer handed an AdanState refuses it by name."""
+    fused = pytest.importorskip("adaptive_ref.fused", exc_type=ImportError)
+    assert not hasattr(fused, "adan_step")
+    p = np.zeros(3)
+    with pytest.raises(TypeError, match="AdanState"):
+        fused.adam_step(p, p, SPEC.init(p))

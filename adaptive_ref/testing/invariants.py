@@ -387,6 +387,7 @@ ADAM_LIKE = frozenset({"adam", "amsgrad", "adamw"})
 #: Optimizers whose state arrays all have the parameter's shape (Shampoo, full-matrix Adagrad
 #: and row-wise Adagrad keep matrices or one value per row).
 PARAM_SHAPED_STATE = CORE | {"von", "ivon", "rootfree_rmsprop", "lazy_adam", "sparse_adagrad"}
+PARAM_SHAPED_STATE = PARAM_SHAPED_STATE | {"adan"}  # issue 11
 DYADIC_BETAS = (0.5, 0.75, 0.875, 0.9375)
 
 
