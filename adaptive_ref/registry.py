@@ -10,6 +10,7 @@ from .optimizers.adabelief import ADABELIEF
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
+from .optimizers.adan import ADAN
 from .optimizers.adopt import ADOPT
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
@@ -29,7 +30,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
-_SPECS += (ADOPT, ADABELIEF)  # issue 11: the newer family
+_SPECS += (ADOPT, ADABELIEF, ADAN)  # issue 11: the newer family
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

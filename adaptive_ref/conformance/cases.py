@@ -90,6 +90,12 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     # (eps_root stays 1e-16: 1e-8 added into s every step would swamp their (g - m)^2 ~ 1e-12)
     ("adabelief", "eps_placement"): {"eps": 1e-8},
 }
+# Adan: (p - lr u)/(1 + lr wd) and p (1 - lr wd) - lr u differ by about lr^2 wd |u| per step;
+# at wd = 1e-2 (lr 1e-3) that is below a float32 rounding of p, at 0.1 it is not
+KNOB_CONTEXT[("adan", "weight_decay_mode")] = {"weight_decay": 0.1}
+# fl32(0.98) and fl32(0.99) move 1 - beta^t by < 1e-6 relative, inside the float32 budget (as
+# at Adamax's 0.9); at beta1 = 0.999 float32 factors are 1.3e-5 off (finding F1)
+KNOB_CONTEXT[("adan", "factor_precision")] = {"beta1": 0.999}
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same
 # numbers ('param' precision is float64), so their knob cases exist for float32 only.

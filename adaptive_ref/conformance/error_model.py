@@ -78,6 +78,16 @@ FACTORS = {
 }
 FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
 
+# Adan (issue 11): m, v, n are EMAs (m: 3 roundings; v: d = g - g_prev, (1 - b2) d, b2 v, +;
+# n: d, k d, g + k d, its square, (1 - b3) x, b3 n, +); prev_grad is g itself (no rounding, or
+# the coupled decay's two). The update: n / bc3, + eps_root, sqrt, + eps, the two scaled terms,
+# their sum, the division (reference); optax forms m_hat, v_hat, k v_hat, +, /, + wd p, * lr.
+# Both bias corrections of the numerator enter the update with power -1, the one of n with 1/2.
+FIELD_ROUNDINGS_OF.update({("adan", "m"): 3, ("adan", "v"): 4, ("adan", "n"): 7,
+                           ("adan", "prev_grad"): 0})
+UPDATE_ROUNDINGS["adan"] = 12
+FACTORS["adan"] = (("beta1", -1.0), ("beta2", -1.0), ("beta3", 0.5))
+
 
 def _ulp(x: float, unit: float) -> float:
     """The spacing at |x| of the precision whose unit roundoff is ``unit``."""
@@ -381,6 +391,10 @@ def _shifted(case, spec, dtype):
 # is a constant error on every step's new term
 _EMA = {"mu": "beta1", "nu": "beta2"}
 _EMA_OF = {("rmsprop", "nu"): "alpha", ("rmsprop", "mu"): "alpha", ("adamax", "nu"): None}
+_EMA_OF.update({("adan", "m"): "beta1", ("adan", "v"): "beta2", ("adan", "n"): "beta3",
+                ("adan", "prev_grad"): None})
+# the fields that see the coupled decay's g + wd p (its two roundings)
+_COUPLED_FIELDS = {"adan": ("m", "v", "n", "prev_grad")}
 
 
 def _const_error(c: float, dtype: str) -> float:
@@ -442,7 +456,7 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
     base = DENSE.get(opt, opt)
     for i, f in enumerate(pp.fields[1:], 1):
         k = FIELD_ROUNDINGS_OF.get((base, f), FIELD_ROUNDINGS.get(f, DEFAULT_ROUNDINGS))
-        if coupled and f in ("mu", "nu", "sum"):
+        if coupled and f in _COUPLED_FIELDS.get(base, ("mu", "nu", "sum")):
             k += 2
         xo, xn = np.abs(old[f]).reshape(-1), np.abs(new[f]).reshape(-1)
         var[:, i] = k * (xo + xn) ** 2 / 3.0

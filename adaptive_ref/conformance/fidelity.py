@@ -99,6 +99,8 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"mu": z, "nu": z}
     if opt in _OWN_STEP:
         return {"mu": z, "nu": z}
+    if opt == "adan":
+        return {"m": z, "v": z, "n": z, "prev_grad": z}
     raise KeyError(opt)
 
 
@@ -108,6 +110,9 @@ def _sqrt(x):
 
 def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
     """One exact step of element ``e`` (``shared`` holds per-parameter scalars: NAdam's product)."""
+    if opt == "adan":  # its own decay forms (proximal): the whole step below
+        _adan_step(e, g, t, hp, _m(lr))
+        return
     lr = _m(lr)
     if opt in _OWN_STEP:  # optimizers whose decay does not follow the common form below
         _OWN_STEP[opt](e, _signed_coupled(e, g, hp), t, hp, lr)
@@ -316,6 +321,30 @@ def _adabelief_step(e, g, t: int, hp: dict, lr) -> None:
 
 
 _OWN_STEP = {"adopt": _adopt_step, "adabelief": _adabelief_step}
+
+
+def _adan_step(e: _Elem, g, t: int, hp: dict, lr) -> None:
+    """Adan (Xie et al., Algorithm 1, sail-sg/Adan's convention): d = 0 on step 1, the
+    coefficient k of d (beta2 or 1 - beta2), eps_root inside the root, three decay forms."""
+    S, T = e.s, mpmath.mpf(t)
+    b1, b2, b3 = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["beta3"])
+    wd, mode = _m(hp["weight_decay"]), hp["weight_decay_mode"]
+    if mode == "coupled":
+        g = g + wd * e.p
+    d = g - S["prev_grad"] if t > 1 else mpmath.mpf(0)
+    k = b2 if hp["diff_coefficient"] == "beta2" else 1 - b2
+    S["m"] = b1 * S["m"] + (1 - b1) * g
+    S["v"] = b2 * S["v"] + (1 - b2) * d
+    S["n"] = b3 * S["n"] + (1 - b3) * (g + k * d) ** 2
+    S["prev_grad"] = g
+    den = _sqrt(S["n"] / (1 - _pow(b3, T, hp)) + _m(hp["eps_root"])) + _m(hp["eps"])
+    u = (S["m"] / (1 - _pow(b1, T, hp)) + k * S["v"] / (1 - _pow(b2, T, hp))) / den
+    if mode == "proximal":
+        e.p = (e.p - lr * u) / (1 + lr * wd)
+    elif mode == "decoupled":
+        e.p = e.p * (1 - lr * wd) - lr * u
+    else:
+        e.p = e.p - lr * u
 
 
 def _nadam_shared(hp: dict, t: int, shared: dict) -> None:

@@ -389,7 +389,7 @@ ADAM_LIKE = frozenset({"adam", "amsgrad", "adamw"})
 #: Elementwise optimizers of issue 11 (the newer family): the core table's generic properties
 #: (permutation, sign flip, maximize, zero gradient) hold for them as written; ADOPT's step is
 #: also invariant under g -> 2^k g with eps -> eps/2^k (n = g/max(sqrt(v), eps) is).
-NEWER = frozenset({"adopt", "adabelief"})
+NEWER = frozenset({"adopt", "adabelief", "adan"})
 PARAM_SHAPED_STATE = CORE | NEWER | {"von", "ivon", "rootfree_rmsprop", "lazy_adam",
                                      "sparse_adagrad"}
 DYADIC_BETAS = (0.5, 0.75, 0.875, 0.9375)

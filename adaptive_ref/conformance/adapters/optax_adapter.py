@@ -100,7 +100,8 @@ def _adabelief_checks(hp, need) -> list:
     return out
 
 
-_NEWER = {"adopt": _adopt_checks, "adabelief": _adabelief_checks}  # issue 11
+_NEWER = {"adopt": _adopt_checks, "adabelief": _adabelief_checks,
+          "adan": lambda hp, need: _adan_why_not(hp, need)}  # issue 11
 
 
 def _newer_scaler(opt: str, hp):
@@ -125,6 +126,8 @@ def _transform(opt: str, hp: dict, schedule):
 
     lr = hp["lr"] if schedule is None else schedule
     hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
+    if opt == "adan":
+        return _adan_transform(hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -265,7 +268,8 @@ class OptaxAdapter(Adapter):
         return {k: np.asarray(v) for k, v in h["params"].items()}
 
     def read(self, h):
-        state = {k: _state_fields(s) for k, s in h["states"].items()}
+        fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
+        state = {k: fields_of(s) for k, s in h["states"].items()}
         if h["optimizer"] == "rmsprop":
             # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
             # step (-lr * u); the canonical buffer holds +lr * u.
@@ -273,3 +277,30 @@ class OptaxAdapter(Adapter):
                 if "momentum_buffer" in fields:
                     fields["momentum_buffer"] = -fields["momentum_buffer"]
         return self.read_params(h), state
+
+
+# ---- Adan (optax.adan: optax/_src/alias.py adan, optax/_src/transform.py scale_by_adan) -------
+
+def _adan_why_not(hp, need) -> list:
+    out = [need("diff_coefficient", "1-beta2", "optax.adan weights the gradient difference by "
+                "1 - b2 in n and in the update (finding A1)")]
+    if hp.get("weight_decay", 0.0):
+        out.append(need("weight_decay_mode", "decoupled", "optax.adan decays p - lr (u + wd p) "
+                        "(weight_decay_mode='decoupled'), not proximally"))
+    return out
+
+
+def _adan_transform(hp, lr):
+    """optax.adan itself (scale_by_adan, add_decayed_weights, scale_by_learning_rate)."""
+    import optax
+
+    return optax.adan(lr, **present(dict(
+        b1=hp["beta1"], b2=hp["beta2"], b3=hp["beta3"], eps=hp["eps"], eps_root=hp["eps_root"],
+        weight_decay=hp["weight_decay"])))
+
+
+def _adan_state(state) -> dict:
+    """The canonical fields of optax's ScaleByAdanState (m, v, n, g = the previous gradient, t)."""
+    s = state[0]  # the chain's first member: scale_by_adan's state
+    return {"m": np.asarray(s.m), "v": np.asarray(s.v), "n": np.asarray(s.n),
+            "prev_grad": np.asarray(s.g), "count": int(np.asarray(s.t))}
