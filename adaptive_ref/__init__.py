@@ -64,3 +64,9 @@ from .sparse import (  # noqa: E402
 
 __all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
             "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]
+
+from .optimizers.adadelta import AdadeltaState, adadelta_init, adadelta_step  # noqa: E402
+from .optimizers.lion import LionState, lion_init, lion_step  # noqa: E402
+
+__all__ += ["AdadeltaState", "adadelta_init", "adadelta_step", "LionState", "lion_init",
+            "lion_step"]

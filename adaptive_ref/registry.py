@@ -6,11 +6,13 @@ Adding an optimizer is one module (State, init, step, ``SPEC``) plus one line in
 from __future__ import annotations
 
 from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
+from .optimizers.adadelta import ADADELTA
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
+from .optimizers.lion import LION
 from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
@@ -26,6 +28,7 @@ __all__ = ["REGISTRY", "get", "names", "state_types", "state_type_key", "Optimiz
 _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW, ADAMAX, NADAM,
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
+_SPECS += (ADADELTA, LION)  # issue 11, part 1 (elementwise)
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 

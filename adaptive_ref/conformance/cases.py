@@ -34,7 +34,7 @@ from .format import GoldenCase, ParamSpec
 from .rng import uniform
 
 __all__ = ["catalogue", "in_catalogue", "is_sparse", "REPLAY_PARAMS", "KNOB_CONTEXT", "EXTRA",
-           "UNOBSERVABLE", "case_lr"]
+           "UNOBSERVABLE", "case_lr", "FINDING_CASES", "WELL_POSED"]
 
 LONG_CHECKPOINTS = (1, 2, 5, 10, 50, 200)
 SHORT_CHECKPOINTS = (1, 2, 5, 10, 50)
@@ -77,6 +77,7 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     # beta1 = 0.9 and RMSprop's alpha = 0.9 / 0.99 the effect is below a rounding budget
     ("rmsprop", "factor_precision"): {"bias_correction": True, "alpha": 0.999},
     ("adamax", "factor_precision"): {"beta1": 0.999},
+    ("adadelta", "weight_decay_mode"): {"weight_decay": 1e-2},
 }
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same
@@ -102,6 +103,45 @@ EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
 }
 
 WEIGHT_DECAY = 1e-2
+
+# Cases that pin a documented finding down (docs/conformance.md, "Findings"): under one profile,
+# a variant whose expected values are the reference's with the given settings; the profile's
+# adapter runs the implementation's own default that the finding is about (the tag says which).
+# optax.adadelta() with its default learning_rate=None applies +Delta: it ascends, which is the
+# reference's maximize=True with lr=1 (optax/_src/transform.py scale_by_learning_rate).
+FINDING_CASES: dict[str, tuple[tuple[str, str, dict, str], ...]] = {
+    "adadelta": (("optax", "FINDING:optax-default-lr=None-ascends", {"lr": 1.0,
+                  "maximize": True}, "optax_default_lr_none"),),
+}
+
+# Lion's step is lr*sign(c): where c is within rounding of 0 the golden is ill-posed (another
+# order of the operations flips the step by 2 lr). A parameter whose gradient stream comes near
+# that is re-seeded: seed + LION_RESEED*k with the smallest k >= 0 that passes the screen
+# (adaptive_ref.conformance.fidelity.lion_well_posed; the exact oracle checks it again).
+LION_RESEED = 1000
+
+
+def _lion_well_posed(params, settings: dict, steps: int, dtype: str) -> tuple:
+    from .fidelity import lion_well_posed
+
+    out = []
+    for p in params:
+        hp = {**settings, **p.hparams}
+        grad = p.grad
+        k = 0
+        while not lion_well_posed(grad, p.shape, steps, dtype, hp):
+            k += 1
+            if k > 10000:
+                msg = f"lion: no well-posed gradient stream for {p.name} within 10000 seeds"
+                raise AssertionError(msg)
+            grad = {**p.grad, "seed": p.grad["seed"] + LION_RESEED * k}
+        out.append(ParamSpec(p.name, p.shape, p.init, grad, p.hparams))
+    return tuple(out)
+
+
+# optimizer -> (params, settings, steps, dtype) -> params whose gradients make the case
+# well-posed
+WELL_POSED = {"lion": _lion_well_posed}
 
 
 def case_lr(spec) -> float:
@@ -174,6 +214,8 @@ def _make(spec, profile: str, dtype: str, variant: str, overrides: dict, *, step
         params = tuple(ParamSpec(p.name, p.shape, p.init, p.grad, param_hparams.get(p.name, {}))
                        for p in params)
     sched = _schedule(lr, steps) if schedule or overrides.get("_schedule") else None
+    if spec.name in WELL_POSED:
+        params = WELL_POSED[spec.name](params, settings, steps, dtype)
     return GoldenCase(
         id=f"{spec.name}[{profile},{dtype},{variant}]", optimizer=spec.name, profile=profile,
         dtype=dtype, kind="replay", hparams=settings, overrides=over, steps=steps,
@@ -252,6 +294,10 @@ def _cases_for(spec) -> Iterator[GoldenCase]:
                                 tags=("knob", h.name), **short)
             for label, over in EXTRA.get(spec.name, ()):
                 yield _make(spec, profile, dtype, label, over, tags=("variant",), **short)
+            for prof, label, over, tag in FINDING_CASES.get(spec.name, ()):
+                if prof == profile:
+                    yield _make(spec, profile, dtype, label, over, tags=("finding", tag),
+                                **short)
             if "weight_decay" not in names:
                 continue
             wd = 0.1 if spec.name == "adamw" else WEIGHT_DECAY
