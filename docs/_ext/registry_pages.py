@@ -72,6 +72,13 @@ CONVENTIONS: tuple[tuple[str, str, str], ...] = (
     ("RAdam rectification threshold", "radam", "threshold"),
     ("RAdam rectification threshold", "radam", "threshold_inclusive"),
     ("default learning rate", "adam", "lr"),
+    # issue 11 (the newer family)
+    ("default learning rate", "adadelta", "lr"),
+    ("Adadelta decay rate", "adadelta", "rho"),
+    ("Adadelta eps", "adadelta", "eps"),
+    ("weight-decay coupling", "adadelta", "weight_decay_mode"),
+    ("precision of the EMA weights 1 - beta", "lion", "ema_weight_precision"),
+    ("Lion weight decay (decoupled)", "lion", "weight_decay"),
 )
 
 
