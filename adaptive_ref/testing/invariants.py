@@ -566,6 +566,24 @@ INVARIANTS: tuple[Invariant, ...] = (
 )
 
 
+# ---- issue 11: Adadelta and Lion ------------------------------------------------------------
+# Both are elementwise, odd in (p, g) (Adadelta's averages are of squares and its step is odd in
+# g; Lion's sign is odd) and keep parameter-shaped state, so the core table's structural
+# properties hold for them too; Adadelta's step is 0 for a zero gradient; Lion's c has the sign
+# of a constant gradient, so its closed form is Adam's (theta_0 - t*lr*sign(g)) for any betas.
+NEWER_ELEMENTWISE = frozenset({"adadelta", "lion"})
+PARAM_SHAPED_STATE = PARAM_SHAPED_STATE | NEWER_ELEMENTWISE
+_NEWER_HOLD = {"shape_dtype": NEWER_ELEMENTWISE, "permutation": NEWER_ELEMENTWISE,
+               "sign_flip": NEWER_ELEMENTWISE, "maximize": NEWER_ELEMENTWISE,
+               "zero_gradient": frozenset({"adadelta"})}
+INVARIANTS = tuple(
+    Invariant(i.name, i.statement, i.run, i.holds_for | _NEWER_HOLD[i.name], i.conditions,
+              i.needs) if i.name in _NEWER_HOLD else i for i in INVARIANTS) + (
+    Invariant("constant_gradient_lion", "check_constant_gradient_closed_form: Lion's c has the "
+              "sign of a constant g, so theta_t = theta_0 - t*lr*sign(g), bitwise for dyadic "
+              "inputs", _run_constant_gradient, frozenset({"lion"}),
+              {"maximize": False, **_NO_DECAY}),)
+
 def _reference(spec: OptimizerSpec, reference: str | None) -> OptimizerSpec | None:
     from .. import registry
 
