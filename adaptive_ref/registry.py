@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
 from .optimizers.adabelief import ADABELIEF
+from .optimizers.adadelta import ADADELTA
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
@@ -14,6 +15,7 @@ from .optimizers.adan import ADAN
 from .optimizers.adopt import ADOPT
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
+from .optimizers.lion import LION
 from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
@@ -30,7 +32,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
-_SPECS += (ADOPT, ADABELIEF, ADAN)  # issue 11: the newer family
+_SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN)  # issue 11: the newer family
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

@@ -23,10 +23,11 @@ def _run(spec, p, grads, **kw):
 
 
 def test_every_framework_optimizer_with_weight_decay_has_weight_decay_mode():
-    """Optimizers with a framework profile (AdamW is decoupled by definition; IVON and the
-    root-free RMSprop have no framework counterpart, their decay is part of their algorithm)."""
+    """Optimizers with a framework profile (AdamW and Lion are decoupled by definition; IVON and
+    the root-free RMSprop have no framework counterpart, their decay is part of their
+    algorithm)."""
     lacking = [n for n, s in REGISTRY.items() if "weight_decay" in s.hparam_names
-               and s.profiles and n != "adamw" and n not in WD_MODE]
+               and s.profiles and n not in ("adamw", "lion") and n not in WD_MODE]
     assert not lacking, f"weight_decay without weight_decay_mode: {lacking}"
     assert {"sgd", "adagrad", "rmsprop", "adamax", "adam", "nadam", "radam"} <= set(WD_MODE)
 
@@ -89,10 +90,14 @@ def test_precision_knobs_act_in_float32(name, knob):
     p = rng.normal(size=6).astype(np.float32)
     grads = [rng.normal(size=6).astype(np.float32) for _ in range(12)]
     extra = PRECISION_CONTEXT.get(name, {})
-    a, _ = _run(spec, p, grads, **extra, **{knob: "float64"})
-    b, _ = _run(spec, p, grads, **extra, **{knob: "param"})
+    a, sa = _run(spec, p, grads, **extra, **{knob: "float64"})
+    b, sb = _run(spec, p, grads, **extra, **{knob: "param"})
     assert a.dtype == b.dtype == np.float32
-    assert not np.array_equal(a, b), f"{name}: {knob}='param' changed nothing in float32"
+    # the parameters, or the state (Lion's step is a sign: its weights show in the momentum)
+    changed = not np.array_equal(a, b) or any(
+        not np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(sa, sb, strict=True) if x is not None)
+    assert changed, f"{name}: {knob}='param' changed nothing in float32"
 
 
 def test_factor_precision_known_answer_adam_eps_hat_float32():

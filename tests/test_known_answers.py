@@ -428,6 +428,54 @@ CASES += [
 ]
 
 
+# ---- issue 11: Adadelta (Zeiler 2012, Algorithm 1 with an lr) and Lion (Chen et al. 2023) ----
+def adadelta_oracle(p, grads, lrs, rho=0.95, eps=1e-6, weight_decay=0.0,
+                    weight_decay_mode="coupled", maximize=False):
+    """v = rho v + (1-rho) g^2; D = sqrt(u + eps)/sqrt(v + eps) g; u = rho u + (1-rho) D^2."""
+    r, e = D(rho), D(eps)
+    p, v, u, out = D(p), D(0), D(0), []
+    for g, lr in zip(grads, lrs, strict=True):
+        g = -D(g) if maximize else D(g)
+        lr = D(lr)
+        if weight_decay_mode == "decoupled":
+            p = p * (1 - lr * D(weight_decay))
+        else:
+            g = g + D(weight_decay) * p
+        v = r * v + (1 - r) * g * g
+        delta = (u + e).sqrt() / (v + e).sqrt() * g
+        u = r * u + (1 - r) * delta * delta
+        p = p - lr * delta
+        out.append(p)
+    return out
+
+
+def lion_oracle(p, grads, lrs, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False,
+                ema_weight_precision="float64"):
+    """theta - lr (sign(b1 m + (1-b1) g) + wd theta); m = b2 m + (1-b2) g (one sign per
+    coordinate in GRADS, so c is never near 0)."""
+    b1, b2 = D(beta1), D(beta2)
+    p, m, out = D(p), D(0), []
+    for g, lr in zip(grads, lrs, strict=True):
+        g = -D(g) if maximize else D(g)
+        c = b1 * m + (1 - b1) * g
+        p = p - D(lr) * (D(int(c > 0) - int(c < 0)) + D(weight_decay) * p)
+        m = b2 * m + (1 - b2) * g
+        out.append(p)
+    return out
+
+
+ORACLES.update({"adadelta": adadelta_oracle, "lion": lion_oracle})
+CASES += [
+    ("adadelta", dict(lr=1.0), 3),
+    ("adadelta", dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.1, maximize=True), 3),
+    ("adadelta", dict(lrs=(1e-3, 5e-4, 2e-3), rho=0.95, eps=1e-7, weight_decay=0.1,
+                      weight_decay_mode="decoupled"), 3),
+    ("lion", dict(lr=1e-4), 4),
+    ("lion", dict(lrs=(1e-3, 5e-4, 2e-3, 1e-3), beta1=0.5, beta2=0.75, weight_decay=0.1), 4),
+    ("lion", dict(lr=1e-3, weight_decay=1e-3, maximize=True), 4),
+]
+
+
 def _dec(x) -> Decimal:
     """A Fraction or Decimal as a 50-digit Decimal."""
     if isinstance(x, Fraction):
@@ -477,3 +525,4 @@ def test_known_answer(case):
             err = abs(D(float(g_t[i])) - D(e_t))
             assert err <= D(tol), (f"{name} step {t} coordinate {i}: {g_t[i]!r} vs exact "
                                    f"{e_t:.20e} (error {float(err):.3g}, tolerance {tol:.3g})")
+

@@ -27,9 +27,14 @@ are exact too, except under ``ema_weight_precision="param"`` (Keras Nadam), wher
 
 from __future__ import annotations
 
-import mpmath
+import functools
+import json
 
-__all__ = ["case_hparams"]  # the rest: private helpers of adaptive_ref.conformance.exact
+import mpmath
+import numpy as np
+
+__all__ = ["case_hparams", "lion_well_posed", "lion_sign_bounds", "lion_sign_margin",
+           "IllPosedSign"]  # the rest: private helpers of adaptive_ref.conformance.exact
 
 
 def _m(x) -> mpmath.mpf:
@@ -101,6 +106,10 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"mu": z, "nu": z}
     if opt == "adan":
         return {"m": z, "v": z, "n": z, "prev_grad": z}
+    if opt == "adadelta":
+        return {"nu": z, "acc_delta": z}
+    if opt == "lion":
+        return {"mu": z}
     raise KeyError(opt)
 
 
@@ -122,7 +131,7 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         g = -g
     wd = _m(hp.get("weight_decay", 0.0))
     mode = hp.get("weight_decay_mode", "coupled")
-    if opt != "adamw" and mode == "coupled":
+    if opt not in DECOUPLED_ONLY and mode == "coupled":
         g = g + wd * e.p
     elif opt == "adamw":
         s = lr if hp["decay_scaling"] == "lr" else _m(hp["schedule_multiplier"])
@@ -232,6 +241,14 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
             e.p = e.p - lr * r * mhat * ad
         else:
             e.p = e.p - lr * mhat
+    elif opt == "adadelta":
+        rho, eps = _m(hp["rho"]), _m(hp["eps"])
+        S["nu"] = rho * S["nu"] + (1 - rho) * g * g
+        delta = _sqrt(S["acc_delta"] + eps) / _sqrt(S["nu"] + eps) * g
+        S["acc_delta"] = rho * S["acc_delta"] + (1 - rho) * delta * delta
+        e.p = e.p - lr * delta
+    elif opt == "lion":
+        _lion_step(e, g, t, hp, lr)
     else:
         raise KeyError(opt)
 
@@ -361,6 +378,102 @@ def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
     shared["mu_t"], shared["mu_next"] = mu_t, mu_n
 
 
+# ---- Lion: the sign of c = beta1*m + (1 - beta1)*g is well-posed only away from 0 ------------
+# Optimizers with no coupled-L2 form: weight_decay is always decoupled, p * (1 - lr*wd).
+DECOUPLED_ONLY = ("adamw", "lion")
+#: ``|c|`` must exceed the worst-case error of an implementation's ``c`` by this factor
+LION_SAFETY = 8.0
+#: roundings, relative to the sum of the terms' magnitudes, of ``c = beta1*m + w1*g`` (the two
+#: constants rounded to the dtype, the two products, the sum) and of ``m``'s own update
+LION_C_ROUNDINGS = 5
+LION_M_ROUNDINGS = 5
+#: closed loops: the harness's gradient at an implementation's iterate may differ from the exact
+#: one by this many units u of the case dtype per step and unit of ``max(abs(g), 1)`` (the
+#: evaluation error, 2n + 4 roundings, plus the iterate's rounding drift times the objective's
+#: curvature, at most 1.2e3 on the catalogue's objectives, with a margin)
+LION_LOOP_G_UNITS = 1e4
+_UNIT = {"float64": mpmath.mpf(2) ** -53, "float32": mpmath.mpf(2) ** -24}
+
+
+class IllPosedSign(ValueError):
+    """A Lion case where some implementation's sign(c) may differ from the exact one."""
+
+
+def lion_sign_bounds(u, beta1, w1, beta2, w2, g, m, m_err, g_err=0):
+    """``(c_err, m_err_new)``: worst-case bounds on ``|c_impl - c|`` at this step and on the
+    implementation's momentum error after it, for an implementation that rounds each operation
+    of ``c = beta1*m + w1*g`` and ``m' = beta2*m + w2*g`` in the unit roundoff ``u`` and starts
+    from a momentum off by ``m_err`` and a gradient off by ``g_err``. Works elementwise on
+    mpmath numbers and on NumPy float64 arrays."""
+    c_err = LION_C_ROUNDINGS * u * (abs(beta1 * m) + abs(w1 * g)) + beta1 * m_err + w1 * g_err
+    m_new = (beta2 * m_err + LION_M_ROUNDINGS * u * (abs(beta2 * m) + abs(w2 * g))
+             + w2 * g_err)
+    return c_err, m_new
+
+
+def lion_sign_margin(c, c_err):
+    """``|c| / c_err``: how many times the worst-case error of c its distance from 0 is (inf
+    where c and its error are both exactly 0: every implementation computes sign(0) = 0 then,
+    its terms being exact zeros). A case is well-posed where this exceeds LION_SAFETY."""
+    if c_err == 0:
+        return mpmath.inf if c == 0 else mpmath.mpf(0)
+    return abs(c) / c_err
+
+
+@functools.lru_cache(maxsize=4096)
+def _lion_screen(grad_json: str, shape: tuple, steps: int, dtype: str, beta1: float,
+                 beta2: float, ema_weight_precision: str) -> bool:
+    from .rng import gradient
+
+    grad = json.loads(grad_json)
+    hp = {"_case_dtype": dtype, "ema_weight_precision": ema_weight_precision}
+    b1, b2 = float(beta1), float(beta2)
+    w1, w2 = (float(_ema_weight(_m(b), hp)) for b in (b1, b2))
+    u, u64 = float(_UNIT[dtype]), 2.0 ** -53
+    m = m_err = m_err64 = np.zeros(shape)
+    for t in range(1, steps + 1):
+        g = gradient(grad, shape, t).astype(dtype).astype(np.float64)
+        c = b1 * m + w1 * g
+        c_err, m_err_new = lion_sign_bounds(u, b1, w1, b2, w2, g, m, m_err)
+        c_err64, m_err64 = lion_sign_bounds(u64, b1, w1, b2, w2, g, m, m_err64)
+        # this float64 c is itself off by <= c_err64; ask for twice the oracle's margin
+        zero = (c_err == 0) & (c == 0)
+        if not np.all(zero | (np.abs(c) - c_err64 > 2 * LION_SAFETY * c_err)):
+            return False
+        m, m_err = b2 * m + w2 * g, m_err_new
+    return True
+
+
+def lion_well_posed(grad: dict, shape: tuple, steps: int, dtype: str, hp: dict) -> bool:
+    """Whether the replayed gradients ``grad`` (a golden's generator record) keep Lion's c at
+    least 2*LION_SAFETY times its worst-case error away from 0 (or exactly 0) for every element
+    and step, screened in float64 (whose own error of c is in the bound); the exact oracle then
+    checks LION_SAFETY again (:func:`_lion_step`)."""
+    return _lion_screen(json.dumps(grad, sort_keys=True), tuple(shape), int(steps), dtype,
+                        float(hp["beta1"]), float(hp["beta2"]),
+                        hp.get("ema_weight_precision", "float64"))
+
+
+def _lion_step(e, g, t, hp, lr) -> None:
+    """One exact Lion step; raises :class:`IllPosedSign` where the margin is below
+    LION_SAFETY (the case must not be generated)."""
+    S = e.s
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+    u = _UNIT[hp.get("_case_dtype", "float64")]
+    g_err = hp.get("_lion_g_units", 0) * u * t * max(abs(g), 1)
+    m_err = getattr(e, "lion_m_err", mpmath.mpf(0))
+    c = b1 * S["mu"] + w1 * g
+    c_err, e.lion_m_err = lion_sign_bounds(u, b1, w1, b2, w2, g, S["mu"], m_err, g_err)
+    if lion_sign_margin(c, c_err) <= LION_SAFETY:
+        msg = (f"lion: at step {t} c = {float(c)!r} is within {LION_SAFETY:g} times the "
+               f"worst-case rounding error of c ({float(c_err)!r}) in "
+               f"{hp.get('_case_dtype', 'float64')}: its sign is not well-posed")
+        raise IllPosedSign(msg)
+    e.p = e.p - lr * mpmath.sign(c)
+    S["mu"] = b2 * S["mu"] + w2 * g
+
+
 def _grad_mp(objective: dict, params: dict) -> dict:
     name = objective["name"]
     if name == "quadratic":
@@ -397,4 +510,7 @@ def case_hparams(case, name: str) -> dict:
     """The settings :func:`_init_fields`, :func:`_step` and :func:`_nadam_shared` take for
     parameter ``name`` of ``case``: its hyperparameters, defaults for the fields some optimizers
     lack, and the case dtype (``"_case_dtype"``, read by ``factor_precision="param"``)."""
-    return {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    out = {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    if case.optimizer == "lion" and case.kind == "closed_loop":
+        out["_lion_g_units"] = LION_LOOP_G_UNITS
+    return out

@@ -387,9 +387,10 @@ ADAM_LIKE = frozenset({"adam", "amsgrad", "adamw"})
 #: Optimizers whose state arrays all have the parameter's shape (Shampoo, full-matrix Adagrad
 #: and row-wise Adagrad keep matrices or one value per row).
 #: Elementwise optimizers of issue 11 (the newer family): the core table's generic properties
-#: (permutation, sign flip, maximize, zero gradient) hold for them as written; ADOPT's step is
-#: also invariant under g -> 2^k g with eps -> eps/2^k (n = g/max(sqrt(v), eps) is).
-NEWER = frozenset({"adopt", "adabelief", "adan"})
+#: (permutation, sign flip, maximize, zero gradient) hold for them as written (Adadelta's
+#: averages are of squares and its step is odd in g; Lion's sign is odd and sign(0) = 0); ADOPT's
+#: step is also invariant under g -> 2^k g with eps -> eps/2^k (n = g/max(sqrt(v), eps) is).
+NEWER = frozenset({"adadelta", "lion", "adopt", "adabelief", "adan"})
 PARAM_SHAPED_STATE = CORE | NEWER | {"von", "ivon", "rootfree_rmsprop", "lazy_adam",
                                      "sparse_adagrad"}
 DYADIC_BETAS = (0.5, 0.75, 0.875, 0.9375)
@@ -569,6 +570,16 @@ INVARIANTS: tuple[Invariant, ...] = (
               {"centered": False, "momentum": 0.0, "bias_correction": False,
                "initial_accumulator_value": 0.0, "maximize": False, **_NO_DECAY}),
 )
+
+
+# ---- issue 11: Lion's closed form ----------------------------------------------------------
+# Lion's c has the sign of a constant gradient, so its closed form is Adam's
+# (theta_0 - t*lr*sign(g)) for any betas.
+INVARIANTS = INVARIANTS + (
+    Invariant("constant_gradient_lion", "check_constant_gradient_closed_form: Lion's c has the "
+              "sign of a constant g, so theta_t = theta_0 - t*lr*sign(g), bitwise for dyadic "
+              "inputs", _run_constant_gradient, frozenset({"lion"}),
+              {"maximize": False, **_NO_DECAY}),)
 
 
 def _reference(spec: OptimizerSpec, reference: str | None) -> OptimizerSpec | None:

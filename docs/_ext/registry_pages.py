@@ -81,6 +81,12 @@ CONVENTIONS: tuple[tuple[str, str, str], ...] = (
     ("eps-hat (eps on the uncorrected sqrt(v))", "adabelief", "eps_placement"),
     ("weight-decay coupling", "adabelief", "weight_decay_mode"),
     ("precision of the scalar factors", "adabelief", "factor_precision"),
+    ("default learning rate", "adadelta", "lr"),
+    ("Adadelta decay rate", "adadelta", "rho"),
+    ("Adadelta eps", "adadelta", "eps"),
+    ("weight-decay coupling", "adadelta", "weight_decay_mode"),
+    ("precision of the EMA weights 1 - beta", "lion", "ema_weight_precision"),
+    ("Lion weight decay (decoupled)", "lion", "weight_decay"),
 )
 
 

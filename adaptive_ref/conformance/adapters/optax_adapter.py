@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fidelity import DECOUPLED_ONLY
 from .base import ABSENT, Adapter, Given, present, unsupported
 
 __all__ = ["OptaxAdapter"]
 
 _FIELDS = {"mu": "mu", "nu": "nu", "nu_max": "nu_max", "sum_of_squares": "sum",
-           "trace": "momentum_buffer"}
+           "trace": "momentum_buffer", "e_g": "nu", "e_x": "acc_delta"}
 
 
 def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str | None:
@@ -74,7 +75,7 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
                    need("threshold_inclusive", True, "optax.radam rectifies when rho >= 5")]
     elif opt in _NEWER:
         checks += _NEWER[opt](hp, need)
-    else:
+    elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
         if c:
@@ -132,7 +133,7 @@ def _transform(opt: str, hp: dict, schedule):
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
     wd = hp.get("weight_decay", 0.0)
-    decoupled = opt == "adamw" or hp.get("weight_decay_mode") == "decoupled"
+    decoupled = opt in DECOUPLED_ONLY or hp.get("weight_decay_mode") == "decoupled"
     if wd and not decoupled:
         pre.append(optax.add_decayed_weights(wd))
     if opt == "sgd":
@@ -163,6 +164,10 @@ def _transform(opt: str, hp: dict, schedule):
             scaler = optax.scale_by_adam(**b, nesterov=True)
         elif opt in _NEWER:
             scaler = _newer_scaler(opt, hp)
+        elif opt == "adadelta":
+            scaler = optax.scale_by_adadelta(**present(dict(rho=hp["rho"], eps=hp["eps"])))
+        elif opt == "lion":
+            scaler = optax.scale_by_lion(**present(dict(b1=hp["beta1"], b2=hp["beta2"])))
         else:  # radam
             scaler = optax.scale_by_radam(**b, **root,
                                           **present({"threshold": hp["threshold"]}))
@@ -170,6 +175,15 @@ def _transform(opt: str, hp: dict, schedule):
             post.append(optax.add_decayed_weights(wd))
         core = optax.chain(scaler, *post, optax.scale_by_learning_rate(lr))
     return optax.chain(*pre, core)
+
+
+def _default_lr_alias(opt: str, hp: dict):
+    """``optax.<opt>(...)`` called as a user who leaves ``learning_rate`` at its default (None)
+    does; the case's lr and maximize are the reference's description of what that does."""
+    import optax
+
+    assert opt == "adadelta", opt
+    return optax.adadelta(rho=hp["rho"], eps=hp["eps"], weight_decay=hp["weight_decay"])
 
 
 def _state_fields(state) -> dict:
@@ -245,6 +259,8 @@ class OptaxAdapter(Adapter):
             schedule = lambda count: table[count]  # noqa: E731
         params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
         txs = {k: _transform(case.optimizer, case.param_hparams(k), schedule) for k in params}
+        if "optax_default_lr_none" in case.tags:  # the finding: optax's own default lr
+            txs = {k: _default_lr_alias(case.optimizer, case.param_hparams(k)) for k in params}
         states = {k: txs[k].init(params[k]) for k in params}
 
         def update(params, states, grads):
