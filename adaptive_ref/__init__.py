@@ -66,3 +66,14 @@ from .sparse import (  # noqa: E402
 
 __all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
             "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]
+
+# issue 11: the newer family
+from .optimizers.adabelief import AdaBeliefState, adabelief_init, adabelief_step  # noqa: E402
+from .optimizers.adadelta import AdadeltaState, adadelta_init, adadelta_step  # noqa: E402
+from .optimizers.adan import AdanState, adan_init, adan_step  # noqa: E402
+from .optimizers.adopt import AdoptState, adopt_init, adopt_step  # noqa: E402
+from .optimizers.lion import LionState, lion_init, lion_step  # noqa: E402
+
+__all__ += ["AdoptState", "adopt_init", "adopt_step", "AdaBeliefState", "adabelief_init",
+            "adabelief_step", "AdanState", "adan_init", "adan_step", "AdadeltaState",
+            "adadelta_init", "adadelta_step", "LionState", "lion_init", "lion_step"]
