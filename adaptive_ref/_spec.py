@@ -104,6 +104,9 @@ class OptimizerSpec:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
     elementwise: bool = True
+    # arrays derived from (param, state) that the goldens record next to the state fields
+    # (schedule-free's evaluation point x): name -> f(param, state, **settings)
+    observables: Mapping[str, Callable] = field(default_factory=dict)
 
     @property
     def hparam_names(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
 from .optimizers.rootfree import ROOTFREE
+from .optimizers.schedule_free import SCHEDULE_FREE_ADAMW, SCHEDULE_FREE_SGD
 from .optimizers.sgd import SGD
 from .optimizers.shampoo import SHAMPOO
 from .optimizers.von import VON
@@ -27,6 +28,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
+_SPECS += (SCHEDULE_FREE_ADAMW, SCHEDULE_FREE_SGD)  # Defazio et al. 2024 (issue 11)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

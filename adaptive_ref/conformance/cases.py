@@ -78,6 +78,12 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     ("rmsprop", "factor_precision"): {"bias_correction": True, "alpha": 0.999},
     ("adamax", "factor_precision"): {"beta1": 0.999},
 }
+# schedule-free: the warm-up knobs act only with a warm-up (W = 5: steps 1-5 of every case are
+# in it), Keras' decay form only with weight decay
+for _sf in ("schedule_free_adamw", "schedule_free_sgd"):
+    KNOB_CONTEXT.update({(_sf, "warmup_lag"): {"warmup_steps": 5.0},
+                         (_sf, "warmup_precision"): {"warmup_steps": 5.0},
+                         (_sf, "weight_decay_form"): {"weight_decay": 1e-2}})
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same
 # numbers ('param' precision is float64), so their knob cases exist for float32 only.
@@ -99,6 +105,9 @@ EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
                                                   {"centered": True, "momentum": 0.9})),
     "adagrad": (("lr_decay", {"lr_decay": 1e-2}),),
     "nadam": (("momentum_decay=1e9", {"momentum_decay": 1e9}),),
+    # each profile's own warm-up (optax: lagged, float32), and upstream's polynomial weights
+    "schedule_free_adamw": (("warmup", {"warmup_steps": 5.0}), ("r=1", {"r": 1.0})),
+    "schedule_free_sgd": (("warmup", {"warmup_steps": 5.0}), ("r=1", {"r": 1.0})),
 }
 
 WEIGHT_DECAY = 1e-2
@@ -183,7 +192,7 @@ def _make(spec, profile: str, dtype: str, variant: str, overrides: dict, *, step
 def _closed_loop(spec, profile: str, objective: str) -> GoldenCase:
     # A small lr keeps every closed loop contractive (SGD: lr * L < 2 with L = 1e4), so the
     # golden is not chaotic: the fidelity check would expose a chaotic one.
-    lr = 1e-4 if spec.name == "sgd" else min(case_lr(spec), 1e-3)
+    lr = 1e-4 if spec.name in ("sgd", "schedule_free_sgd") else min(case_lr(spec), 1e-3)
     obj, start = objectives.make_objective(objective)
     params = tuple(ParamSpec(k, v.shape, v.astype(np.float64)) for k, v in start.items())
     return GoldenCase(

@@ -68,11 +68,15 @@ def _pow(b, x, hp: dict) -> mpmath.mpf:
 
 
 class _Elem:
-    """The exact state of one element of one parameter."""
+    """The exact state of one element of one parameter (an initial field given as
+    :data:`_PARAM` starts at the element's parameter value)."""
 
     def __init__(self, p, init_fields):
         self.p = p
-        self.s = dict(init_fields)
+        self.s = {k: (p if v is _PARAM else v) for k, v in init_fields.items()}
+
+
+_PARAM = object()  # an initial state field equal to the parameter (schedule-free's z and x)
 
 
 def _init_fields(opt: str, hp: dict) -> dict:
@@ -97,6 +101,12 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"mu": z, "nu": z}
     if opt == "nadam":
         return {"mu": z, "nu": z}
+    if opt in SCHEDULE_FREE:
+        out = {"z": _PARAM, "weight_sum": z, "lr_max": z}
+        if opt == "schedule_free_adamw":
+            out["nu"] = z
+        out["x"] = _PARAM  # the evaluation point (an observable, recorded with the state)
+        return out
     raise KeyError(opt)
 
 
@@ -108,6 +118,9 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
     """One exact step of element ``e`` (``shared`` holds per-parameter scalars: NAdam's product)."""
     lr = _m(lr)
     S = e.s
+    if opt in SCHEDULE_FREE:
+        _schedule_free_step(opt, e, g, t, hp, lr, shared)
+        return
     if hp.get("maximize"):
         g = -g
     wd = _m(hp.get("weight_decay", 0.0))
@@ -243,6 +256,75 @@ def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
         mu_t = mu_n = b1
     shared["mu_product"] = shared.get("mu_product", mpmath.mpf(1)) * mu_t
     shared["mu_t"], shared["mu_next"] = mu_t, mu_n
+
+
+# ---- schedule-free AdamW and SGD (adaptive_ref.optimizers.schedule_free) -----------------------
+SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _sf_lr(hp: dict, lr, k) -> mpmath.mpf:
+    """The warmed-up lr ``lr * min(1, k/W)`` of step index ``k`` (``t`` or, lagged, ``t - 1``):
+    exact, or with ``warmup_precision="float32"`` optax's float32 evaluation, every operation
+    rounded to float32: ``fl(fl(-fl(lr) fl(1 - fl(k/W))) + fl(lr))`` while ``k < W``, then
+    ``fl(lr)``."""
+    w = _m(hp["warmup_steps"])
+    if w == 0:
+        return lr
+    k = mpmath.mpf(k)
+    if hp["warmup_precision"] == "float32":
+        lr32 = _f32(lr)
+        if k >= w:
+            return lr32
+        return _f32(_f32(-lr32 * _f32(1 - _f32(k / w))) + lr32)
+    return lr * min(mpmath.mpf(1), k / w)
+
+
+def _schedule_free_shared(hp: dict, t: int, shared: dict, lr) -> None:
+    """One parameter's scalars of step ``t``: the lr of the weights (``lr_t``) and of the step
+    (``lr_z``), lr_max, the weight sum and c_t, all exact (their rounding in an implementation
+    is charged by the error model)."""
+    lr = _m(lr)
+    lr_t = _sf_lr(hp, lr, t)
+    lr_z = _sf_lr(hp, lr, t - 1) if hp["warmup_lag"] else lr_t
+    lr_max = max(shared.get("lr_max", mpmath.mpf(0)), lr_t)
+    ws = shared.get("weight_sum", mpmath.mpf(0))
+    if hp["averaging"] == "uniform":
+        ws, c = ws + 1, 1 / mpmath.mpf(t)
+    else:
+        w = mpmath.mpf(t) ** _m(hp["r"]) * lr_max ** _m(hp["weight_lr_power"])
+        ws = ws + w
+        c = w / ws if ws > 0 else mpmath.mpf(0)
+    shared.update(lr_t=lr_t, lr_z=lr_z, lr_max=lr_max, weight_sum=ws, c=c)
+
+
+def _schedule_free_step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
+    S = e.s
+    b1, wd, c, lr_z = _m(hp["beta1"]), _m(hp["weight_decay"]), shared["c"], shared["lr_z"]
+    y = e.p
+    if hp["weight_decay_form"] == "y":  # Keras: y - lr*wd*y (the un-warmed lr) first
+        y = y * (1 - lr * wd)
+    if opt == "schedule_free_adamw":
+        b2 = _m(hp["beta2"])
+        S["nu"] = b2 * S["nu"] + _ema_weight(b2, hp) * g * g
+        u = g / (_sqrt(S["nu"] / (1 - _pow(b2, mpmath.mpf(t), hp))) + _m(hp["eps"]))
+    else:
+        u = g
+    if hp["weight_decay_form"] == "direction":
+        u = u + wd * y
+    coef = -c * lr_z if hp["x_from_updated_z"] else lr_z * (b1 * (1 - c) - 1)
+    e.p = y + c * (S["z"] - y) + coef * u
+    S["z"] = S["z"] - lr_z * u
+    S["x"] = (e.p - (1 - b1) * S["z"]) / b1
+    S["weight_sum"], S["lr_max"] = shared["weight_sum"], shared["lr_max"]
+
+
+def shared_scalars(opt: str, hp: dict, t: int, shared: dict, lr) -> None:
+    """Before step ``t`` of one parameter: its per-parameter scalars (NAdam's momentum product,
+    schedule-free's weights) into ``shared``; ``lr`` is the step's lr."""
+    if opt == "nadam":
+        _nadam_shared(hp, t, shared)
+    elif opt in SCHEDULE_FREE:
+        _schedule_free_shared(hp, t, shared, lr)
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:

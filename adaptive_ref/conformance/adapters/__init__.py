@@ -38,6 +38,9 @@ def all_adapters() -> list[Adapter]:
     out += [TorchAdapter(mode) for mode in ("forloop", "foreach", "fused")]
     out += [OptaxAdapter(jit=False), OptaxAdapter(jit=True)]
     out += [KerasAdapter("jax"), KerasAdapter("torch")]
+    from .schedulefree_adapter import UpstreamScheduleFreeAdapter
+
+    out.append(UpstreamScheduleFreeAdapter())  # the authors' schedule-free code (upstream profile)
     return out
 
 
