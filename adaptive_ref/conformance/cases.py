@@ -78,12 +78,14 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     ("rmsprop", "factor_precision"): {"bias_correction": True, "alpha": 0.999},
     ("adamax", "factor_precision"): {"beta1": 0.999},
 }
-# schedule-free: the warm-up knobs act only with a warm-up (W = 5: steps 1-5 of every case are
-# in it), Keras' decay form only with weight decay
+# schedule-free: the warm-up knobs and the averaging act only with a warm-up (W = 5: steps 1-5
+# of every case are in it), Keras' decay form only with weight decay
 for _sf in ("schedule_free_adamw", "schedule_free_sgd"):
     KNOB_CONTEXT.update({(_sf, "warmup_lag"): {"warmup_steps": 5.0},
                          (_sf, "warmup_precision"): {"warmup_steps": 5.0},
-                         (_sf, "weight_decay_form"): {"weight_decay": 1e-2}})
+                         (_sf, "weight_decay_form"): {"weight_decay": 1e-2},
+                         # with a constant lr every weight is lr^P: c_t = 1/t either way
+                         (_sf, "averaging"): {"warmup_steps": 5.0}})
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same
 # numbers ('param' precision is float64), so their knob cases exist for float32 only.
@@ -113,9 +115,19 @@ EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
 WEIGHT_DECAY = 1e-2
 
 
+# The lr of every case of these optimizers, where the profiles' default does not serve.
+# schedule_free_sgd: upstream's and optax's lr = 1 keeps z (a sum of float64 gradients) short
+# dyadic numbers, so the uniform average x = (z_1 + ... + z_t)/t is now and then exactly a
+# float64 tie, which no working precision certifies (exact.certified); 0.1 (53 significant
+# bits) is not.
+CASE_LR = {"schedule_free_sgd": 0.1}
+
+
 def case_lr(spec) -> float:
     """The lr of every case of ``spec``: the torch profile's default (optax has none), so the
     torch- and optax-profile cases are comparable."""
+    if spec.name in CASE_LR:
+        return CASE_LR[spec.name]
     torch = spec.profiles.get("torch")
     if torch is not None and isinstance(torch.settings.get("lr"), float):
         return torch.settings["lr"]

@@ -250,14 +250,16 @@ def _warmed_lr(xp, s, lr, k, warmup_steps, precision):
     as ``optax.warmup_constant_schedule(0, lr, W)(k)`` evaluates it, in float32 whatever the
     parameters' dtype: ``(-lr) * (1 - k/W) + lr`` while ``k < W``, then ``lr``."""
     w = s(warmup_steps)
+    on = w > 0  # an array W of 0 (traced) means no warm-up, as a Python 0 does
+    w = xp.where(on, w, s(1.0))
     if precision != "float32":
-        return s(lr) * xp.minimum(k / w, s(1.0))
+        return xp.where(on, s(lr) * xp.minimum(k / w, s(1.0)), s(lr))
     f32 = xp.float32
     lr32 = xp.astype(s(lr), f32)
     frac = 1.0 - xp.astype(k, f32) / xp.astype(w, f32)
     ramp = (-lr32) * frac
     ramp = ramp + lr32
-    return xp.astype(xp.where(k < w, ramp, lr32), k.dtype)
+    return xp.where(on, xp.astype(xp.where(k < w, ramp, lr32), k.dtype), s(lr))
 
 
 def _adam_direction(beta2, eps, ema_weight_precision):
