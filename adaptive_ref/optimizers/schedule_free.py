@@ -376,13 +376,18 @@ _OPTAX_NOTE = ("warmup_steps enters through warmup_constant_schedule(0, lr, W), 
                "weight_sum and max_lr are in the parameter dtype; "
                "no r (r = 0)")
 
-SCHEDULE_FREE_ADAMW = OptimizerSpec(
-    name="schedule_free_adamw", title="Schedule-free AdamW", init=schedule_free_adamw_init,
-    step=schedule_free_adamw_step, state_type=ScheduleFreeState,
-    hparams=SCHEDULE_FREE_ADAMW_HPARAMS, paper=_PAPER,
-    summary="Adam's normalised step on z; y interpolates z and the lr_max-weighted average x.",
-    observables={"x": _eval_point},
-    profiles={
+def _spec(name, title, init, step, hparams, summary, profiles) -> OptimizerSpec:
+    """The two variants share the state, the paper and the observable x."""
+    return OptimizerSpec(name=name, title=title, init=init, step=step,
+                         state_type=ScheduleFreeState, hparams=hparams, paper=_PAPER,
+                         summary=summary, observables={"x": _eval_point}, profiles=profiles)
+
+
+SCHEDULE_FREE_ADAMW = _spec(
+    "schedule_free_adamw", "Schedule-free AdamW", schedule_free_adamw_init,
+    schedule_free_adamw_step, SCHEDULE_FREE_ADAMW_HPARAMS,
+    "Adam's normalised step on z; y interpolates z and the lr_max-weighted average x.",
+    {
         "upstream": Profile("upstream", dict(lr=2.5e-3, **_ADAM, **_UPSTREAM),
                             _UPSTREAM_SRC.format("adamw_schedulefree", "AdamWScheduleFree"),
                             "evaluation point via optimizer.eval() (y <- lerp(y, z, 1 - 1/b1))"),
@@ -404,13 +409,10 @@ SCHEDULE_FREE_ADAMW = OptimizerSpec(
     },
 )
 
-SCHEDULE_FREE_SGD = OptimizerSpec(
-    name="schedule_free_sgd", title="Schedule-free SGD", init=schedule_free_sgd_init,
-    step=schedule_free_sgd_step, state_type=ScheduleFreeState,
-    hparams=SCHEDULE_FREE_SGD_HPARAMS, paper=_PAPER,
-    summary="SGD on z; y interpolates z and the lr_max-weighted average x.",
-    observables={"x": _eval_point},
-    profiles={
+SCHEDULE_FREE_SGD = _spec(
+    "schedule_free_sgd", "Schedule-free SGD", schedule_free_sgd_init, schedule_free_sgd_step,
+    SCHEDULE_FREE_SGD_HPARAMS, "SGD on z; y interpolates z and the lr_max-weighted average x.",
+    {
         "upstream": Profile("upstream", dict(lr=1.0, **_UPSTREAM),
                             _UPSTREAM_SRC.format("sgd_schedulefree", "SGDScheduleFree"),
                             "beta1 is upstream's momentum"),

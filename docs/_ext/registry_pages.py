@@ -72,6 +72,10 @@ CONVENTIONS: tuple[tuple[str, str, str], ...] = (
     ("RAdam rectification threshold", "radam", "threshold"),
     ("RAdam rectification threshold", "radam", "threshold_inclusive"),
     ("default learning rate", "adam", "lr"),
+    ("schedule-free warm-up index", "schedule_free_adamw", "warmup_lag"),
+    ("schedule-free warm-up index", "schedule_free_adamw", "warmup_precision"),
+    ("schedule-free averaging weights", "schedule_free_adamw", "averaging"),
+    ("schedule-free weight decay", "schedule_free_adamw", "weight_decay_form"),
 )
 
 
