@@ -266,7 +266,7 @@ def _sf_lr(hp: dict, lr, k) -> mpmath.mpf:
     """The warmed-up lr ``lr * min(1, k/W)`` of step index ``k`` (``t`` or, lagged, ``t - 1``):
     exact, or with ``warmup_precision="float32"`` optax's float32 evaluation, every operation
     rounded to float32: ``fl(fl(-fl(lr) fl(1 - fl(k/W))) + fl(lr))`` while ``k < W``, then
-    ``fl(lr)``."""
+    ``fl(lr)``; with ``"factor_float32"`` ``lr fl(min(k/W, 1))`` (Keras, torch backend)."""
     w = _m(hp["warmup_steps"])
     if w == 0:
         return lr
@@ -276,6 +276,8 @@ def _sf_lr(hp: dict, lr, k) -> mpmath.mpf:
         if k >= w:
             return lr32
         return _f32(_f32(-lr32 * _f32(1 - _f32(k / w))) + lr32)
+    if hp["warmup_precision"] == "factor_float32":  # fl32(min(k/W, 1)); k/W is no float32 tie
+        return lr * _f32(min(mpmath.mpf(1), k / w))
     return lr * min(mpmath.mpf(1), k / w)
 
 

@@ -33,6 +33,7 @@ Knobs (the conventions on which the implementations differ):
 * ``warmup_precision``: ``"float32"``: optax's ``warmup_constant_schedule`` computes the
   warmed-up lr in float32 even for float64 parameters (and the lr after warm-up is then
   ``fl32(lr)``).
+  ``"factor_float32"``: Keras on the torch backend rounds the factor ``min(t/W, 1)`` to float32.
 * ``averaging``: ``"lr_max"`` (the weights above: upstream, optax with r = 0) or
   ``"uniform"``: :math:`c_t = 1/t` (Keras).
 * ``weight_decay_form``: ``"direction"``: :math:`\lambda y` is added to the step direction d,
@@ -155,8 +156,10 @@ _WRAPPER = (
            "'scalar': in the scalar dtype (factor_precision; upstream, Keras); 'float32': as "
            "optax.warmup_constant_schedule evaluates it, in float32 whatever the parameters' "
            "dtype: fl32(fl32(-lr)*fl32(1 - fl32(t/W)) + fl32(lr)) during warm-up and fl32(lr) "
-           "after it (acts only with warmup_steps > 0)", kind="choice",
-           choices=("scalar", "float32"), knob=True),
+           "after it; 'factor_float32': the factor min(t/W, 1) rounded to float32, times lr "
+           "in the scalar dtype (Keras on the torch backend, whose ops.minimum(x, 1.0) "
+           "returns float32) (acts only with warmup_steps > 0)", kind="choice",
+           choices=("scalar", "float32", "factor_float32"), knob=True),
     HParam("averaging", "lr_max", "averaging weight c_t: 'lr_max': w_t / sum w with w_t = "
            "t^r lr_max^P (upstream, optax); 'uniform': c_t = 1/t (Keras)", kind="choice",
            choices=("lr_max", "uniform"), knob=True),
@@ -203,6 +206,7 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
     lr, beta1, weight_decay, warmup_steps, r, power = scalars(
         xp, sd, param, lr, beta1, weight_decay, warmup_steps, r, weight_lr_power)
     count, t = nx.advance(xp, state.count, sd)
+    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731  (scalar -> compute dtype)
     s = lambda v: nx.as_scalar(xp, v, sd, param)  # noqa: E731  (anything -> 0-d, sd)
 
@@ -246,14 +250,19 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
 
 
 def _warmed_lr(xp, s, lr, k, warmup_steps, precision):
-    """``lr * min(1, k/W)`` as a 0-d array of the scalar dtype: in that dtype, or (``"float32"``)
+    """``lr * min(1, k/W)`` as a 0-d array of the scalar dtype: in that dtype; (``"float32"``)
     as ``optax.warmup_constant_schedule(0, lr, W)(k)`` evaluates it, in float32 whatever the
-    parameters' dtype: ``(-lr) * (1 - k/W) + lr`` while ``k < W``, then ``lr``."""
+    parameters' dtype: ``(-lr) * (1 - k/W) + lr`` while ``k < W``, then ``lr``; or
+    (``"factor_float32"``) with the factor ``min(k/W, 1)`` rounded to float32 (Keras, torch
+    backend)."""
     w = s(warmup_steps)
     on = w > 0  # an array W of 0 (traced) means no warm-up, as a Python 0 does
     w = xp.where(on, w, s(1.0))
-    if precision != "float32":
+    if precision == "scalar":
         return xp.where(on, s(lr) * xp.minimum(k / w, s(1.0)), s(lr))
+    if precision == "factor_float32":
+        factor = xp.astype(xp.astype(xp.minimum(k / w, s(1.0)), xp.float32), k.dtype)
+        return xp.where(on, s(lr) * factor, s(lr))
     f32 = xp.float32
     lr32 = xp.astype(s(lr), f32)
     frac = 1.0 - xp.astype(k, f32) / xp.astype(w, f32)
@@ -400,12 +409,14 @@ SCHEDULE_FREE_ADAMW = _spec(
                          "ScheduleFreeAdamW.update_step (keras 3.15.1)",
                          _KERAS_NOTE),
         "keras-torch": Profile("keras-torch", dict(_ADAM, lr=2.5e-3, ema_weight_precision="param",
-                                                   **dict(_KERAS, x_from_updated_z=True)),
+                                                   **dict(_KERAS, x_from_updated_z=True,
+                                                          warmup_precision="factor_float32")),
                                "keras/src/optimizers/schedule_free_adamw.py update_step on the "
                                "torch backend (keras 3.15.1): momentum_old = momentum.value is "
                                "the variable's own tensor (keras/src/backend/torch/core.py "
                                "Variable.value), updated in place by assign_sub",
-                               _KERAS_NOTE + "; x_from_updated_z"),
+                               _KERAS_NOTE + "; x_from_updated_z; ops.minimum(t/W, 1.0) is "
+                               "float32 on the torch backend (warmup_precision)"),
     },
 )
 

@@ -139,6 +139,7 @@ def _schedule_free_why_not(hp, need, scheduled: bool) -> list:
         "given to it" if scheduled else None,
         need("r", 0.0, "optax's schedule_free has no polynomial weighting (r = 0)"),
         need("averaging", "lr_max", "optax averages with weights max_lr**weight_lr_power"),
+        need("x_from_updated_z", False, "optax recovers x from the z before the update"),
         need("weight_decay_form", "direction",
              "optax adds wd*y to the step direction (add_decayed_weights)"),
         need("warmup_lag", True, "optax's warm-up is lagged by one step for z") if warm
