@@ -283,19 +283,32 @@ def _sf_lr(hp: dict, lr, k) -> mpmath.mpf:
 
 def _schedule_free_shared(hp: dict, t: int, shared: dict, lr) -> None:
     """One parameter's scalars of step ``t``: the lr of the weights (``lr_t``) and of the step
-    (``lr_z``), lr_max, the weight sum and c_t, all exact (their rounding in an implementation
-    is charged by the error model)."""
+    (``lr_z``), lr_max, the weight sum and c_t. Exact, except under ``factor_precision="param"``
+    in a float32 case, where each is the float32 evaluation of its formula, every operation
+    correctly rounded, as optax and Keras compute them: ``fl(fl(lr) fl(min(1, k/W)))`` (or
+    optax's float32 schedule), ``w = fl(fl(t^r) fl(lr_max^P))``, ``fl(sum + w)``,
+    ``c = fl(w/sum)`` (Keras: ``fl(1/t)``). The rest of the update keeps exact scalars (the error
+    model charges their rounding)."""
+    f = _f32 if _param_factors(hp) else (lambda v: v)
     lr = _m(lr)
-    lr_t = _sf_lr(hp, lr, t)
-    lr_z = _sf_lr(hp, lr, t - 1) if hp["warmup_lag"] else lr_t
+
+    def warm(k):
+        if hp["warmup_precision"] == "float32" or _m(hp["warmup_steps"]) == 0:
+            return f(_sf_lr(hp, f(lr), k))
+        return f(f(lr) * f(_sf_lr(hp, mpmath.mpf(1), k)))
+
+    lr_t = warm(t)
+    lr_z = warm(t - 1) if hp["warmup_lag"] else lr_t
     lr_max = max(shared.get("lr_max", mpmath.mpf(0)), lr_t)
     ws = shared.get("weight_sum", mpmath.mpf(0))
     if hp["averaging"] == "uniform":
-        ws, c = ws + 1, 1 / mpmath.mpf(t)
+        ws, c = ws + 1, f(1 / mpmath.mpf(t))
     else:
-        w = mpmath.mpf(t) ** _m(hp["r"]) * lr_max ** _m(hp["weight_lr_power"])
-        ws = ws + w
-        c = w / ws if ws > 0 else mpmath.mpf(0)
+        w = f(lr_max ** _m(hp["weight_lr_power"]))
+        if _m(hp["r"]) != 0:
+            w = f(f(mpmath.mpf(t) ** _m(hp["r"])) * w)
+        ws = f(ws + w)
+        c = f(w / ws) if ws > 0 else mpmath.mpf(0)
     shared.update(lr_t=lr_t, lr_z=lr_z, lr_max=lr_max, weight_sum=ws, c=c)
 
 
