@@ -43,7 +43,11 @@ class UpstreamScheduleFreeAdapter(Adapter):
 
     def missing(self):
         for mod in ("schedulefree", "torch"):
-            if importlib.util.find_spec(mod) is None:
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError) as err:  # a broken or blocked install
+                return f"{mod} is not importable ({type(err).__name__}: {err})"
+            if not found:
                 return (f"{mod} is not installed (pip install schedulefree=={VERSION}: the "
                         f"authors' schedule-free optimizers)")
         return None
