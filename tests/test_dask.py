@@ -7,7 +7,10 @@ step fails the test. The results must be Dask arrays whose graphs still hold the
 then computed (synchronously) and compared with NumPy running the same steps: Dask's chunks run
 the same NumPy kernels in the same operation order, so the results must be **bit-identical**
 (matrix optimizers need ``linalg``, which Dask's array-API namespace lacks; they are skipped with
-that reason).
+that reason). Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) sum over a chunked
+array, chunk by chunk and then across chunks, an order NumPy does not use: their norms differ in
+the last bits, so they are compared to ``RTOL_REDUCTION`` (a 12-term sum in another order is
+within 12 u; the ratio carries that relative difference into the step).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ dask = pytest.importorskip("dask")
 
 STEPS = 3
 SHAPE = (4, 3)
+RTOL_REDUCTION = 1e-13
 
 
 def _no_compute(dsk, keys, **kwargs):
@@ -83,12 +87,16 @@ def test_dask_steps_stay_lazy_and_match_numpy(name, overrides, profile):
     assert len(p.__dask_graph__()) > STEPS  # the work is still in the graph
 
     computed = dask.compute(p, *[x for x in leaves if x is not None], scheduler="synchronous")
-    np.testing.assert_array_equal(computed[0], p_np)
+    same = np.testing.assert_array_equal
+    if spec.coupling == "tensor":  # chunked reductions: another summation order
+        def same(a, b):
+            np.testing.assert_allclose(a, b, rtol=RTOL_REDUCTION, atol=0)
+    same(computed[0], p_np)
     refs = [x for x in ref_leaves if x is not None]
     assert len(refs) == len(computed) - 1
     for got, ref in zip(computed[1:], refs, strict=True):
         assert got.dtype == ref.dtype
-        np.testing.assert_array_equal(got, ref)
+        same(got, ref)
 
 
 def test_raising_scheduler_catches_a_hidden_compute():

@@ -77,6 +77,11 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     # beta1 = 0.9 and RMSprop's alpha = 0.9 / 0.99 the effect is below a rounding budget
     ("rmsprop", "factor_precision"): {"bias_correction": True, "alpha": 0.999},
     ("adamax", "factor_precision"): {"beta1": 0.999},
+    # per-tensor trust ratios: LAMB's decay placement needs a decay; LARS's lr placement a
+    # changing lr, its denominator a decay (without one ||g'|| = ||g|| + 0)
+    ("lamb", "decay_placement"): {"weight_decay": 1e-2},
+    ("lars", "lr_placement"): {"_schedule": True},
+    ("lars", "trust_denominator"): {"weight_decay": 1e-2},
 }
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same
@@ -203,7 +208,7 @@ def in_catalogue(spec) -> tuple[bool, str]:
     """Whether the catalogue covers ``spec``, and why not."""
     if not spec.profiles:
         return False, "no framework profile (nothing to conform to; checked by its own tests)"
-    if not spec.elementwise and not is_sparse(spec):
+    if not spec.elementwise and not is_sparse(spec) and spec.coupling != "tensor":
         return False, "not elementwise"
     return True, ""
 

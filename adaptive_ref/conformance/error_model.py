@@ -61,6 +61,10 @@ FIELD_ROUNDINGS_OF = {("adamax", "nu"): 2, ("rmsprop", "momentum_buffer"): 10}
 # Roundings of the update delta itself (from the state to the value subtracted from p).
 UPDATE_ROUNDINGS = {"sgd": 3, "adagrad": 6, "rmsprop": 10, "adam": 9, "amsgrad": 9, "adamw": 9,
                     "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6}
+# per-tensor optimizers: Adam's 9 + eps_root + the trust-ratio multiply (LAMB); lr*ratio,
+# its product with g', Nesterov's mu*buf + x or the lr multiply outside (LARS); the coupled
+# decay's 2 are added as for every optimizer
+UPDATE_ROUNDINGS.update({"lamb": 11, "lars": 4})
 DEFAULT_ROUNDINGS = 14
 # Scalar factors 1 - h**t of each optimizer: (hyperparameter, power with which the factor enters
 # the parameter's update, power with which it enters a stored state field or None).
@@ -69,6 +73,9 @@ FACTORS = {
     "adamw": (("beta1", -1.0), ("beta2", 0.5)), "lazy_adam": (("beta1", -1.0), ("beta2", 0.5)),
     "radam": (("beta1", -1.0), ("beta2", 0.5)), "nadam": (("beta2", 0.5),),
     "adamax": (("beta1", -1.0),), "rmsprop": (("alpha", 0.5),),
+    # LAMB: bounded as in Adam although the trust ratio cancels a uniform scaling of r (exactly
+    # when wd = 0 and eps is negligible): a sound, not a tight, bound (docs/conformance.md)
+    "lamb": (("beta1", -1.0), ("beta2", 0.5)),
 }
 
 
@@ -295,9 +302,14 @@ def propagate(case) -> dict:
     # replay cases are elementwise: per element an nf x nf system; closed loops couple elements
     # through the gradient, so their state is one vector of every (field, element)
     shifted = _shifted(case, spec, dtype)
+    tensor = spec.coupling == "tensor"
     if closed:
         dim = sum(n for _, _, n in slots)
         cov, bnd = np.zeros((dim, dim)), np.zeros(dim)
+    elif tensor:  # per-tensor norms couple a parameter's elements: one system per parameter
+        dims = [len(pp.fields) * (int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1)
+                for pp in prm]
+        cov, bnd = [np.zeros((d, d)) for d in dims], [np.zeros(d) for d in dims]
     else:
         cov = [np.zeros((int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1,
                          len(pp.fields), len(pp.fields))) for pp in prm]
@@ -323,6 +335,15 @@ def propagate(case) -> dict:
                  for pp, old, new in zip(prm, olds, news, strict=True)]
         if closed:
             cov, bnd = _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u)
+            if tensor:
+                cov = cov + _trust_cov(case, prm, olds, news, grads, lr, u, joint=True)
+        elif tensor:
+            trust = _trust_cov(case, prm, olds, news, grads, lr, u, joint=False)
+            for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
+                jac = _tensor_jacobian(pp, old, new, grads[pp.name], t, lr)
+                cov[j] = (jac @ cov[j] @ jac.T + np.diag(local[j][0].T.reshape(-1))
+                          + trust[j])
+                bnd[j] = np.abs(jac) @ bnd[j] + local[j][1].T.reshape(-1)
         else:
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
                 jac = _jacobian(pp, old, new, grads[pp.name], t, lr)
@@ -396,7 +417,8 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
         rows[active_rows(pp.p.grad, pp.shape, t)] = True
         touched = np.repeat(rows, n // pp.shape[0])
     wd = float(hp.get("weight_decay", 0.0) or 0.0)
-    coupled = wd != 0.0 and opt != "adamw" and hp.get("weight_decay_mode", "coupled") == "coupled"
+    mode = _decay_mode(opt, hp)
+    coupled = wd != 0.0 and opt != "adamw" and mode in ("coupled", "update")
     decoupled = wd != 0.0 and not coupled
     delta = np.abs(old["p"] - new["p"]).reshape(-1)
     pold, pnew = np.abs(old["p"]).reshape(-1), np.abs(new["p"]).reshape(-1)
@@ -431,7 +453,7 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
     base = DENSE.get(opt, opt)
     for i, f in enumerate(pp.fields[1:], 1):
         k = FIELD_ROUNDINGS_OF.get((base, f), FIELD_ROUNDINGS.get(f, DEFAULT_ROUNDINGS))
-        if coupled and f in ("mu", "nu", "sum"):
+        if coupled and mode == "coupled" and f in ("mu", "nu", "sum"):
             k += 2
         xo, xn = np.abs(old[f]).reshape(-1), np.abs(new[f]).reshape(-1)
         var[:, i] = k * (xo + xn) ** 2 / 3.0
@@ -452,6 +474,14 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
 
 
 DENSE = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}
+
+
+def _decay_mode(opt: str, hp: dict) -> str:
+    """Where the decay enters: ``"coupled"`` (g + wd p before the moments), ``"decoupled"`` (p
+    times 1 - s wd) or ``"update"`` (LAMB's r + wd p: the update only, not the moments)."""
+    if opt == "lamb":
+        return "update" if hp.get("decay_placement", "trust") == "trust" else "decoupled"
+    return hp.get("weight_decay_mode", "coupled")
 
 
 def _jacobian(pp, old, new, g, t, lr) -> np.ndarray:
@@ -504,6 +534,8 @@ def _record(prm, news, cov, bnd, shifts, closed, u) -> dict:
             if closed:
                 var, b = np.diag(cov)[off:off + n], bnd[off:off + n]
                 off += n
+            elif cov[j].ndim == 2:  # per-tensor: one (field, element) system per parameter
+                var, b = np.diag(cov[j])[a * n:(a + 1) * n], bnd[j][a * n:(a + 1) * n]
             else:
                 var, b = cov[j][:, a, a], bnd[j][:, a]
             if shifts is not None:
@@ -594,3 +626,113 @@ def annotate(case) -> dict:
     """``case.expected`` with each checkpoint's ``error`` record added."""
     rec = propagate(case)
     return {t: {**snap, "error": rec[t]} for t, snap in case.expected.items()}
+
+
+# ---- per-tensor optimizers (OptimizerSpec.coupling == "tensor": LAMB, LARS) ----------------
+# The trust ratio of a step reads norms of the whole parameter, so an error in one element moves
+# every element. Two consequences, both modelled rather than bounded away:
+# * propagation: the step's Jacobian is taken over the parameter's whole (field, element)
+#   state (field-major), by one-sided finite differences of the float64 reference, and the
+#   covariance is a full matrix per parameter: C_t = J_t C_{t-1} J_t^T + local;
+# * the ratio's own roundings: one relative error per step, shared by every element (a rank-one
+#   term sigma^2 v v^T, v = d(new state)/d(ln ratio)). A 2-norm of n terms computed in any
+#   order (squares, n - 1 additions of partial sums <= S, one square root) has relative
+#   variance <= n/12 + 1/3 (units u**2, Higham & Mary's model); NORM_EXTRA adds a scaled
+#   algorithm's (LAPACK nrm2, Blue) division per element and final multiply. The elementwise
+#   roundings of the vector whose norm is taken (k per element, relative) add k/3 * sum v^4 /
+#   (sum v^2)^2, and the ratio's own operations TRUST_OPS roundings of u.
+NORM_EXTRA = (4 / 12, 2 / 3)  # (per-element division: n -> n + 4 in n/12; final multiply)
+# roundings of the ratio itself: LAMB ||theta||/||r|| (the division; with decoupled decay the
+# decayed theta's rounding, which its norm reads in the same step); LARS eta*||theta||, + eps,
+# the division ('sum': wd*||theta|| and its addition, plus the third norm ||g||)
+TRUST_OPS = {"lamb": 1, "lars": 3}
+
+
+def _norm_var(n: int) -> float:
+    """Relative variance (units u**2) of a computed 2-norm of ``n`` elements."""
+    return n / 12.0 + 1.0 / 3.0 + NORM_EXTRA[0] + NORM_EXTRA[1]
+
+
+def _lamb_direction(hp, old, new, lr):
+    """d(new state)/d(ln ratio): the trust-scaled update -lr*ratio*r; the moments do not see it;
+    and the roundings k of r (per element) before its norm."""
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    p_in = old["p"]
+    if hp.get("decay_placement", "trust") == "decoupled" and wd:
+        p_in = old["p"] * (1.0 - float(lr if lr is not None else hp["lr"]) * wd)
+    v = {"p": new["p"] - p_in, "mu": np.zeros_like(new["mu"]), "nu": np.zeros_like(new["nu"])}
+    extra = 1 if hp.get("decay_placement", "trust") == "decoupled" and wd else 0
+    # r: m/bc1, v/bc2, + eps_root, sqrt, + eps, the division; + wd*theta inside the ratio
+    k_r = 6 + (2 if wd and not extra else 0)
+    return v, p_in, k_r, extra
+
+
+def _lars_direction(hp, old, new, lr):
+    """d(new state)/d(ln ratio): x = (lr) ratio g' = buf_new - mu buf_old enters the buffer and
+    the step; the roundings of g' (the decay's 2) before its norm."""
+    mom = float(hp["momentum"])
+    x = new["momentum_buffer"] - mom * old["momentum_buffer"]
+    step = x + mom * x if hp["nesterov"] else x
+    if hp["lr_placement"] == "outside":
+        step = float(lr if lr is not None else hp["lr"]) * step
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    extra = 2 if hp["trust_denominator"] == "sum" else 0
+    return {"p": -step, "momentum_buffer": x}, old["p"], (2 if wd else 0), extra
+
+
+TRUST_DIRECTION = {"lamb": _lamb_direction, "lars": _lars_direction}
+
+
+def _trust_cov(case, prm, olds, news, grads, lr, u, *, joint: bool):
+    """The ratio's own roundings as covariance: per parameter (``joint`` False, the
+    per-parameter layout) or embedded in the closed loop's one state vector."""
+    out = []
+    for pp, old, new in zip(prm, olds, news, strict=True):
+        dirs, p_in, k_r, extra = TRUST_DIRECTION[case.optimizer](pp.hp, old, new, lr)
+        v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
+                            for f in pp.fields])
+        n = old["p"].size
+        vp = np.asarray(dirs["p"], dtype=np.float64).reshape(-1)
+        s2 = float(np.sum(vp ** 2))
+        if not np.any(p_in) or s2 == 0.0:  # ratio 1 or 0 by the zero-norm rule: exact
+            out.append(np.zeros((v.size, v.size)))
+            continue
+        var = 2 * _norm_var(n) + k_r / 3.0 * float(np.sum(vp ** 4)) / s2 ** 2
+        var += (TRUST_OPS[case.optimizer] + extra) / 3.0
+        if case.optimizer == "lars" and extra:
+            var += _norm_var(n)  # the paper's denominator: ||g|| as well
+        out.append(var * np.outer(v, v))
+    if not joint:
+        return out
+    dim = sum(c.shape[0] for c in out)
+    full, off = np.zeros((dim, dim)), 0
+    for c in out:
+        full[off:off + c.shape[0], off:off + c.shape[0]] = c
+        off += c.shape[0]
+    return full
+
+
+def _tensor_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
+    """d(new (field, element))/d(old (field, element)) over one whole parameter, field-major,
+    one column per perturbed entry (the step is not elementwise). A perturbation that leaves the
+    step's domain is taken from the other side; where both fail the entry is 0."""
+    fields = pp.fields
+    n = old["p"].size
+    newvec = np.concatenate([new[f].reshape(-1) for f in fields])
+    jac = np.zeros((newvec.size, newvec.size))
+    for a, f in enumerate(fields):
+        hs = _perturbation(old[f], new[f]).reshape(-1)
+        for i in range(n):
+            for sign in (1.0, -1.0):
+                arr = old[f].copy().reshape(-1)
+                arr[i] += sign * hs[i]
+                moved = dict(old)
+                moved[f] = arr.reshape(old[f].shape)
+                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                    res, _ = pp.step(moved, g, t, lr)
+                    col = (np.concatenate([res[f2].reshape(-1) for f2 in fields]) - newvec) \
+                        / (sign * hs[i])
+                if np.all(np.isfinite(col)):
+                    break
+            jac[:, a * n + i] = np.where(np.isfinite(col), col, 0.0)
+    return jac

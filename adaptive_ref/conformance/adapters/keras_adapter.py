@@ -43,7 +43,8 @@ from .base import Adapter, unsupported
 __all__ = ["KerasAdapter", "KERAS_CLASSES", "FIELDS"]
 
 KERAS_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam"}
+                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam",
+                 "lamb": "Lamb"}
 
 # (Keras optimizer attribute holding one slot per variable, canonical field, sign)
 FIELDS = {
@@ -54,6 +55,7 @@ FIELDS = {
     "adam": [("_momentums", "mu", 1), ("_velocities", "nu", 1), ("_velocity_hats", "nu_max", 1)],
     "adamax": [("_m", "mu", 1), ("_u", "nu", 1)],
     "nadam": [("_momentums", "mu", 1), ("_velocities", "nu", 1)],
+    "lamb": [("_momentums", "mu", 1), ("_velocities", "nu", 1)],
 }
 FIELDS["amsgrad"] = FIELDS["adamw"] = FIELDS["adam"]
 SCALAR_FIELDS = {"nadam": [("_u_product", "mu_product")]}
@@ -70,6 +72,7 @@ _ARGS = {
              "amsgrad": "amsgrad"},
     "adamax": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
     "nadam": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
+    "lamb": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
 }
 _ARGS["amsgrad"] = _ARGS["adamw"] = _ARGS["adam"]
 _TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
@@ -95,7 +98,7 @@ def _why_not(opt: str, hp: dict, dtype: str, backend: str) -> str | None:
             continue
         if name == "factor_precision" and dtype == "float64":
             continue  # 'param' is float64 here: the two values compute the same numbers
-        if name == "weight_decay_mode" and hp.get("weight_decay", 0.0) == 0:
+        if name in ("weight_decay_mode", "decay_placement") and hp.get("weight_decay", 0.0) == 0:
             continue
         if name in keras and value != keras[name]:
             return (f"keras.optimizers.{cls} has {name}={keras[name]!r} built in "

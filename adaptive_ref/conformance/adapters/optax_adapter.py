@@ -67,6 +67,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     elif opt == "radam":
         checks += [need("eps_placement", "outside", "optax.radam puts eps on sqrt(v_hat)"),
                    need("threshold_inclusive", True, "optax.radam rectifies when rho >= 5")]
+    elif opt in _TRUST:
+        checks += _trust_why_not(opt, need)
     else:
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -75,12 +77,44 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     return None
 
 
+# ---- per-tensor trust ratios: optax.lamb and optax.lars (chains of scale_by_trust_ratio) ----
+_TRUST = ("lamb", "lars")
+
+
+def _trust_why_not(opt: str, need) -> list:
+    out = [need("zero_norm", "one", "optax.scale_by_trust_ratio sets the ratio to 1 where a "
+                "norm is 0")]
+    if opt == "lamb":
+        out.append(need("decay_placement", "trust", "optax.lamb adds the decay to r, inside "
+                        "the trust ratio"))
+    else:
+        out += [need("trust_denominator", "update", "optax.lars divides by ||g + wd*theta|| "
+                     "+ eps"),
+                need("lr_placement", "inside", "optax.lars traces after "
+                     "scale_by_learning_rate (the buffer holds the lr)")]
+    return out
+
+
+def _trust_transform(opt: str, hp, lr):
+    import optax
+
+    if opt == "lamb":
+        return optax.lamb(lr, **present(dict(
+            b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], eps_root=hp["eps_root"],
+            weight_decay=hp["weight_decay"])))
+    return optax.lars(lr, **present(dict(
+        weight_decay=hp["weight_decay"], trust_coefficient=hp["trust_coefficient"],
+        eps=hp["eps"], momentum=hp["momentum"], nesterov=hp["nesterov"])))
+
+
 def _transform(opt: str, hp: dict, schedule):
     import jax.numpy as jnp
     import optax
 
     lr = hp["lr"] if schedule is None else schedule
     hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
+    if opt in _TRUST:
+        return _trust_transform(opt, hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -220,8 +254,9 @@ class OptaxAdapter(Adapter):
 
     def read(self, h):
         state = {k: _state_fields(s) for k, s in h["states"].items()}
-        if h["optimizer"] == "rmsprop":
-            # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
+        if h["optimizer"] in ("rmsprop", "lars"):
+            # optax.rmsprop's (and optax.lars's) trace runs after scale_by_learning_rate, so it
+            # holds the *signed*
             # step (-lr * u); the canonical buffer holds +lr * u.
             for fields in state.values():
                 if "momentum_buffer" in fields:
