@@ -35,6 +35,10 @@ two numbers, stored in the golden's ``error`` record in units of the case dtype'
   the shift of the whole float64 trajectory when every hyperparameter (and scheduled lr) is
   rounded to the dtype (float32 cases; in float64 the hyperparameters are the inputs).
 
+Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) take the Jacobian over a whole
+parameter's (field, element) state and add the roundings of the per-tensor scalars they compute
+(trust ratios) as rank-one covariance terms (the block at the end of this module).
+
 Closed-loop cases add the harness's float64 gradient evaluation error, ``(2n + 4)`` roundings on
 the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``.
 
@@ -299,8 +303,8 @@ def propagate(case) -> dict:
         for f in pp.fields:
             slots.append((j, f, n))
     closed = case.kind == "closed_loop"
-    # replay cases are elementwise: per element an nf x nf system; closed loops couple elements
-    # through the gradient, so their state is one vector of every (field, element)
+    # replay cases of elementwise optimizers: per element an nf x nf system; closed loops couple
+    # elements through the gradient, so their state is one vector of every (field, element)
     shifted = _shifted(case, spec, dtype)
     tensor = spec.coupling == "tensor"
     if closed:
@@ -336,13 +340,13 @@ def propagate(case) -> dict:
         if closed:
             cov, bnd = _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u)
             if tensor:
-                cov = cov + _trust_cov(case, prm, olds, news, grads, lr, u, joint=True)
+                cov = cov + _shared_cov(case, prm, olds, news, lr, joint=True)
         elif tensor:
-            trust = _trust_cov(case, prm, olds, news, grads, lr, u, joint=False)
+            shared = _shared_cov(case, prm, olds, news, lr, joint=False)
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
                 jac = _tensor_jacobian(pp, old, new, grads[pp.name], t, lr)
                 cov[j] = (jac @ cov[j] @ jac.T + np.diag(local[j][0].T.reshape(-1))
-                          + trust[j])
+                          + shared[j])
                 bnd[j] = np.abs(jac) @ bnd[j] + local[j][1].T.reshape(-1)
         else:
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
@@ -629,23 +633,21 @@ def annotate(case) -> dict:
 
 
 # ---- per-tensor optimizers (OptimizerSpec.coupling == "tensor": LAMB, LARS) ----------------
-# The trust ratio of a step reads norms of the whole parameter, so an error in one element moves
+# A per-tensor step reads reductions of the whole parameter, so an error in one element moves
 # every element. Two consequences, both modelled rather than bounded away:
 # * propagation: the step's Jacobian is taken over the parameter's whole (field, element)
 #   state (field-major), by one-sided finite differences of the float64 reference, and the
 #   covariance is a full matrix per parameter: C_t = J_t C_{t-1} J_t^T + local;
-# * the ratio's own roundings: one relative error per step, shared by every element (a rank-one
-#   term sigma^2 v v^T, v = d(new state)/d(ln ratio)). A 2-norm of n terms computed in any
-#   order (squares, n - 1 additions of partial sums <= S, one square root) has relative
-#   variance <= n/12 + 1/3 (units u**2, Higham & Mary's model); NORM_EXTRA adds a scaled
-#   algorithm's (LAPACK nrm2, Blue) division per element and final multiply. The elementwise
-#   roundings of the vector whose norm is taken (k per element, relative) add k/3 * sum v^4 /
-#   (sum v^2)^2, and the ratio's own operations TRUST_OPS roundings of u.
+# * the reductions' own roundings: a scalar computed from the whole parameter (a trust ratio;
+#   later Adafactor's RMS, Muon's normalisation) carries one relative error per step, shared by
+#   every element: a rank-one term sigma^2 v v^T with v = d(new state)/d(ln scalar).
+#   SHARED_SCALARS[opt](pp, old, new, lr) lists an optimizer's (v as {field: array}, sigma^2).
+# A 2-norm of n terms computed in any order (squares, n - 1 additions of partial sums <= S, one
+# square root) has relative variance <= n/12 + 1/3 (units u**2, Higham & Mary's model);
+# NORM_EXTRA adds a scaled algorithm's (LAPACK nrm2, Blue) division per element and final
+# multiply. The elementwise roundings of the vector whose norm is taken (k per element,
+# relative) add k/3 * sum v^4 / (sum v^2)^2, and the ratio's own operations one u each.
 NORM_EXTRA = (4 / 12, 2 / 3)  # (per-element division: n -> n + 4 in n/12; final multiply)
-# roundings of the ratio itself: LAMB ||theta||/||r|| (the division; with decoupled decay the
-# decayed theta's rounding, which its norm reads in the same step); LARS eta*||theta||, + eps,
-# the division ('sum': wd*||theta|| and its addition, plus the third norm ||g||)
-TRUST_OPS = {"lamb": 1, "lars": 3}
 
 
 def _norm_var(n: int) -> float:
@@ -653,55 +655,68 @@ def _norm_var(n: int) -> float:
     return n / 12.0 + 1.0 / 3.0 + NORM_EXTRA[0] + NORM_EXTRA[1]
 
 
-def _lamb_direction(hp, old, new, lr):
-    """d(new state)/d(ln ratio): the trust-scaled update -lr*ratio*r; the moments do not see it;
-    and the roundings k of r (per element) before its norm."""
+def _ratio_term(dirs: dict, ratio_in, k_r: int, ops: int, norms: int = 2):
+    """One trust ratio ``||a|| / ||b||``-like scalar: ``(dirs, sigma^2)``, or None where the
+    zero-norm rule sets it exactly (``ratio_in``, the norm's argument, is 0; or no update).
+    ``k_r``: the roundings per element of the vector in the denominator's norm; ``ops``: the
+    ratio's own operations; ``norms``: how many n-term norms it reads."""
+    vp = np.asarray(dirs["p"], dtype=np.float64).reshape(-1)
+    s2 = float(np.sum(vp ** 2))
+    if not np.any(ratio_in) or s2 == 0.0:
+        return None
+    var = norms * _norm_var(vp.size) + k_r / 3.0 * float(np.sum(vp ** 4)) / s2 ** 2
+    return dirs, var + ops / 3.0
+
+
+def _lamb_ratio(pp, old, new, lr) -> list:
+    """||theta|| / ||r||: moves the step -lr*ratio*r (the moments do not see it). r has 6
+    roundings (m/bc1, v/bc2, + eps_root, sqrt, + eps, the division), 2 more with the decay
+    inside; the ratio one (the division), one more with decoupled decay (the decayed theta's
+    rounding, which its norm reads in the same step)."""
+    hp = pp.hp
     wd = float(hp.get("weight_decay", 0.0) or 0.0)
-    p_in = old["p"]
-    if hp.get("decay_placement", "trust") == "decoupled" and wd:
-        p_in = old["p"] * (1.0 - float(lr if lr is not None else hp["lr"]) * wd)
-    v = {"p": new["p"] - p_in, "mu": np.zeros_like(new["mu"]), "nu": np.zeros_like(new["nu"])}
-    extra = 1 if hp.get("decay_placement", "trust") == "decoupled" and wd else 0
-    # r: m/bc1, v/bc2, + eps_root, sqrt, + eps, the division; + wd*theta inside the ratio
-    k_r = 6 + (2 if wd and not extra else 0)
-    return v, p_in, k_r, extra
+    decoupled = hp.get("decay_placement", "trust") == "decoupled" and wd != 0.0
+    p_in = old["p"] * (1.0 - float(lr if lr is not None else hp["lr"]) * wd) if decoupled \
+        else old["p"]
+    dirs = {"p": new["p"] - p_in, "mu": np.zeros_like(new["mu"]),
+            "nu": np.zeros_like(new["nu"])}
+    term = _ratio_term(dirs, p_in, 6 + (2 if wd and not decoupled else 0),
+                       1 + (1 if decoupled else 0))
+    return [term] if term else []
 
 
-def _lars_direction(hp, old, new, lr):
-    """d(new state)/d(ln ratio): x = (lr) ratio g' = buf_new - mu buf_old enters the buffer and
-    the step; the roundings of g' (the decay's 2) before its norm."""
+def _lars_ratio(pp, old, new, lr) -> list:
+    """eta ||theta|| / (||g'|| + eps): x = (lr) ratio g' = buf_new - mu buf_old enters the
+    buffer and the step. g' has the decay's 2 roundings; the ratio three (eta*, + eps, the
+    division); the paper's denominator two more (wd*||theta||, +) and a third norm ||g||."""
+    hp = pp.hp
     mom = float(hp["momentum"])
     x = new["momentum_buffer"] - mom * old["momentum_buffer"]
     step = x + mom * x if hp["nesterov"] else x
     if hp["lr_placement"] == "outside":
         step = float(lr if lr is not None else hp["lr"]) * step
     wd = float(hp.get("weight_decay", 0.0) or 0.0)
-    extra = 2 if hp["trust_denominator"] == "sum" else 0
-    return {"p": -step, "momentum_buffer": x}, old["p"], (2 if wd else 0), extra
+    paper = hp["trust_denominator"] == "sum"
+    term = _ratio_term({"p": -step, "momentum_buffer": x}, old["p"], 2 if wd else 0,
+                       5 if paper else 3, 3 if paper else 2)
+    return [term] if term else []
 
 
-TRUST_DIRECTION = {"lamb": _lamb_direction, "lars": _lars_direction}
+SHARED_SCALARS = {"lamb": _lamb_ratio, "lars": _lars_ratio}
 
 
-def _trust_cov(case, prm, olds, news, grads, lr, u, *, joint: bool):
-    """The ratio's own roundings as covariance: per parameter (``joint`` False, the
+def _shared_cov(case, prm, olds, news, lr, *, joint: bool):
+    """The shared scalars' roundings as covariance: per parameter (``joint`` False, the
     per-parameter layout) or embedded in the closed loop's one state vector."""
     out = []
     for pp, old, new in zip(prm, olds, news, strict=True):
-        dirs, p_in, k_r, extra = TRUST_DIRECTION[case.optimizer](pp.hp, old, new, lr)
-        v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
-                            for f in pp.fields])
-        n = old["p"].size
-        vp = np.asarray(dirs["p"], dtype=np.float64).reshape(-1)
-        s2 = float(np.sum(vp ** 2))
-        if not np.any(p_in) or s2 == 0.0:  # ratio 1 or 0 by the zero-norm rule: exact
-            out.append(np.zeros((v.size, v.size)))
-            continue
-        var = 2 * _norm_var(n) + k_r / 3.0 * float(np.sum(vp ** 4)) / s2 ** 2
-        var += (TRUST_OPS[case.optimizer] + extra) / 3.0
-        if case.optimizer == "lars" and extra:
-            var += _norm_var(n)  # the paper's denominator: ||g|| as well
-        out.append(var * np.outer(v, v))
+        dim = len(pp.fields) * old["p"].size
+        c = np.zeros((dim, dim))
+        for dirs, var in SHARED_SCALARS[case.optimizer](pp, old, new, lr):
+            v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
+                                for f in pp.fields])
+            c += var * np.outer(v, v)
+        out.append(c)
     if not joint:
         return out
     dim = sum(c.shape[0] for c in out)
