@@ -164,15 +164,3 @@ def test_per_parameter_layout_matches_the_closed_loop_one():
         off += len(c)
     assert any(np.any(c) for c in per)
 
-
-@pytest.mark.parametrize("cid", ["lars[optax,float32,schedule]", "lamb[keras,float64,groups]"])
-def test_the_per_tensor_error_record_reproduces(cid):
-    old = _case(cid)
-    rec = error_model.propagate(old)
-    for t in old.checkpoints:
-        a, b = rec[t], old.expected[t]["error"]
-        for k in a["params"]:
-            np.testing.assert_allclose(a["params"][k], b["params"][k], rtol=1e-6, atol=0)
-        for k, fields in a["state"].items():
-            for f, v in fields.items():
-                np.testing.assert_allclose(v, b["state"][k][f], rtol=1e-6, atol=0)
