@@ -163,4 +163,3 @@ def test_per_parameter_layout_matches_the_closed_loop_one():
         np.testing.assert_array_equal(full[off:off + len(c), off:off + len(c)], c)
         off += len(c)
     assert any(np.any(c) for c in per)
-
