@@ -15,6 +15,8 @@ from .optimizers.adan import ADAN
 from .optimizers.adopt import ADOPT
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
+from .optimizers.lamb import LAMB
+from .optimizers.lars import LARS
 from .optimizers.lion import LION
 from .optimizers.muon import MUON
 from .optimizers.nadam import NADAM
@@ -37,6 +39,7 @@ _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (r
 _SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
            SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
 _SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
+_SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

@@ -90,6 +90,11 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     # (eps_root stays 1e-16: 1e-8 added into s every step would swamp their (g - m)^2 ~ 1e-12)
     ("adabelief", "eps_placement"): {"eps": 1e-8},
     ("adadelta", "weight_decay_mode"): {"weight_decay": 1e-2},
+    # per-tensor trust ratios: LAMB's decay placement needs a decay; LARS's lr placement a
+    # changing lr, its denominator a decay (without one ||g'|| = ||g|| + 0)
+    ("lamb", "decay_placement"): {"weight_decay": 1e-2},
+    ("lars", "lr_placement"): {"_schedule": True},
+    ("lars", "trust_denominator"): {"weight_decay": 1e-2},
 }
 # Adan: (p - lr u)/(1 + lr wd) and p (1 - lr wd) - lr u differ by about lr^2 wd |u| per step;
 # at wd = 1e-2 (lr 1e-3) that is below a float32 rounding of p, at 0.1 it is not
@@ -310,7 +315,7 @@ def in_catalogue(spec) -> tuple[bool, str]:
     """Whether the catalogue covers ``spec``, and why not."""
     if not spec.profiles:
         return False, "no framework profile (nothing to conform to; checked by its own tests)"
-    if not spec.elementwise and not is_sparse(spec):
+    if not spec.elementwise and not is_sparse(spec) and spec.coupling != "tensor":
         return False, "not elementwise"
     return True, ""
 

@@ -35,6 +35,10 @@ two numbers, stored in the golden's ``error`` record in units of the case dtype'
   the shift of the whole float64 trajectory when every hyperparameter (and scheduled lr) is
   rounded to the dtype (float32 cases; in float64 the hyperparameters are the inputs).
 
+Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) take the Jacobian over a whole
+parameter's (field, element) state and add the roundings of the per-tensor scalars they compute
+(trust ratios) as rank-one covariance terms (the block at the end of this module).
+
 Closed-loop cases add the harness's float64 gradient evaluation error, ``(2n + 4)`` roundings on
 the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``.
 
@@ -73,6 +77,10 @@ UPDATE_ROUNDINGS = {"sgd": 3, "adagrad": 6, "rmsprop": 10, "adam": 9, "amsgrad":
                     "schedule_free_adamw": 14, "schedule_free_sgd": 8}
 # Adadelta: Delta's six and lr*Delta; Lion: lr*sign(c) (+ optax's u + wd*theta, then lr*(...))
 UPDATE_ROUNDINGS.update({"adadelta": 7, "lion": 3})
+# per-tensor optimizers: Adam's 9 + eps_root + the trust-ratio multiply (LAMB); lr*ratio,
+# its product with g', Nesterov's mu*buf + x or the lr multiply outside (LARS); the coupled
+# decay's 2 are added as for every optimizer
+UPDATE_ROUNDINGS.update({"lamb": 11, "lars": 4})
 DEFAULT_ROUNDINGS = 14
 # issue 11. ADOPT's mu: sqrt(v), the max (exact), the division, the clip value s**e (an array
 # power: up to 1.5 roundings; the clip itself is exact) and the EMA's three. AdaBelief's nu:
@@ -93,6 +101,9 @@ FACTORS = {
     "radam": (("beta1", -1.0), ("beta2", 0.5)), "nadam": (("beta2", 0.5),),
     "adamax": (("beta1", -1.0),), "rmsprop": (("alpha", 0.5),),
     "schedule_free_adamw": (("beta2", 0.5),),
+    # LAMB: bounded as in Adam although the trust ratio cancels a uniform scaling of r (exactly
+    # when wd = 0 and eps is negligible): a sound, not a tight, bound (docs/conformance.md)
+    "lamb": (("beta1", -1.0), ("beta2", 0.5)),
 }
 FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
 
@@ -338,12 +349,17 @@ def propagate(case) -> dict:
         for f in pp.fields:
             slots.append((j, f, n))
     closed = case.kind == "closed_loop"
-    # replay cases are elementwise: per element an nf x nf system; closed loops couple elements
-    # through the gradient, so their state is one vector of every (field, element)
+    # replay cases of elementwise optimizers: per element an nf x nf system; closed loops couple
+    # elements through the gradient, so their state is one vector of every (field, element)
     shifted = _shifted(case, spec, dtype)
+    tensor = spec.coupling == "tensor"
     if closed:
         dim = sum(n for _, _, n in slots)
         cov, bnd = np.zeros((dim, dim)), np.zeros(dim)
+    elif tensor:  # per-tensor norms couple a parameter's elements: one system per parameter
+        dims = [len(pp.fields) * (int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1)
+                for pp in prm]
+        cov, bnd = [np.zeros((d, d)) for d in dims], [np.zeros(d) for d in dims]
     else:
         cov = [np.zeros((int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1,
                          len(pp.fields), len(pp.fields))) for pp in prm]
@@ -369,6 +385,15 @@ def propagate(case) -> dict:
                  for pp, old, new in zip(prm, olds, news, strict=True)]
         if closed:
             cov, bnd = _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u)
+            if tensor:
+                cov = cov + _shared_cov(case, prm, olds, news, lr, joint=True)
+        elif tensor:
+            shared = _shared_cov(case, prm, olds, news, lr, joint=False)
+            for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
+                jac = _tensor_jacobian(pp, old, new, grads[pp.name], t, lr)
+                cov[j] = (jac @ cov[j] @ jac.T + np.diag(local[j][0].T.reshape(-1))
+                          + shared[j])
+                bnd[j] = np.abs(jac) @ bnd[j] + local[j][1].T.reshape(-1)
         else:
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
                 jac = _jacobian(pp, old, new, grads[pp.name], t, lr)
@@ -448,10 +473,11 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
         rows[active_rows(pp.p.grad, pp.shape, t)] = True
         touched = np.repeat(rows, n // pp.shape[0])
     wd = float(hp.get("weight_decay", 0.0) or 0.0)
-    coupled = (wd != 0.0 and opt not in DECOUPLED_ONLY
-               and hp.get("weight_decay_mode", "coupled") == "coupled")
+    mode = _decay_mode(opt, hp)
+    coupled = wd != 0.0 and opt not in DECOUPLED_ONLY and mode in ("coupled", "update")
     if opt in SCHEDULE_FREE:  # wd*y in the direction, or Keras' y - lr*wd*y
         coupled = wd != 0.0 and hp["weight_decay_form"] == "direction"
+        mode = "coupled" if coupled else "decoupled"
     decoupled = wd != 0.0 and not coupled
     delta = np.abs(old["p"] - new["p"]).reshape(-1)
     pold, pnew = np.abs(old["p"]).reshape(-1), np.abs(new["p"]).reshape(-1)
@@ -493,7 +519,7 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
     base = DENSE.get(opt, opt)
     for i, f in enumerate(pp.fields[1:], 1):
         k = FIELD_ROUNDINGS_OF.get((base, f), FIELD_ROUNDINGS.get(f, DEFAULT_ROUNDINGS))
-        if coupled and f in _COUPLED_FIELDS.get(base, ("mu", "nu", "sum")):
+        if coupled and mode == "coupled" and f in _COUPLED_FIELDS.get(base, ("mu", "nu", "sum")):
             k += 2
         xo, xn = np.abs(old[f]).reshape(-1), np.abs(new[f]).reshape(-1)
         var[:, i] = k * (xo + xn) ** 2 / 3.0
@@ -586,6 +612,14 @@ def _schedule_free_local(pp, old, new, t, lr, fp, u, var, bound) -> None:
 DENSE = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}
 
 
+def _decay_mode(opt: str, hp: dict) -> str:
+    """Where the decay enters: ``"coupled"`` (g + wd p before the moments), ``"decoupled"`` (p
+    times 1 - s wd) or ``"update"`` (LAMB's r + wd p: the update only, not the moments)."""
+    if opt == "lamb":
+        return "update" if hp.get("decay_placement", "trust") == "trust" else "decoupled"
+    return hp.get("weight_decay_mode", "coupled")
+
+
 def _jacobian(pp, old, new, g, t, lr) -> np.ndarray:
     """Per element, d(new field a)/d(old field b): the array fields perturbed together in one
     batched step (a trailing axis of copies; the step is elementwise), scalars one by one.
@@ -636,6 +670,8 @@ def _record(prm, news, cov, bnd, shifts, closed, u) -> dict:
             if closed:
                 var, b = np.diag(cov)[off:off + n], bnd[off:off + n]
                 off += n
+            elif cov[j].ndim == 2:  # per-tensor: one (field, element) system per parameter
+                var, b = np.diag(cov[j])[a * n:(a + 1) * n], bnd[j][a * n:(a + 1) * n]
             else:
                 var, b = cov[j][:, a, a], bnd[j][:, a]
             if shifts is not None:
@@ -726,3 +762,124 @@ def annotate(case) -> dict:
     """``case.expected`` with each checkpoint's ``error`` record added."""
     rec = propagate(case)
     return {t: {**snap, "error": rec[t]} for t, snap in case.expected.items()}
+
+
+# ---- per-tensor optimizers (OptimizerSpec.coupling == "tensor": LAMB, LARS) ----------------
+# A per-tensor step reads reductions of the whole parameter, so an error in one element moves
+# every element. Two consequences, both modelled rather than bounded away:
+# * propagation: the step's Jacobian is taken over the parameter's whole (field, element)
+#   state (field-major), by one-sided finite differences of the float64 reference, and the
+#   covariance is a full matrix per parameter: C_t = J_t C_{t-1} J_t^T + local;
+# * the reductions' own roundings: a scalar computed from the whole parameter (a trust ratio;
+#   later Adafactor's RMS, Muon's normalisation) carries one relative error per step, shared by
+#   every element: a rank-one term sigma^2 v v^T with v = d(new state)/d(ln scalar).
+#   SHARED_SCALARS[opt](pp, old, new, lr) lists an optimizer's (v as {field: array}, sigma^2).
+# A 2-norm of n terms computed in any order (squares, n - 1 additions of partial sums <= S, one
+# square root) has relative variance <= n/12 + 1/3 (units u**2, Higham & Mary's model);
+# NORM_EXTRA adds a scaled algorithm's (LAPACK nrm2, Blue) division per element and final
+# multiply. The elementwise roundings of the vector whose norm is taken (k per element,
+# relative) add k/3 * sum v^4 / (sum v^2)^2, and the ratio's own operations one u each.
+NORM_EXTRA = (4 / 12, 2 / 3)  # (per-element division: n -> n + 4 in n/12; final multiply)
+
+
+def _norm_var(n: int) -> float:
+    """Relative variance (units u**2) of a computed 2-norm of ``n`` elements."""
+    return n / 12.0 + 1.0 / 3.0 + NORM_EXTRA[0] + NORM_EXTRA[1]
+
+
+def _ratio_term(dirs: dict, ratio_in, k_r: int, ops: int, norms: int = 2):
+    """One trust ratio ``||a|| / ||b||``-like scalar: ``(dirs, sigma^2)``, or None where the
+    zero-norm rule sets it exactly (``ratio_in``, the norm's argument, is 0; or no update).
+    ``k_r``: the roundings per element of the vector in the denominator's norm; ``ops``: the
+    ratio's own operations; ``norms``: how many n-term norms it reads."""
+    vp = np.asarray(dirs["p"], dtype=np.float64).reshape(-1)
+    s2 = float(np.sum(vp ** 2))
+    if not np.any(ratio_in) or s2 == 0.0:
+        return None
+    var = norms * _norm_var(vp.size) + k_r / 3.0 * float(np.sum(vp ** 4)) / s2 ** 2
+    return dirs, var + ops / 3.0
+
+
+def _lamb_ratio(pp, old, new, lr) -> list:
+    """||theta|| / ||r||: moves the step -lr*ratio*r (the moments do not see it). r has 6
+    roundings (m/bc1, v/bc2, + eps_root, sqrt, + eps, the division), 2 more with the decay
+    inside; the ratio one (the division), one more with decoupled decay (the decayed theta's
+    rounding, which its norm reads in the same step)."""
+    hp = pp.hp
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    decoupled = hp.get("decay_placement", "trust") == "decoupled" and wd != 0.0
+    p_in = old["p"] * (1.0 - float(lr if lr is not None else hp["lr"]) * wd) if decoupled \
+        else old["p"]
+    dirs = {"p": new["p"] - p_in, "mu": np.zeros_like(new["mu"]),
+            "nu": np.zeros_like(new["nu"])}
+    term = _ratio_term(dirs, p_in, 6 + (2 if wd and not decoupled else 0),
+                       1 + (1 if decoupled else 0))
+    return [term] if term else []
+
+
+def _lars_ratio(pp, old, new, lr) -> list:
+    """eta ||theta|| / (||g'|| + eps): x = (lr) ratio g' = buf_new - mu buf_old enters the
+    buffer and the step. g' has the decay's 2 roundings; the ratio three (eta*, + eps, the
+    division); the paper's denominator two more (wd*||theta||, +) and a third norm ||g||."""
+    hp = pp.hp
+    mom = float(hp["momentum"])
+    x = new["momentum_buffer"] - mom * old["momentum_buffer"]
+    step = x + mom * x if hp["nesterov"] else x
+    if hp["lr_placement"] == "outside":
+        step = float(lr if lr is not None else hp["lr"]) * step
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    paper = hp["trust_denominator"] == "sum"
+    term = _ratio_term({"p": -step, "momentum_buffer": x}, old["p"], 2 if wd else 0,
+                       5 if paper else 3, 3 if paper else 2)
+    return [term] if term else []
+
+
+SHARED_SCALARS = {"lamb": _lamb_ratio, "lars": _lars_ratio}
+
+
+def _shared_cov(case, prm, olds, news, lr, *, joint: bool):
+    """The shared scalars' roundings as covariance: per parameter (``joint`` False, the
+    per-parameter layout) or embedded in the closed loop's one state vector."""
+    out = []
+    for pp, old, new in zip(prm, olds, news, strict=True):
+        dim = len(pp.fields) * old["p"].size
+        c = np.zeros((dim, dim))
+        for dirs, var in SHARED_SCALARS[case.optimizer](pp, old, new, lr):
+            v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
+                                for f in pp.fields])
+            c += var * np.outer(v, v)
+        out.append(c)
+    if not joint:
+        return out
+    dim = sum(c.shape[0] for c in out)
+    full, off = np.zeros((dim, dim)), 0
+    for c in out:
+        full[off:off + c.shape[0], off:off + c.shape[0]] = c
+        off += c.shape[0]
+    return full
+
+
+def _tensor_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
+    """d(new (field, element))/d(old (field, element)) over one whole parameter, field-major,
+    one column per perturbed entry (the step is not elementwise). A perturbation that leaves the
+    step's domain is taken from the other side; where both fail the entry is 0."""
+    fields = pp.fields
+    n = old["p"].size
+    newvec = np.concatenate([new[f].reshape(-1) for f in fields])
+    jac = np.zeros((newvec.size, newvec.size))
+    for a, f in enumerate(fields):
+        hs = _perturbation(old[f], new[f]).reshape(-1)
+        for i in range(n):
+            for sign in (1.0, -1.0):
+                arr = old[f].copy().reshape(-1)
+                arr[i] += sign * hs[i]
+                moved = dict(old)
+                moved[f] = arr.reshape(old[f].shape)
+                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                    res, _ = pp.step(moved, g, t, lr)
+                    col = (np.concatenate([res[f2].reshape(-1) for f2 in fields]) - newvec) \
+                        / (sign * hs[i])
+                if np.all(np.isfinite(col)):
+                    break
+            jac[:, a * n + i] = np.where(np.isfinite(col), col, 0.0)
+    return jac

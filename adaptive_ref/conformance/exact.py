@@ -10,7 +10,9 @@ stored value is within half a float64 ULP of the exact one by construction
 Real arithmetic is emulated with :mod:`mpmath` at two working precisions (:data:`DIGITS`, 40 and
 60 significant decimal digits). The update itself is the independent per-element transcription
 of :mod:`adaptive_ref.conformance.fidelity` (``_init_fields``, ``_step``, ``_nadam_shared``,
-``_grad_mp``), which does not call the reference. A value is *certified* when both precisions
+``_grad_mp``), which does not call the reference; a per-tensor optimizer (LAMB, LARS:
+``fidelity.TENSOR_STEPS``) steps a whole parameter at once, its norms exact. A value is
+*certified* when both precisions
 round to the same float64: the 40-digit result then differs from the real one by far less than
 its distance to the nearest rounding boundary. :func:`certified` reports every element where
 the two disagree (none in the committed catalogue).
@@ -86,6 +88,9 @@ def trajectory(case, digits: int) -> dict:
                 hp = hps[p.name]
                 lr = case.lr_at(t) if case.lr_schedule is not None else hp["lr"]
                 fidelity.shared_scalars(opt, hp, t, shared[p.name], lr)
+                if opt in fidelity.TENSOR_STEPS:  # a per-tensor step sees the whole parameter
+                    fidelity.TENSOR_STEPS[opt](elems[p.name], grads[p.name], t, hp, lr)
+                    continue
                 rows = None
                 if (p.grad is not None and p.grad.get("row_fraction") is not None
                         and hp.get("absent_rows", "lazy") == "lazy"):

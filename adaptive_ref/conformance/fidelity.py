@@ -86,6 +86,8 @@ _PARAM = object()  # an initial state field equal to the parameter (schedule-fre
 
 def _init_fields(opt: str, hp: dict) -> dict:
     z = mpmath.mpf(0)
+    if opt in TENSOR_FIELDS:
+        return {f: z for f in TENSOR_FIELDS[opt]}
     if opt == "sgd":
         return {"momentum_buffer": z} if hp["momentum"] != 0 else {}
     if opt == "adagrad":
@@ -569,6 +571,64 @@ def shared_scalars(opt: str, hp: dict, t: int, shared: dict, lr) -> None:
         _nadam_shared(hp, t, shared)
     elif opt in SCHEDULE_FREE:
         _schedule_free_shared(hp, t, shared, lr)
+
+
+# Per-tensor optimizers (``OptimizerSpec.coupling == "tensor"``): one exact step sees every
+# element of a parameter (``es``, a list of _Elem; ``gs`` their gradients). The norms are
+# exact (``sqrt(fsum(x**2))`` at the working precision); everything after them is the
+# elementwise update as above.
+TENSOR_FIELDS = {"lamb": ("mu", "nu"), "lars": ("momentum_buffer",)}
+
+
+def _norm(xs) -> mpmath.mpf:
+    return _sqrt(mpmath.fsum(x * x for x in xs))
+
+
+def _trust(num, den, update_norm, hp: dict) -> mpmath.mpf:
+    """The trust ratio num/den with the zero-norm rule (adaptive_ref._trust.ZERO_NORM)."""
+    if hp["zero_norm"] == "one":
+        return mpmath.mpf(1) if num == 0 or update_norm == 0 else num / den
+    return mpmath.mpf(0) if den == 0 else num / den
+
+
+def _lamb_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    lr, wd = _m(lr), _m(hp["weight_decay"])
+    b1, b2, eps, er = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"]), _m(hp["eps_root"])
+    T = mpmath.mpf(t)
+    bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
+    trust_decay = hp["decay_placement"] == "trust"
+    r = []
+    for e, g in zip(es, gs, strict=True):
+        if not trust_decay:
+            e.p = e.p * (1 - lr * wd)
+        S = e.s
+        S["mu"] = b1 * S["mu"] + (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
+        r.append(S["mu"] / bc1 / (_sqrt(S["nu"] / bc2 + er) + eps)
+                 + (wd * e.p if trust_decay else 0))
+    rn = _norm(r)
+    ratio = _trust(_norm([e.p for e in es]), rn, rn, hp)
+    for e, ri in zip(es, r, strict=True):
+        e.p = e.p - lr * ratio * ri
+
+
+def _lars_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    lr, wd, mom = _m(lr), _m(hp["weight_decay"]), _m(hp["momentum"])
+    eta, eps = _m(hp["trust_coefficient"]), _m(hp["eps"])
+    gd = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
+    pn, gdn = _norm([e.p for e in es]), _norm(gd)
+    den = gdn + eps if hp["trust_denominator"] == "update" else _norm(gs) + wd * pn + eps
+    ratio = _trust(eta * pn, den, gdn, hp)
+    inside = hp["lr_placement"] == "inside"
+    for e, x in zip(es, gd, strict=True):
+        x = (lr * ratio if inside else ratio) * x
+        buf = mom * e.s["momentum_buffer"] + x
+        e.s["momentum_buffer"] = buf
+        d = x + mom * buf if hp["nesterov"] else buf
+        e.p = e.p - d if inside else e.p - lr * d
+
+
+TENSOR_STEPS = {"lamb": _lamb_tensor, "lars": _lars_tensor}
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:

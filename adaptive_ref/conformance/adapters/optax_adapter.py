@@ -77,6 +77,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
         checks += _NEWER[opt](hp, need)
     elif opt in _SCHEDULE_FREE:
         checks += _schedule_free_why_not(hp, need, scheduled)
+    elif opt in _TRUST:
+        checks += _trust_why_not(opt, need)
     elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -123,6 +125,36 @@ def _newer_scaler(opt: str, hp):
     return optax.contrib.scale_by_adopt(**b, **kw)
 
 
+# ---- per-tensor trust ratios: optax.lamb and optax.lars (chains of scale_by_trust_ratio) ----
+_TRUST = ("lamb", "lars")
+
+
+def _trust_why_not(opt: str, need) -> list:
+    out = [need("zero_norm", "one", "optax.scale_by_trust_ratio sets the ratio to 1 where a "
+                "norm is 0")]
+    if opt == "lamb":
+        out.append(need("decay_placement", "trust", "optax.lamb adds the decay to r, inside "
+                        "the trust ratio"))
+    else:
+        out += [need("trust_denominator", "update", "optax.lars divides by ||g + wd*theta|| "
+                     "+ eps"),
+                need("lr_placement", "inside", "optax.lars traces after "
+                     "scale_by_learning_rate (the buffer holds the lr)")]
+    return out
+
+
+def _trust_transform(opt: str, hp, lr):
+    import optax
+
+    if opt == "lamb":
+        return optax.lamb(lr, **present(dict(
+            b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], eps_root=hp["eps_root"],
+            weight_decay=hp["weight_decay"])))
+    return optax.lars(lr, **present(dict(
+        weight_decay=hp["weight_decay"], trust_coefficient=hp["trust_coefficient"],
+        eps=hp["eps"], momentum=hp["momentum"], nesterov=hp["nesterov"])))
+
+
 def _transform(opt: str, hp: dict, schedule):
     import jax.numpy as jnp
     import optax
@@ -133,6 +165,10 @@ def _transform(opt: str, hp: dict, schedule):
     hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
     if opt == "adan":
         return _adan_transform(hp, lr)
+
+
+    if opt in _TRUST:
+        return _trust_transform(opt, hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -342,6 +378,12 @@ class OptaxAdapter(Adapter):
                 state[k].update(_schedule_free_fields(s, h["params"][k]))
         if h["optimizer"] == "rmsprop":
             # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
+
+
+        state = {k: _state_fields(s) for k, s in h["states"].items()}
+        if h["optimizer"] in ("rmsprop", "lars"):
+            # optax.rmsprop's (and optax.lars's) trace runs after scale_by_learning_rate, so it
+            # holds the *signed*
             # step (-lr * u); the canonical buffer holds +lr * u.
             for fields in state.values():
                 if "momentum_buffer" in fields:
