@@ -82,7 +82,8 @@ def _radam_extra(beta2):
 
 def _tol(name, settings):
     if not registry.get(name).elementwise:
-        from test_backends import FLOAT32_INSIDE, RTOL_MATRIX as BY_DTYPE
+        from test_backends import FLOAT32_INSIDE
+        from test_backends import RTOL_MATRIX as BY_DTYPE
 
         # float32 inside a float64 step (Muon's keras profile: its norm): XLA fuses the float32
         # sum differently under jit, so the float32 matrix allowance applies

@@ -60,8 +60,8 @@ from .._checks import is_array
 from .._common import (
     EMA_WEIGHT_PRECISION,
     FACTOR_PRECISION,
-    ema_weights,
     check_hparams,
+    ema_weights,
     finish,
     init_zeros,
     prelude,

@@ -165,8 +165,6 @@ def _transform(opt: str, hp: dict, schedule):
     hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
     if opt == "adan":
         return _adan_transform(hp, lr)
-
-
     if opt in _TRUST:
         return _trust_transform(opt, hp, lr)
     pre, post = [], []
@@ -376,15 +374,9 @@ class OptaxAdapter(Adapter):
         if h["optimizer"] in _SCHEDULE_FREE:
             for k, s in h["states"].items():
                 state[k].update(_schedule_free_fields(s, h["params"][k]))
-        if h["optimizer"] == "rmsprop":
-            # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
-
-
-        state = {k: _state_fields(s) for k, s in h["states"].items()}
         if h["optimizer"] in ("rmsprop", "lars"):
             # optax.rmsprop's (and optax.lars's) trace runs after scale_by_learning_rate, so it
-            # holds the *signed*
-            # step (-lr * u); the canonical buffer holds +lr * u.
+            # holds the *signed* step (-lr * u); the canonical buffer holds +lr * u.
             for fields in state.values():
                 if "momentum_buffer" in fields:
                     fields["momentum_buffer"] = -fields["momentum_buffer"]
