@@ -8,6 +8,7 @@ Importing this package imports no array backend.
 
 from . import schedules
 from .optimize import OptimizeResult, minimize
+from .optimizers.adafactor import AdafactorState, adafactor_init, adafactor_step
 from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
 from .optimizers.adam import (
                               AdamState,
@@ -51,6 +52,7 @@ __all__ = [
     "shampoo_init", "shampoo_step", "FullMatrixAdagradState", "full_matrix_adagrad_init",
     "full_matrix_adagrad_step", "minimize", "OptimizeResult",
 ]
+__all__ += ["AdafactorState", "adafactor_init", "adafactor_step"]
 
 from .sparse import (  # noqa: E402
                                              RowSparse,

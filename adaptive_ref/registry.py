@@ -6,6 +6,7 @@ Adding an optimizer is one module (State, init, step, ``SPEC``) plus one line in
 from __future__ import annotations
 
 from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
+from .optimizers.adafactor import ADAFACTOR
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
@@ -26,6 +27,7 @@ __all__ = ["REGISTRY", "get", "names", "state_types", "state_type_key", "Optimiz
 _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW, ADAMAX, NADAM,
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
+_SPECS += (ADAFACTOR,)  # not elementwise: no exact goldens yet (per-tensor goldens pending)
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
