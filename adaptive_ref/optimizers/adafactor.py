@@ -205,12 +205,19 @@ def _check_state(op, param, grad, state, axes):
 
 
 def _mean(xp, x, precision, axis=None):
-    """``xp.mean`` (keepdims when ``axis`` is given); with ``precision="float32"`` computed on
-    ``x`` rounded to float32 and cast back (Keras' ``ops.mean`` on float64 input)."""
-    keep = axis is not None
-    if precision == "compute" or x.dtype == xp.float32:
-        return xp.mean(x, axis=axis, keepdims=keep)
-    return xp.astype(xp.mean(xp.astype(x, xp.float32), axis=axis, keepdims=keep), x.dtype)
+    """The mean over ``axis`` (kept, size 1), or over every element when ``axis`` is None,
+    taken one axis at a time from the last (a mean of equal-sized means: the same number, in
+    an order every namespace follows the same way, Dask's chunked reductions included). With
+    ``precision="float32"``: computed on ``x`` rounded to float32 and cast back (Keras'
+    ``ops.mean`` on float64 input)."""
+    low = precision == "float32" and x.dtype != xp.float32
+    y = xp.astype(x, xp.float32) if low else x
+    if axis is not None:
+        y = xp.mean(y, axis=axis, keepdims=True)
+    else:
+        for _ in range(y.ndim):
+            y = xp.mean(y, axis=-1)
+    return xp.astype(y, x.dtype) if low else y
 
 
 def _rms(xp, x, precision):
