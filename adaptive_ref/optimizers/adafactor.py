@@ -368,8 +368,13 @@ _SRC_OPTAX = ("optax/_src/alias.py adafactor, optax/_src/factorized.py scale_by_
               "(optax 0.2.8)")
 _SRC_KERAS = ("keras/src/optimizers/adafactor.py Adafactor.update_step, "
               "base_optimizer.py _apply_weight_decay (keras 3.15.1)")
-_COMMON = dict(decay_rate=0.8, eps2=1e-3, clip_threshold=1.0, weight_decay=0.0, maximize=False,
-               multiply_by_parameter_scale=True, beta1=0.0, factored=True)
+# The paper's settings (every knob written out); each framework's profile is this plus the
+# conventions where it differs.
+_PAPER = dict(lr=1e-2, decay_rate=0.8, eps1=1e-30, eps2=1e-3, clip_threshold=1.0,
+              weight_decay=0.0, maximize=False, relative_step=True,
+              multiply_by_parameter_scale=True, param_scale_from="before_decay", eps1_mode="add",
+              beta2_precision="float64", mean_precision="compute", decay_scaling="lr",
+              beta1=0.0, factored=True, factor_axes="last_two", min_dim_size_to_factor=0)
 
 ADAFACTOR = OptimizerSpec(
     name="adafactor", title="Adafactor", init=adafactor_init, step=adafactor_step,
@@ -379,39 +384,24 @@ ADAFACTOR = OptimizerSpec(
     summary="Factored (row x column) second moment, relative step size scaled by RMS(theta), "
             "update clipping by RMS(U)/d.",
     profiles={
-        "torch": Profile("torch", {**_COMMON, "lr": 1e-2, "eps1": 1e-30, "relative_step": True,
-                                   "param_scale_from": "before_decay",
-                                   "eps1_mode": "clamp_machine_eps",
-                                   "beta2_precision": "float64", "mean_precision": "compute",
-                                   "decay_scaling": "lr",
-                                   "factor_axes": "last_two", "min_dim_size_to_factor": 0},
+        "torch": Profile("torch", {**_PAPER, "eps1_mode": "clamp_machine_eps"},
                          _SRC_TORCH,
                          "eps=(eps1, eps2) with eps1 given is eps1_mode='clamp'; torch takes "
                          "eps1 = finfo.eps from the first parameter's dtype and reuses it for "
                          "the others; no momentum"),
-        "optax": Profile("optax", {**_COMMON, "lr": REQUIRED, "eps1": 1e-30,
-                                   "relative_step": False, "param_scale_from": "before_decay",
-                                   "eps1_mode": "add", "beta2_precision": "float32",
-                                   "mean_precision": "compute",
-                                   "decay_scaling": "none", "factor_axes": "two_largest",
-                                   "min_dim_size_to_factor": 128},
+        "optax": Profile("optax", {**_PAPER, "lr": REQUIRED, "relative_step": False,
+                                   "beta2_precision": "float32", "decay_scaling": "none",
+                                   "factor_axes": "two_largest", "min_dim_size_to_factor": 128},
                          _SRC_OPTAX,
                          "learning_rate=None is lr=1; momentum's accumulator defaults to "
                          "float32 (dtype_momentum); clipping_threshold=None is inf"),
-        "keras": Profile("keras", {**_COMMON, "lr": 1e-3, "eps1": 1e-30, "relative_step": True,
-                                   "param_scale_from": "after_decay", "eps1_mode": "add",
-                                   "beta2_precision": "param", "mean_precision": "float32",
-                                   "decay_scaling": "lr",
-                                   "factor_axes": "last_two", "min_dim_size_to_factor": 0},
+        "keras": Profile("keras", {**_PAPER, "lr": 1e-3, "param_scale_from": "after_decay",
+                                   "beta2_precision": "param", "mean_precision": "float32"},
                          _SRC_KERAS,
                          "relative_step=False in Keras changes nothing (rho_t = min(lr, "
                          "1/sqrt(t)) is applied unconditionally); weight_decay is the base "
                          "class's p - p*wd*lr before update_step"),
-        "paper": Profile("paper", {**_COMMON, "lr": 1e-2, "eps1": 1e-30, "relative_step": True,
-                                   "param_scale_from": "before_decay", "eps1_mode": "add",
-                                   "beta2_precision": "float64", "mean_precision": "compute",
-                                   "decay_scaling": "lr",
-                                   "factor_axes": "last_two", "min_dim_size_to_factor": 0},
+        "paper": Profile("paper", dict(_PAPER),
                          "Shazeer & Stern 2018, arXiv:1804.04235, Algorithms 4-5, Section 9",
                          "order > 2: the last two axes factored, leading axes batched"),
     },
