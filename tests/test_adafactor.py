@@ -171,11 +171,11 @@ def _jax():
     return jax
 
 
-def _run_optax(p0, grads, **kw):
+def _run_optax(p0, grads, tx=None, **kw):
     _jax()
     import jax.numpy as jnp
     optax = pytest.importorskip("optax")
-    tx = optax.adafactor(**kw)
+    tx = optax.adafactor(**kw) if tx is None else tx
     params = {k: jnp.asarray(v) for k, v in p0.items()}
     st = tx.init(params)
     for g in grads:
@@ -286,6 +286,23 @@ def test_optax_profile_matches_optax_adafactor(ours, theirs, monkeypatch):
         assert r <= _bound(SHAPES[k], STEPS) + extra, (k, r)
     monkeypatch.setattr(A, "_beta2_hat", _xla_beta2)
     for k, r in _rel(_run_ref(p0, grads, "optax", **ours), theirs_p, p0).items():
+        assert r <= _bound(SHAPES[k], STEPS), (k, r)
+
+
+def test_coupled_decay_matches_optax_add_decayed_weights_before_adafactor(monkeypatch):
+    """``weight_decay_mode="coupled"``: L2 in the gradient, as optax users write it, chain
+    (add_decayed_weights, adafactor); with XLA's float32 pow, the float64 bound."""
+    _jax()
+    import optax
+
+    monkeypatch.setattr(A, "_beta2_hat", _xla_beta2)
+    p0, grads = _problem()
+    tx = optax.chain(optax.add_decayed_weights(0.1),
+                     optax.adafactor(learning_rate=0.01, min_dim_size_to_factor=1))
+    theirs, _ = _run_optax(p0, grads, tx=tx)
+    got = _run_ref(p0, grads, "optax", lr=0.01, min_dim_size_to_factor=1, weight_decay=0.1,
+                   weight_decay_mode="coupled")
+    for k, r in _rel(got, theirs, p0).items():
         assert r <= _bound(SHAPES[k], STEPS), (k, r)
 
 

@@ -19,13 +19,21 @@ and the ``torch``, ``optax``, ``keras`` and ``paper`` profiles).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import array_api_compat as aac
 
 from .. import _numerics as nx
 from .._checks import check_arrays, check_count, is_array
-from .._common import check_hparams, finish, init_number, init_zeros
+from .._common import (
+    WEIGHT_DECAY_MODE,
+    check_hparams,
+    finish,
+    init_number,
+    init_zeros,
+    prepare_grad,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
 __all__ = ["AdafactorState", "adafactor_init", "adafactor_step", "factored_axes", "ADAFACTOR"]
@@ -80,7 +88,12 @@ ADAFACTOR_HPARAMS = (
            low=0.0),
     HParam("clip_threshold", 1.0, "d: the update is divided by max(1, RMS(U)/d); inf = no "
            "clipping (optax clipping_threshold=None)", low=1.0, allow_inf=True),
-    HParam("weight_decay", 0.0, "weight decay coefficient (see decay_scaling)", low=0.0),
+    HParam("weight_decay", 0.0, "weight decay coefficient (see weight_decay_mode, "
+           "decay_scaling)", low=0.0),
+    replace(WEIGHT_DECAY_MODE, default="decoupled", meaning=(
+        "'decoupled': theta <- theta (1 - s wd) before the update, s per decay_scaling (every "
+        "framework's Adafactor: torch, optax, Keras); 'coupled': L2, g += wd*theta before the "
+        "second moment (optax chain(add_decayed_weights(wd), adafactor(...)))")),
     HParam("maximize", False, "ascend instead of descend (the gradient is negated first)",
            kind="bool", knob=True),
     HParam("relative_step", True, "rho_t = min(lr, 1/sqrt(t)) (the paper, torch, Keras) or "
@@ -231,7 +244,8 @@ def _beta2_hat(xp, t, c):
 
 
 def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate=0.8,
-                   eps1=1e-30, eps2=1e-3, clip_threshold=1.0, weight_decay=0.0, maximize=False,
+                   eps1=1e-30, eps2=1e-3, clip_threshold=1.0, weight_decay=0.0,
+                   weight_decay_mode="decoupled", maximize=False,
                    relative_step=True, multiply_by_parameter_scale=True,
                    param_scale_from="before_decay", eps1_mode="add", beta2_precision="float64",
                    mean_precision="compute", decay_scaling="lr", beta1=0.0, factored=True,
@@ -245,7 +259,8 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
         \hat\beta_{2t} &= 1 - t^{-c}, \qquad
         \rho_t = \min(\mathrm{lr}, 1/\sqrt t)\ \text{(relative\_step) or } \mathrm{lr} \\
         \theta' &= \theta\,(1 - s\,\lambda), \qquad s = \mathrm{lr}\ \text{or}\ 1
-        \quad(\text{decay\_scaling}) \\
+        \quad(\text{decay\_scaling; with weight\_decay\_mode='coupled' instead }
+        \theta' = \theta,\ G \leftarrow G + \lambda\theta) \\
         \alpha_t &= \max(\epsilon_2, \mathrm{RMS}(\theta \text{ or } \theta'))\,\rho_t
         \quad(\text{or } \rho_t \text{ without the parameter scale}) \\
         Q &= G^2 + \epsilon_1 \quad(\text{eps1\_mode='add'; } G^2 \text{ for 'clamp'}) \\
@@ -290,7 +305,8 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     """
     op = "adafactor_step"
     check_hparams(op, ADAFACTOR_HPARAMS, (
-        lr, decay_rate, eps1, eps2, clip_threshold, weight_decay, maximize, relative_step,
+        lr, decay_rate, eps1, eps2, clip_threshold, weight_decay, weight_decay_mode, maximize,
+        relative_step,
         multiply_by_parameter_scale, param_scale_from, eps1_mode, beta2_precision,
         mean_precision, decay_scaling,
         beta1, factored, factor_axes, min_dim_size_to_factor))
@@ -306,8 +322,9 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     c = nx.caster(xp, dtype)
     g = grad if grad.dtype == dtype else xp.astype(grad, dtype)
     p = param if param.dtype == dtype else xp.astype(param, dtype)
-    if maximize:
-        g = -g
+    coupled = weight_decay_mode == "coupled"
+    g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+                     coupled=coupled)
     count, t = nx.advance(xp, state.count, sd)  # t NaN after an unreadable count overflowed
 
     def scalar(v, d=sd):
@@ -321,7 +338,7 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     # relative step and parameter scale (0-d arrays in the scalar dtype)
     lr_ = scalar(lr)
     rho = xp.minimum(lr_, 1 / xp.sqrt(t)) if relative_step else lr_
-    if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+    if not coupled and not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
         shrink = lr_ * scalar(weight_decay) if decay_scaling == "lr" else scalar(weight_decay)
         p_dec = p * c(1 - shrink)
     else:
@@ -371,7 +388,8 @@ _SRC_KERAS = ("keras/src/optimizers/adafactor.py Adafactor.update_step, "
 # The paper's settings (every knob written out); each framework's profile is this plus the
 # conventions where it differs.
 _PAPER = dict(lr=1e-2, decay_rate=0.8, eps1=1e-30, eps2=1e-3, clip_threshold=1.0,
-              weight_decay=0.0, maximize=False, relative_step=True,
+              weight_decay=0.0, weight_decay_mode="decoupled", maximize=False,
+              relative_step=True,
               multiply_by_parameter_scale=True, param_scale_from="before_decay", eps1_mode="add",
               beta2_precision="float64", mean_precision="compute", decay_scaling="lr",
               beta1=0.0, factored=True, factor_axes="last_two", min_dim_size_to_factor=0)
