@@ -181,10 +181,8 @@ def adafactor_init(param, /, *, beta1=0.0, factored=True, factor_axes="last_two"
     if axes is None:
         return AdafactorState(count, v=z, mu=mu)
     dev = aac.device(param)
-    a0, a1 = axes
-    return AdafactorState(count, v_row=xp.zeros(_keep(param.shape, a0), dtype=z.dtype, device=dev),
-                          v_col=xp.zeros(_keep(param.shape, a1), dtype=z.dtype, device=dev),
-                          mu=mu)
+    v_row, v_col = (xp.zeros(_keep(param.shape, a), dtype=z.dtype, device=dev) for a in axes)
+    return AdafactorState(count, v_row=v_row, v_col=v_col, mu=mu)
 
 
 def _check_state(op, param, grad, state, axes):
@@ -306,10 +304,9 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     op = "adafactor_step"
     check_hparams(op, ADAFACTOR_HPARAMS, (
         lr, decay_rate, eps1, eps2, clip_threshold, weight_decay, weight_decay_mode, maximize,
-        relative_step,
-        multiply_by_parameter_scale, param_scale_from, eps1_mode, beta2_precision,
-        mean_precision, decay_scaling,
-        beta1, factored, factor_axes, min_dim_size_to_factor))
+        relative_step, multiply_by_parameter_scale, param_scale_from, eps1_mode,
+        beta2_precision, mean_precision, decay_scaling, beta1, factored, factor_axes,
+        min_dim_size_to_factor))
     min_dim = _check_min_dim(op, min_dim_size_to_factor)
     axes = factored_axes(param.shape if is_array(param) else (), factored=factored,
                          factor_axes=factor_axes, min_dim_size_to_factor=min_dim)
@@ -336,7 +333,7 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     beta2 = _beta2_hat(xp, nx.astype(xp, t, bd), scalar(decay_rate, bd))
     one_minus_beta2 = 1 - beta2
     # relative step and parameter scale (0-d arrays in the scalar dtype)
-    lr_ = scalar(lr)
+    lr_ = nx.poison(xp, scalar(lr), state.count, t)  # NaN after an unreadable overflow
     rho = xp.minimum(lr_, 1 / xp.sqrt(t)) if relative_step else lr_
     if not coupled and not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
         shrink = lr_ * scalar(weight_decay) if decay_scaling == "lr" else scalar(weight_decay)
