@@ -104,7 +104,7 @@ def _ref_paper(p, grads):
     return p, st
 
 
-def _bound(shape, steps):
+def _bound(shape, steps, u=U):
     """Float64 allowance between two evaluations of the same step: every quantity is a chain
     of correctly rounded +, -, *, /, sqrt on positive terms (sums of squares, their EMAs and
     quotients: condition number 1), at most ``ops = 3 (m + n) + 30`` roundings per element and
@@ -113,7 +113,7 @@ def _bound(shape, steps):
     1-Lipschitz function, times rho <= 1e-2) and the second moments (an EMA: an average, not an
     amplifier), so the errors add over the steps: ``steps * ops * U`` of the distance."""
     n_el = sum(shape[-2:]) if len(shape) >= 2 else (shape[0] if shape else 1)
-    return steps * (3 * n_el + 30) * U
+    return steps * (3 * n_el + 30) * u
 
 
 @pytest.mark.parametrize("shape", [(4, 3), (1, 7), (6,)])
@@ -156,11 +156,11 @@ def test_the_step_against_mpmath():
 
 def _run_torch(p0, grads, **kw):
     torch = pytest.importorskip("torch")
-    ps = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in p0.items()}
+    ps = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
     opt = torch.optim.Adafactor(list(ps.values()), foreach=False, **kw)
     for g in grads:
         for k, p in ps.items():
-            p.grad = torch.tensor(g[k], dtype=torch.float64)
+            p.grad = torch.tensor(g[k])
         opt.step()
     return {k: p.detach().numpy().copy() for k, p in ps.items()}
 
@@ -237,6 +237,19 @@ def test_torch_profile_matches_torch_optim_adafactor(ours, theirs):
     got = _run_ref(p0, grads, "torch", **ours)
     for k, r in _rel(got, _run_torch(p0, grads, **theirs), p0).items():
         assert r <= _bound(SHAPES[k], STEPS), (k, r)
+
+
+@pytest.mark.parametrize(("ours", "theirs"), TORCH_CASES[:2])
+def test_torch_profile_float32(ours, theirs):
+    """float32 parameters: torch's scalars are Python floats (float64) like the reference's;
+    the tensor arithmetic is float32, so the same count of roundings with U32 in place of U."""
+    p0, grads = _problem()
+    p0 = {k: v.astype(np.float32) for k, v in p0.items()}
+    grads = [{k: v.astype(np.float32) for k, v in g.items()} for g in grads]
+    got = _run_ref(p0, grads, "torch", **ours)
+    assert all(v.dtype == np.float32 for v in got.values())
+    for k, r in _rel(got, _run_torch(p0, grads, **theirs), p0).items():
+        assert r <= _bound(SHAPES[k], STEPS, U32), (k, r)
 
 
 OPTAX_CASES = [
