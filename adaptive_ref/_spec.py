@@ -104,6 +104,8 @@ class OptimizerSpec:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
     elementwise: bool = True
+    #: the parameter rank the step accepts (Muon: 2); None: any shape
+    param_ndim: int | None = None
 
     @property
     def hparam_names(self) -> tuple[str, ...]:

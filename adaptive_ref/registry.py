@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
 from .optimizers.adafactor import ADAFACTOR
+from .optimizers.adabelief import ADABELIEF
+from .optimizers.adadelta import ADADELTA
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
+from .optimizers.adan import ADAN
+from .optimizers.adopt import ADOPT
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
+from .optimizers.lion import LION
+from .optimizers.muon import MUON
 from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
@@ -27,8 +33,10 @@ __all__ = ["REGISTRY", "get", "names", "state_types", "state_type_key", "Optimiz
 _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW, ADAMAX, NADAM,
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
-_SPECS += (ADAFACTOR,)  # not elementwise: no exact goldens yet (per-tensor goldens pending)
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
+_SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN)  # issue 11: the newer family
+_SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
+_SPECS += (ADAFACTOR,)  # not elementwise: no exact goldens yet (per-tensor goldens pending)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

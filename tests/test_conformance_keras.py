@@ -36,7 +36,7 @@ def test_keras_sample_passes(backend):
     adapter = _adapter(backend)
     cases = _sample(adapter)
     assert {c.optimizer for c in cases} == {"sgd", "adagrad", "rmsprop", "adam", "amsgrad",
-                                            "adamw", "adamax", "nadam"}
+                                            "adamw", "adamax", "nadam", "adadelta", "lion"}
     assert {c.dtype for c in cases} == {"float32", "float64"}
     xf = load_xfails(adapter.name)
     assert not xf, "the keras profile has no expected failures"

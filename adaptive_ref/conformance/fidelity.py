@@ -27,9 +27,14 @@ are exact too, except under ``ema_weight_precision="param"`` (Keras Nadam), wher
 
 from __future__ import annotations
 
-import mpmath
+import functools
+import json
 
-__all__ = ["case_hparams"]  # the rest: private helpers of adaptive_ref.conformance.exact
+import mpmath
+import numpy as np
+
+__all__ = ["case_hparams", "lion_well_posed", "lion_sign_bounds", "lion_sign_margin",
+           "IllPosedSign"]  # the rest: private helpers of adaptive_ref.conformance.exact
 
 
 def _m(x) -> mpmath.mpf:
@@ -97,6 +102,14 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"mu": z, "nu": z}
     if opt == "nadam":
         return {"mu": z, "nu": z}
+    if opt in _OWN_STEP:
+        return {"mu": z, "nu": z}
+    if opt == "adan":
+        return {"m": z, "v": z, "n": z, "prev_grad": z}
+    if opt == "adadelta":
+        return {"nu": z, "acc_delta": z}
+    if opt == "lion":
+        return {"mu": z}
     raise KeyError(opt)
 
 
@@ -106,13 +119,19 @@ def _sqrt(x):
 
 def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
     """One exact step of element ``e`` (``shared`` holds per-parameter scalars: NAdam's product)."""
+    if opt == "adan":  # its own decay forms (proximal): the whole step below
+        _adan_step(e, g, t, hp, _m(lr))
+        return
     lr = _m(lr)
+    if opt in _OWN_STEP:  # optimizers whose decay does not follow the common form below
+        _OWN_STEP[opt](e, _signed_coupled(e, g, hp), t, hp, lr)
+        return
     S = e.s
     if hp.get("maximize"):
         g = -g
     wd = _m(hp.get("weight_decay", 0.0))
     mode = hp.get("weight_decay_mode", "coupled")
-    if opt != "adamw" and mode == "coupled":
+    if opt not in DECOUPLED_ONLY and mode == "coupled":
         g = g + wd * e.p
     elif opt == "adamw":
         s = lr if hp["decay_scaling"] == "lr" else _m(hp["schedule_multiplier"])
@@ -209,17 +228,12 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         S["mu"] = b1 * S["mu"] + (1 - b1) * g
         S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
         bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
-        rinf = 2 / (1 - b2) - 1
-        if _param_factors(hp):  # rho_t evaluated in float32 (see the module doc)
-            rinf = _f32(rinf)
-            rho = _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
-        else:
-            rho = rinf - 2 * T * b2 ** T / bc2
+        rinf, rho = _rho(b2, T, bc2, hp)
         thr = _m(hp["threshold"])
         rect = rho >= thr if hp["threshold_inclusive"] else rho > thr
         mhat = S["mu"] / bc1
         if rect:
-            r = _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+            r = _rectifier(rinf, rho)
             if hp["eps_placement"] == "hat":
                 ad = _sqrt(bc2) / (_sqrt(S["nu"] + er) + eps)
             else:
@@ -227,8 +241,127 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
             e.p = e.p - lr * r * mhat * ad
         else:
             e.p = e.p - lr * mhat
+    elif opt == "adadelta":
+        rho, eps = _m(hp["rho"]), _m(hp["eps"])
+        S["nu"] = rho * S["nu"] + (1 - rho) * g * g
+        delta = _sqrt(S["acc_delta"] + eps) / _sqrt(S["nu"] + eps) * g
+        S["acc_delta"] = rho * S["acc_delta"] + (1 - rho) * delta * delta
+        e.p = e.p - lr * delta
+    elif opt == "lion":
+        _lion_step(e, g, t, hp, lr)
     else:
         raise KeyError(opt)
+
+
+def _rho(b2, T, bc2, hp: dict) -> tuple:
+    """RAdam's ``(rho_inf, rho_t)`` (``bc2 = 1 - beta2**t`` as the factors see it); with
+    float32 factors, rho_t evaluated in float32 (see the module doc)."""
+    rinf = 2 / (1 - b2) - 1
+    if _param_factors(hp):
+        rinf = _f32(rinf)
+        return rinf, _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
+    return rinf, rinf - 2 * T * b2 ** T / bc2
+
+
+def _rectifier(rinf, rho):
+    """RAdam's r_t."""
+    return _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+
+
+# -- issue 11 (the newer family): optimizers with their own step function below ------------
+
+def _signed_coupled(e, g, hp: dict):
+    """``g`` with the sign of ``maximize`` and coupled L2 (``g + wd * p``) applied."""
+    if hp.get("maximize"):
+        g = -g
+    if hp.get("weight_decay_mode", "coupled") == "coupled":
+        g = g + _m(hp.get("weight_decay", 0.0)) * e.p
+    return g
+
+
+def _decoupled(e, hp: dict, scale) -> None:
+    """Decoupled decay ``p * (1 - scale * wd)`` (no-op unless weight_decay_mode is decoupled)."""
+    if hp.get("weight_decay_mode", "coupled") == "decoupled":
+        e.p = e.p * (1 - scale * _m(hp.get("weight_decay", 0.0)))
+
+
+def _adopt_step(e, g, t: int, hp: dict, lr) -> None:
+    """ADOPT: v_0 = g^2 and no update on the first step; then n = clip(g / max(sqrt(v), eps),
+    +-s^e), m = b1 m + (1 - b1) n, p -= lr m (or lr (b1 m + (1 - b1) n), Nesterov), and only then
+    v = b2 v + (1 - b2) g^2."""
+    S = e.s
+    if t == 1:
+        S["nu"] = g * g
+        return
+    _decoupled(e, hp, lr)
+    eps, root = _m(hp["eps"]), _sqrt(S["nu"])
+    n = g / (max(root, eps) if hp["eps_placement"] == "max" else root + eps)
+    if hp["clipping"]:
+        s = t - 1 if hp["clip_index"] == "previous" else t
+        c = mpmath.mpf(s) ** _m(hp["clip_exponent"])
+        n = min(max(n, -c), c)
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+    S["mu"] = b1 * S["mu"] + w1 * n
+    u = b1 * S["mu"] + w1 * n if hp["nesterov"] else S["mu"]
+    e.p = e.p - lr * u
+    S["nu"] = b2 * S["nu"] + w2 * g * g
+
+
+def _adabelief_step(e, g, t: int, hp: dict, lr) -> None:
+    """AdaBelief: s = b2 s + (1 - b2)(g - m)^2 + eps_root; the Adam step on (m, s) with eps
+    outside sqrt(s_hat) or on sqrt(s) ('hat'); optionally RAdam's rectification (rho_t >=
+    threshold, else lr m_hat or nothing) and Nesterov's m_hat."""
+    S = e.s
+    _decoupled(e, hp, lr if hp["decay_scaling"] == "lr" else 1)
+    b1, b2, T = _m(hp["beta1"]), _m(hp["beta2"]), mpmath.mpf(t)
+    S["mu"] = b1 * S["mu"] + (1 - b1) * g
+    r = g - S["mu"]
+    S["nu"] = b2 * S["nu"] + (1 - b2) * r * r + _m(hp["eps_root"])
+    bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
+    if hp["nesterov"]:
+        mhat = b1 * S["mu"] / (1 - _pow(b1, T + 1, hp)) + (1 - b1) * g / bc1
+    else:
+        mhat = S["mu"] / bc1
+    eps = _m(hp["eps"])
+    if hp["eps_placement"] == "outside":
+        step = lr * mhat / (_sqrt(S["nu"] / bc2) + eps)
+    else:
+        step = lr * _sqrt(bc2) * mhat / (_sqrt(S["nu"]) + eps)
+    if hp["rectify"]:
+        rinf, rho = _rho(b2, T, bc2, hp)
+        if rho >= _m(hp["threshold"]):
+            step = step * _rectifier(rinf, rho)
+        else:
+            step = lr * mhat if hp["degenerated_to_sgd"] else mpmath.mpf(0)
+    e.p = e.p - step
+
+
+_OWN_STEP = {"adopt": _adopt_step, "adabelief": _adabelief_step}
+
+
+def _adan_step(e: _Elem, g, t: int, hp: dict, lr) -> None:
+    """Adan (Xie et al., Algorithm 1, sail-sg/Adan's convention): d = 0 on step 1, the
+    coefficient k of d (beta2 or 1 - beta2), eps_root inside the root, three decay forms."""
+    S, T = e.s, mpmath.mpf(t)
+    b1, b2, b3 = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["beta3"])
+    wd, mode = _m(hp["weight_decay"]), hp["weight_decay_mode"]
+    if mode == "coupled":
+        g = g + wd * e.p
+    d = g - S["prev_grad"] if t > 1 else mpmath.mpf(0)
+    k = b2 if hp["diff_coefficient"] == "beta2" else 1 - b2
+    S["m"] = b1 * S["m"] + (1 - b1) * g
+    S["v"] = b2 * S["v"] + (1 - b2) * d
+    S["n"] = b3 * S["n"] + (1 - b3) * (g + k * d) ** 2
+    S["prev_grad"] = g
+    den = _sqrt(S["n"] / (1 - _pow(b3, T, hp)) + _m(hp["eps_root"])) + _m(hp["eps"])
+    u = (S["m"] / (1 - _pow(b1, T, hp)) + k * S["v"] / (1 - _pow(b2, T, hp))) / den
+    if mode == "proximal":
+        e.p = (e.p - lr * u) / (1 + lr * wd)
+    elif mode == "decoupled":
+        e.p = e.p * (1 - lr * wd) - lr * u
+    else:
+        e.p = e.p - lr * u
 
 
 def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
@@ -243,6 +376,102 @@ def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
         mu_t = mu_n = b1
     shared["mu_product"] = shared.get("mu_product", mpmath.mpf(1)) * mu_t
     shared["mu_t"], shared["mu_next"] = mu_t, mu_n
+
+
+# ---- Lion: the sign of c = beta1*m + (1 - beta1)*g is well-posed only away from 0 ------------
+# Optimizers with no coupled-L2 form: weight_decay is always decoupled, p * (1 - lr*wd).
+DECOUPLED_ONLY = ("adamw", "lion")
+#: ``|c|`` must exceed the worst-case error of an implementation's ``c`` by this factor
+LION_SAFETY = 8.0
+#: roundings, relative to the sum of the terms' magnitudes, of ``c = beta1*m + w1*g`` (the two
+#: constants rounded to the dtype, the two products, the sum) and of ``m``'s own update
+LION_C_ROUNDINGS = 5
+LION_M_ROUNDINGS = 5
+#: closed loops: the harness's gradient at an implementation's iterate may differ from the exact
+#: one by this many units u of the case dtype per step and unit of ``max(abs(g), 1)`` (the
+#: evaluation error, 2n + 4 roundings, plus the iterate's rounding drift times the objective's
+#: curvature, at most 1.2e3 on the catalogue's objectives, with a margin)
+LION_LOOP_G_UNITS = 1e4
+_UNIT = {"float64": mpmath.mpf(2) ** -53, "float32": mpmath.mpf(2) ** -24}
+
+
+class IllPosedSign(ValueError):
+    """A Lion case where some implementation's sign(c) may differ from the exact one."""
+
+
+def lion_sign_bounds(u, beta1, w1, beta2, w2, g, m, m_err, g_err=0):
+    """``(c_err, m_err_new)``: worst-case bounds on ``|c_impl - c|`` at this step and on the
+    implementation's momentum error after it, for an implementation that rounds each operation
+    of ``c = beta1*m + w1*g`` and ``m' = beta2*m + w2*g`` in the unit roundoff ``u`` and starts
+    from a momentum off by ``m_err`` and a gradient off by ``g_err``. Works elementwise on
+    mpmath numbers and on NumPy float64 arrays."""
+    c_err = LION_C_ROUNDINGS * u * (abs(beta1 * m) + abs(w1 * g)) + beta1 * m_err + w1 * g_err
+    m_new = (beta2 * m_err + LION_M_ROUNDINGS * u * (abs(beta2 * m) + abs(w2 * g))
+             + w2 * g_err)
+    return c_err, m_new
+
+
+def lion_sign_margin(c, c_err):
+    """``|c| / c_err``: how many times the worst-case error of c its distance from 0 is (inf
+    where c and its error are both exactly 0: every implementation computes sign(0) = 0 then,
+    its terms being exact zeros). A case is well-posed where this exceeds LION_SAFETY."""
+    if c_err == 0:
+        return mpmath.inf if c == 0 else mpmath.mpf(0)
+    return abs(c) / c_err
+
+
+@functools.lru_cache(maxsize=4096)
+def _lion_screen(grad_json: str, shape: tuple, steps: int, dtype: str, beta1: float,
+                 beta2: float, ema_weight_precision: str) -> bool:
+    from .rng import gradient
+
+    grad = json.loads(grad_json)
+    hp = {"_case_dtype": dtype, "ema_weight_precision": ema_weight_precision}
+    b1, b2 = float(beta1), float(beta2)
+    w1, w2 = (float(_ema_weight(_m(b), hp)) for b in (b1, b2))
+    u, u64 = float(_UNIT[dtype]), 2.0 ** -53
+    m = m_err = m_err64 = np.zeros(shape)
+    for t in range(1, steps + 1):
+        g = gradient(grad, shape, t).astype(dtype).astype(np.float64)
+        c = b1 * m + w1 * g
+        c_err, m_err_new = lion_sign_bounds(u, b1, w1, b2, w2, g, m, m_err)
+        c_err64, m_err64 = lion_sign_bounds(u64, b1, w1, b2, w2, g, m, m_err64)
+        # this float64 c is itself off by <= c_err64; ask for twice the oracle's margin
+        zero = (c_err == 0) & (c == 0)
+        if not np.all(zero | (np.abs(c) - c_err64 > 2 * LION_SAFETY * c_err)):
+            return False
+        m, m_err = b2 * m + w2 * g, m_err_new
+    return True
+
+
+def lion_well_posed(grad: dict, shape: tuple, steps: int, dtype: str, hp: dict) -> bool:
+    """Whether the replayed gradients ``grad`` (a golden's generator record) keep Lion's c at
+    least 2*LION_SAFETY times its worst-case error away from 0 (or exactly 0) for every element
+    and step, screened in float64 (whose own error of c is in the bound); the exact oracle then
+    checks LION_SAFETY again (:func:`_lion_step`)."""
+    return _lion_screen(json.dumps(grad, sort_keys=True), tuple(shape), int(steps), dtype,
+                        float(hp["beta1"]), float(hp["beta2"]),
+                        hp.get("ema_weight_precision", "float64"))
+
+
+def _lion_step(e, g, t, hp, lr) -> None:
+    """One exact Lion step; raises :class:`IllPosedSign` where the margin is below
+    LION_SAFETY (the case must not be generated)."""
+    S = e.s
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+    u = _UNIT[hp.get("_case_dtype", "float64")]
+    g_err = hp.get("_lion_g_units", 0) * u * t * max(abs(g), 1)
+    m_err = getattr(e, "lion_m_err", mpmath.mpf(0))
+    c = b1 * S["mu"] + w1 * g
+    c_err, e.lion_m_err = lion_sign_bounds(u, b1, w1, b2, w2, g, S["mu"], m_err, g_err)
+    if lion_sign_margin(c, c_err) <= LION_SAFETY:
+        msg = (f"lion: at step {t} c = {float(c)!r} is within {LION_SAFETY:g} times the "
+               f"worst-case rounding error of c ({float(c_err)!r}) in "
+               f"{hp.get('_case_dtype', 'float64')}: its sign is not well-posed")
+        raise IllPosedSign(msg)
+    e.p = e.p - lr * mpmath.sign(c)
+    S["mu"] = b2 * S["mu"] + w2 * g
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:
@@ -281,4 +510,7 @@ def case_hparams(case, name: str) -> dict:
     """The settings :func:`_init_fields`, :func:`_step` and :func:`_nadam_shared` take for
     parameter ``name`` of ``case``: its hyperparameters, defaults for the fields some optimizers
     lack, and the case dtype (``"_case_dtype"``, read by ``factor_precision="param"``)."""
-    return {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    out = {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    if case.optimizer == "lion" and case.kind == "closed_loop":
+        out["_lion_g_units"] = LION_LOOP_G_UNITS
+    return out

@@ -43,7 +43,8 @@ from .base import Adapter, unsupported
 __all__ = ["KerasAdapter", "KERAS_CLASSES", "FIELDS"]
 
 KERAS_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam"}
+                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam",
+                 "adadelta": "Adadelta", "lion": "Lion"}
 
 # (Keras optimizer attribute holding one slot per variable, canonical field, sign)
 FIELDS = {
@@ -54,6 +55,8 @@ FIELDS = {
     "adam": [("_momentums", "mu", 1), ("_velocities", "nu", 1), ("_velocity_hats", "nu_max", 1)],
     "adamax": [("_m", "mu", 1), ("_u", "nu", 1)],
     "nadam": [("_momentums", "mu", 1), ("_velocities", "nu", 1)],
+    "adadelta": [("_accumulated_grads", "nu", 1), ("_accumulated_delta_vars", "acc_delta", 1)],
+    "lion": [("_momentums", "mu", 1)],
 }
 FIELDS["amsgrad"] = FIELDS["adamw"] = FIELDS["adam"]
 SCALAR_FIELDS = {"nadam": [("_u_product", "mu_product")]}
@@ -70,6 +73,8 @@ _ARGS = {
              "amsgrad": "amsgrad"},
     "adamax": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
     "nadam": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
+    "adadelta": {"lr": "learning_rate", "rho": "rho", "eps": "epsilon"},
+    "lion": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2"},
 }
 _ARGS["amsgrad"] = _ARGS["adamw"] = _ARGS["adam"]
 _TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
