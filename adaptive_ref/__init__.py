@@ -66,6 +66,18 @@ from .sparse import (  # noqa: E402
                                              sparse_adagrad_step,
 )
 
+from .optimizers.schedule_free import (  # noqa: E402
+                                             ScheduleFreeState,
+                                             schedule_free_adamw_init,
+                                             schedule_free_adamw_step,
+                                             schedule_free_eval_params,
+                                             schedule_free_sgd_init,
+                                             schedule_free_sgd_step,
+)
+
+__all__ += ["ScheduleFreeState", "schedule_free_adamw_init", "schedule_free_adamw_step",
+            "schedule_free_sgd_init", "schedule_free_sgd_step", "schedule_free_eval_params"]
+
 __all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
             "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]
 

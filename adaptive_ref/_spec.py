@@ -106,6 +106,9 @@ class OptimizerSpec:
     elementwise: bool = True
     #: the parameter rank the step accepts (Muon: 2); None: any shape
     param_ndim: int | None = None
+    # arrays derived from (param, state) that the goldens record next to the state fields
+    # (schedule-free's evaluation point x): name -> f(param, state, **settings)
+    observables: Mapping[str, Callable] = field(default_factory=dict)
 
     @property
     def hparam_names(self) -> tuple[str, ...]:

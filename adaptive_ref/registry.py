@@ -22,6 +22,7 @@ from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
 from .optimizers.rootfree import ROOTFREE
+from .optimizers.schedule_free import SCHEDULE_FREE_ADAMW, SCHEDULE_FREE_SGD
 from .optimizers.sgd import SGD
 from .optimizers.shampoo import SHAMPOO
 from .optimizers.von import VON
@@ -34,7 +35,8 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
-_SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN)  # issue 11: the newer family
+_SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
+           SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
 _SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
 _SPECS += (ADAFACTOR,)  # not elementwise: no exact goldens yet (per-tensor goldens pending)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}

@@ -28,8 +28,11 @@ def test_every_framework_optimizer_with_weight_decay_has_weight_decay_mode():
     """Optimizers with a framework profile (AdamW and Lion are decoupled by definition, and so
     is Muon's decay in torch, optax, Keras and upstream; IVON and the root-free RMSprop have no
     framework counterpart, their decay is part of their algorithm)."""
+    # schedule-free: weight_decay_form ('direction': wd*y in the step of z and y, upstream and
+    # optax; 'y': Keras' y - lr*wd*y, which the interpolation toward z partly undoes)
+    own_form = ("adamw", "lion", "muon", "schedule_free_adamw", "schedule_free_sgd")
     lacking = [n for n, s in REGISTRY.items() if "weight_decay" in s.hparam_names
-               and s.profiles and n not in ("adamw", "lion", "muon") and n not in WD_MODE]
+               and s.profiles and n not in own_form and n not in WD_MODE]
     assert not lacking, f"weight_decay without weight_decay_mode: {lacking}"
     assert {"sgd", "adagrad", "rmsprop", "adamax", "adam", "nadam", "radam"} <= set(WD_MODE)
 

@@ -339,10 +339,59 @@ def adan_oracle(p, grads, lrs, beta1=0.98, beta2=0.92, beta3=0.99, eps=1e-8, eps
     return out
 
 
+def schedule_free_oracle(p, grads, lrs, adam=True, beta1=0.9, beta2=0.999, eps=1e-8,
+                         weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0,
+                         warmup_lag=False, averaging="lr_max", weight_decay_form="direction",
+                         x_from_updated_z=False):
+    """Defazio et al. 2024 in the paper's three sequences: z_t = z - lr_t d,
+    x_t = (1 - c_t) x + c_t z_t, y_t = (1 - b1) z_t + b1 x_t (d, the weights and the warm-up as
+    in facebookresearch/schedule_free; optax lags the warm-up of the z step; Keras averages
+    uniformly, decays y and, on torch, recovers x from the updated z)."""
+    b1, b2, wd = D(beta1), D(beta2), D(weight_decay)
+    y = x = z = D(p)
+    v, ws, lr_max = D(0), D(0), D(0)
+    out = []
+
+    def warm(lr, k):
+        return lr if not warmup_steps else lr * min(D(1), D(k) / D(warmup_steps))
+
+    for t, (g, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        g, lr = D(g), D(lr)
+        lr_t = warm(lr, t)
+        lr_z = warm(lr, t - 1) if warmup_lag else lr_t
+        lr_max = max(lr_max, lr_t)
+        w = D(1) if averaging == "uniform" else D(t) ** D(r) * lr_max ** D(weight_lr_power)
+        ws += w
+        c = w / ws
+        if weight_decay_form == "y":
+            y = y - lr * wd * y
+        x = (y - (1 - b1) * z) / b1  # the average the interpolation started from
+        if adam:
+            v = b2 * v + (1 - b2) * g * g
+            d = g / ((v / (1 - b2 ** t)).sqrt() + D(eps))
+        else:
+            d = g
+        if weight_decay_form == "direction":
+            d = d + wd * y
+        z = z - lr_z * d
+        if x_from_updated_z:
+            x = (y - (1 - b1) * z) / b1
+        x = (1 - c) * x + c * z
+        y = (1 - b1) * z + b1 * x
+        out.append(y)
+    return out
+
+
+def schedule_free_sgd_oracle(p, grads, lrs, **kw):
+    return schedule_free_oracle(p, grads, lrs, adam=False, **kw)
+
+
 ORACLES = {"sgd": sgd_oracle, "adagrad": adagrad_oracle, "rmsprop": rmsprop_oracle,
            "adam": adam_oracle, "amsgrad": adam_oracle, "adamw": adam_oracle,
            "adamax": adamax_oracle, "nadam": nadam_oracle, "radam": radam_oracle,
-           "adopt": adopt_oracle, "adabelief": adabelief_oracle, "adan": adan_oracle}
+           "adopt": adopt_oracle, "adabelief": adabelief_oracle, "adan": adan_oracle,
+           "schedule_free_adamw": schedule_free_oracle,
+           "schedule_free_sgd": schedule_free_sgd_oracle}
 
 # (optimizer, settings, steps); settings are the step's keywords; "lrs" gives a per-step lr
 CASES = [
@@ -473,6 +522,17 @@ CASES += [
     ("lion", dict(lr=1e-4), 4),
     ("lion", dict(lrs=(1e-3, 5e-4, 2e-3, 1e-3), beta1=0.5, beta2=0.75, weight_decay=0.1), 4),
     ("lion", dict(lr=1e-3, weight_decay=1e-3, maximize=True), 4),
+    # schedule-free (issue 11): upstream, r and the power, optax's lagged warm-up, Keras'
+    # uniform average with decay on y (and its torch backend's x from the updated z)
+    ("schedule_free_adamw", dict(lr=1e-2), 5),
+    ("schedule_free_adamw", dict(lrs=(1e-2, 2e-2, 5e-3, 1e-2, 1e-2), warmup_steps=3.0,
+                                 weight_decay=0.1, r=1.0, weight_lr_power=1.0), 5),
+    ("schedule_free_adamw", dict(lr=1e-2, warmup_steps=3.0, warmup_lag=True), 5),
+    ("schedule_free_adamw", dict(lr=1e-2, warmup_steps=3.0, averaging="uniform",
+                                 weight_decay=0.1, weight_decay_form="y"), 5),
+    ("schedule_free_adamw", dict(lr=1e-2, averaging="uniform", x_from_updated_z=True), 5),
+    ("schedule_free_sgd", dict(lr=0.1, beta1=0.8), 5),
+    ("schedule_free_sgd", dict(lr=0.1, warmup_steps=4.0, warmup_lag=True, weight_decay=0.1), 5),
 ]
 
 

@@ -97,10 +97,22 @@ KNOB_CONTEXT[("adan", "weight_decay_mode")] = {"weight_decay": 0.1}
 # fl32(0.98) and fl32(0.99) move 1 - beta^t by < 1e-6 relative, inside the float32 budget (as
 # at Adamax's 0.9); at beta1 = 0.999 float32 factors are 1.3e-5 off (finding F1)
 KNOB_CONTEXT[("adan", "factor_precision")] = {"beta1": 0.999}
+# schedule-free: the warm-up knobs and the averaging act only with a warm-up (W = 5: steps 1-5
+# of every case are in it), Keras' decay form only with weight decay
+for _sf in ("schedule_free_adamw", "schedule_free_sgd"):
+    KNOB_CONTEXT.update({(_sf, "warmup_lag"): {"warmup_steps": 5.0},
+                         (_sf, "warmup_precision"): {"warmup_steps": 5.0},
+                         (_sf, "weight_decay_form"): {"weight_decay": 1e-2},
+                         # with a constant lr every weight is lr^P: c_t = 1/t either way
+                         (_sf, "averaging"): {"warmup_steps": 5.0}})
 
 # Knobs that act only on float32 parameters: for float64 ones both values compute the same
 # numbers ('param' precision is float64), so their knob cases exist for float32 only.
 FLOAT32_ONLY_KNOBS = frozenset({"factor_precision", "ema_weight_precision"})
+# Knobs that act on float64 parameters only: schedule-free's warmup_precision rounds the warmed-up
+# lr (or its factor) to float32, which in a float32 case is within a float32 rounding of the
+# other values (below the budget), so their knob cases exist for float64 only.
+FLOAT64_ONLY_KNOBS = frozenset({"warmup_precision"})
 
 # Knobs that cannot change an exact trajectory, with the proof's summary (docs/conformance.md,
 # "Coverage"); the catalogue has no case for them, since such a case would equal its base.
@@ -108,6 +120,10 @@ UNOBSERVABLE: dict[tuple[str, str], str] = {
     ("radam", "threshold_inclusive"):
         "rho_1 = 1 < 4 <= threshold, and for t >= 2 rho_t is not a dyadic rational, so it never "
         "equals a float threshold: >= and > select the same steps",
+    ("schedule_free_sgd", "factor_precision"):
+        "the goldens hold schedule-free's scalars (warm-up, weights, their sum, c_t) exactly for "
+        "both values (their float32 rounding is charged by the error model), and SGD has no "
+        "1 - beta^t: both values give the same golden",
 }
 # ... and knobs whose effect the derived budget cannot tell from rounding the hyperparameters to
 # the case dtype (its shift term, which every implementation is allowed), with the measurement
@@ -136,6 +152,9 @@ EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
                                                   {"centered": True, "momentum": 0.9})),
     "adagrad": (("lr_decay", {"lr_decay": 1e-2}),),
     "nadam": (("momentum_decay=1e9", {"momentum_decay": 1e9}),),
+    # each profile's own warm-up (optax: lagged, float32), and upstream's polynomial weights
+    "schedule_free_adamw": (("warmup", {"warmup_steps": 5.0}), ("r=1", {"r": 1.0})),
+    "schedule_free_sgd": (("warmup", {"warmup_steps": 5.0}), ("r=1", {"r": 1.0})),
 }
 
 WEIGHT_DECAY = 1e-2
@@ -180,9 +199,19 @@ def _lion_well_posed(params, settings: dict, steps: int, dtype: str) -> tuple:
 WELL_POSED = {"lion": _lion_well_posed}
 
 
+# The lr of every case of these optimizers, where the profiles' default does not serve.
+# schedule_free_sgd: upstream's and optax's lr = 1 keeps z (a sum of float64 gradients) short
+# dyadic numbers, so the uniform average x = (z_1 + ... + z_t)/t is now and then exactly a
+# float64 tie, which no working precision certifies (exact.certified); 0.1 (53 significant
+# bits) is not.
+CASE_LR = {"schedule_free_sgd": 0.1}
+
+
 def case_lr(spec) -> float:
     """The lr of every case of ``spec``: the torch profile's default (optax has none), so the
     torch- and optax-profile cases are comparable."""
+    if spec.name in CASE_LR:
+        return CASE_LR[spec.name]
     torch = spec.profiles.get("torch")
     if torch is not None and isinstance(torch.settings.get("lr"), float):
         return torch.settings["lr"]
@@ -261,7 +290,7 @@ def _make(spec, profile: str, dtype: str, variant: str, overrides: dict, *, step
 def _closed_loop(spec, profile: str, objective: str) -> GoldenCase:
     # A small lr keeps every closed loop contractive (SGD: lr * L < 2 with L = 1e4), so the
     # golden is not chaotic: the fidelity check would expose a chaotic one.
-    lr = 1e-4 if spec.name == "sgd" else min(case_lr(spec), 1e-3)
+    lr = 1e-4 if spec.name in ("sgd", "schedule_free_sgd") else min(case_lr(spec), 1e-3)
     obj, start = objectives.make_objective(objective)
     params = tuple(ParamSpec(k, v.shape, v.astype(np.float64)) for k, v in start.items())
     return GoldenCase(
@@ -318,6 +347,8 @@ def _cases_for(spec) -> Iterator[GoldenCase]:
                 if h.name in spec.fixed:
                     continue
                 if h.name in FLOAT32_ONLY_KNOBS and dtype == "float64":
+                    continue
+                if h.name in FLOAT64_ONLY_KNOBS and dtype == "float32":
                     continue
                 for value in _knob_values(h, spec):
                     if base.get(h.name, h.default) == value:

@@ -59,6 +59,9 @@ ETA = 2.0 ** -20  # relative finite-difference step
 # Roundings per element and step in a field's own update (on terms <= |x_old| + |x_new|).
 FIELD_ROUNDINGS = {"mu": 3, "nu": 4, "sum": 2, "momentum_buffer": 3, "nu_max": 1,
                    "mu_product": 4}
+# schedule-free: z - lr*d (d's own roundings included), the weight sum's addition and the
+# weight's power, lr_max's warm-up product; x = (y - (1 - b1) z)/b1 from the stored y, z
+FIELD_ROUNDINGS.update({"z": 9, "weight_sum": 4, "lr_max": 3, "x": 4})
 FIELD_ROUNDINGS_OF = {("adamax", "nu"): 2, ("rmsprop", "momentum_buffer"): 10}
 # Adadelta's acc_delta adds (1 - rho)*Delta**2, Delta = sqrt(u + eps)/sqrt(v + eps)*g carrying
 # six roundings (two adds, two roots, a divide, a multiply), doubled by the square, plus its own
@@ -66,7 +69,8 @@ FIELD_ROUNDINGS_OF = {("adamax", "nu"): 2, ("rmsprop", "momentum_buffer"): 10}
 FIELD_ROUNDINGS_OF.update({("adadelta", "acc_delta"): 15})
 # Roundings of the update delta itself (from the state to the value subtracted from p).
 UPDATE_ROUNDINGS = {"sgd": 3, "adagrad": 6, "rmsprop": 10, "adam": 9, "amsgrad": 9, "adamw": 9,
-                    "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6}
+                    "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6,
+                    "schedule_free_adamw": 14, "schedule_free_sgd": 8}
 # Adadelta: Delta's six and lr*Delta; Lion: lr*sign(c) (+ optax's u + wd*theta, then lr*(...))
 UPDATE_ROUNDINGS.update({"adadelta": 7, "lion": 3})
 DEFAULT_ROUNDINGS = 14
@@ -88,6 +92,7 @@ FACTORS = {
     "adamw": (("beta1", -1.0), ("beta2", 0.5)), "lazy_adam": (("beta1", -1.0), ("beta2", 0.5)),
     "radam": (("beta1", -1.0), ("beta2", 0.5)), "nadam": (("beta2", 0.5),),
     "adamax": (("beta1", -1.0),), "rmsprop": (("alpha", 0.5),),
+    "schedule_free_adamw": (("beta2", 0.5),),
 }
 FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
 
@@ -268,16 +273,26 @@ class _Param:
         p0 = np.asarray(pspec.init, dtype=np.float64).reshape(pspec.shape)
         self.x = p0
         self.st = spec.init(p0, **spec.init_kwargs(self.hp))
-        self.fields = ["p"] + _float_fields(self.st)
-        self.scalar = {f for f in self.fields[1:] if np.ndim(getattr(self.st, f)) == 0
+        # observables (schedule-free's x) are fields computed from p and the state: their row of
+        # the Jacobian is d(new x)/d(old state), their column is 0
+        self.observables = dict(spec.observables)
+        self.fields = ["p"] + _float_fields(self.st) + list(self.observables)
+        self.scalar = {f for f in self.fields[1:] if f not in self.observables
+                       and np.ndim(getattr(self.st, f)) == 0
                        and pspec.shape != ()}
         self.lazy = (pspec.grad is not None and pspec.grad.get("row_fraction") is not None)
+
+    def _observe(self, out: dict, p, st) -> dict:
+        for f, fn in self.observables.items():
+            out[f] = np.asarray(fn(p, st, **self.hp), dtype=np.float64)
+        return out
 
     def values(self) -> dict:
         out = {"p": np.asarray(self.x, dtype=np.float64)}
         for f in self.fields[1:]:
-            out[f] = _arr(getattr(self.st, f), self.shape)
-        return out
+            if f not in self.observables:
+                out[f] = _arr(getattr(self.st, f), self.shape)
+        return self._observe(out, self.x, self.st)
 
     def step(self, values: dict, g, t: int, lr) -> tuple[dict, object]:
         kw = dict(self.hp)
@@ -285,7 +300,7 @@ class _Param:
             kw["lr"] = lr
         st = self.st._replace(**{f: (np.float64(np.asarray(values[f]).reshape(-1)[0])
                                      if f in self.scalar else values[f])
-                                 for f in self.fields[1:]})
+                                 for f in self.fields[1:] if f not in self.observables})
         garr = g
         if self.lazy:
             from adaptive_ref.sparse import RowSparse
@@ -297,8 +312,9 @@ class _Param:
         p, st2 = self.spec.step(values["p"], garr, st, **kw)
         out = {"p": np.asarray(p, dtype=np.float64)}
         for f in self.fields[1:]:
-            out[f] = _arr(getattr(st2, f), out["p"].shape)
-        return out, st2
+            if f not in self.observables:
+                out[f] = _arr(getattr(st2, f), out["p"].shape)
+        return self._observe(out, p, st2), st2
 
 
 def _perturbation(old, new):
@@ -434,6 +450,8 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
     wd = float(hp.get("weight_decay", 0.0) or 0.0)
     coupled = (wd != 0.0 and opt not in DECOUPLED_ONLY
                and hp.get("weight_decay_mode", "coupled") == "coupled")
+    if opt in SCHEDULE_FREE:  # wd*y in the direction, or Keras' y - lr*wd*y
+        coupled = wd != 0.0 and hp["weight_decay_form"] == "direction"
     decoupled = wd != 0.0 and not coupled
     delta = np.abs(old["p"] - new["p"]).reshape(-1)
     pold, pnew = np.abs(old["p"]).reshape(-1), np.abs(new["p"]).reshape(-1)
@@ -492,7 +510,77 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
             c = float(hp[name])
             new_term = np.abs(new[f] - c * old[f]).reshape(-1)
             bound[:, i] += _const_error(1.0 - c, case.dtype) / u * new_term
+    if opt in SCHEDULE_FREE:
+        _schedule_free_local(pp, old, new, t, lr, fp, u, var, bound)
     return np.where(touched[:, None], var, 0.0), np.where(touched[:, None], bound, 0.0)
+
+
+SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _sf_lr_error(hp: dict, lr: float, k: float, u_p: float) -> float:
+    """Bound on the relative error of the warmed-up lr ``lr min(1, k/W)`` of step index k: the
+    quotient and the product in precision ``u_p``; with ``warmup_precision="float32"`` the golden
+    holds optax's float32 evaluation itself, and an implementation that contracts
+    ``(-lr) frac + lr`` into a fused multiply-add differs from it by one float32 rounding of the
+    sum's terms. 0 without warm-up or after it (the lr itself: the shift of the rounded
+    hyperparameters)."""
+    w = float(hp["warmup_steps"])
+    if w == 0 or k >= w or k <= 0:
+        return 0.0
+    if hp["warmup_precision"] == "float32":
+        return 2.0 * UNIT["float32"] * w / k
+    return 2.0 * u_p
+
+
+def _schedule_free_local(pp, old, new, t, lr, fp, u, var, bound) -> None:
+    """Schedule-free's per-step scalars (one error per step, shared by every element, a bound):
+    the warmed-up lrs, c_t (the weight's power, the weight sum accumulated in precision u_P:
+    at most t u_P relative; Keras' 1/t), the coefficient gamma (b1 (1 - c) - 1), which cancels
+    by 1/(1 - b1 (1 - c)), and 1 - b2**t; then x = (y - (1 - b1) z)/b1 inherits this step's new
+    errors of y and z (its own roundings are FIELD_ROUNDINGS["x"])."""
+    hp = pp.hp
+    u_p = fp[0]
+    lr = float(lr if lr is not None else hp["lr"])
+    b1, fi = float(hp["beta1"]), pp.fields.index
+    ws_old = float(np.asarray(old["weight_sum"]).reshape(-1)[0])
+    ws_new = float(np.asarray(new["weight_sum"]).reshape(-1)[0])
+    err_t = _sf_lr_error(hp, lr, t, u_p)
+    err_z = _sf_lr_error(hp, lr, t - 1 if hp["warmup_lag"] else t, u_p)
+    lr_max = float(np.asarray(new["lr_max"]).reshape(-1)[0])
+    bound[:, fi("lr_max")] += err_t / u * lr_max
+    if hp["averaging"] == "uniform":
+        c, err_c = 1.0 / t, u_p
+    else:
+        c = (ws_new - ws_old) / ws_new if ws_new > 0 else 0.0
+        power, r = float(hp["weight_lr_power"]), float(hp["r"])
+        # in a float32 case with float32 scalars the golden holds their float32 evaluation
+        # (fidelity._schedule_free_shared): only the powers' own errors remain (lr_max**2 is a
+        # correctly rounded square under jit and within one ULP eagerly: measured on 1e5
+        # values); otherwise the sum accumulated in precision u_p is off by up to t u_p relative
+        emulated = u_p == UNIT["float32"]
+        ln = abs(power * np.log(lr_max)) if lr_max > 0 and not emulated else 0.0
+        err_w = (2.0 + 4.0 * ln + 4.0 * abs(r * np.log(t))) * u_p + 2.0 * power * err_t
+        err_c = 2.0 * err_w + (0.0 if emulated else (t + 1.0) * u_p)
+        bound[:, fi("weight_sum")] += err_w / u * (ws_new - ws_old)  # this step's weight
+    bc = 0.0
+    if "beta2" in hp:
+        bc = 0.5 * _factor_error(float(hp["beta2"]), t, fp)
+    keep = c if hp["x_from_updated_z"] else 1.0 - b1 * (1.0 - c)  # |coefficient of d| / gamma
+    err_coef = u_p * (2.0 + b1 / keep) if keep > 0 else 0.0
+    y_old, z_old = old["p"].reshape(-1), old["z"].reshape(-1)
+    dz = np.abs(new["z"] - old["z"]).reshape(-1)
+    b_y = (err_c / u * c * (np.abs(z_old - y_old) + b1 * dz)
+           + (err_z + err_coef + bc) / u * keep * dz)
+    b_z = (err_z + bc) / u * dz
+    j_y, j_z, j_x = fi("p"), fi("z"), fi("x")
+    bound[:, j_y] += b_y
+    bound[:, j_z] += b_z
+    # x's share of this step's new errors of y and z (and its own roundings on |y|/b1)
+    a = (1.0 - b1) / b1
+    bound[:, j_x] += bound[:, j_y] / b1 + a * bound[:, j_z]
+    y_new = np.abs(new["p"]).reshape(-1)
+    var[:, j_x] += 2.0 * (var[:, j_y] / b1 ** 2 + a * a * var[:, j_z]) + (y_new / b1) ** 2
 
 
 DENSE = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}

@@ -73,11 +73,15 @@ def _pow(b, x, hp: dict) -> mpmath.mpf:
 
 
 class _Elem:
-    """The exact state of one element of one parameter."""
+    """The exact state of one element of one parameter (an initial field given as
+    :data:`_PARAM` starts at the element's parameter value)."""
 
     def __init__(self, p, init_fields):
         self.p = p
-        self.s = dict(init_fields)
+        self.s = {k: (p if v is _PARAM else v) for k, v in init_fields.items()}
+
+
+_PARAM = object()  # an initial state field equal to the parameter (schedule-free's z and x)
 
 
 def _init_fields(opt: str, hp: dict) -> dict:
@@ -110,6 +114,12 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"nu": z, "acc_delta": z}
     if opt == "lion":
         return {"mu": z}
+    if opt in SCHEDULE_FREE:
+        out = {"z": _PARAM, "weight_sum": z, "lr_max": z}
+        if opt == "schedule_free_adamw":
+            out["nu"] = z
+        out["x"] = _PARAM  # the evaluation point (an observable, recorded with the state)
+        return out
     raise KeyError(opt)
 
 
@@ -127,6 +137,9 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         _OWN_STEP[opt](e, _signed_coupled(e, g, hp), t, hp, lr)
         return
     S = e.s
+    if opt in SCHEDULE_FREE:
+        _schedule_free_step(opt, e, g, t, hp, lr, shared)
+        return
     if hp.get("maximize"):
         g = -g
     wd = _m(hp.get("weight_decay", 0.0))
@@ -472,6 +485,90 @@ def _lion_step(e, g, t, hp, lr) -> None:
         raise IllPosedSign(msg)
     e.p = e.p - lr * mpmath.sign(c)
     S["mu"] = b2 * S["mu"] + w2 * g
+
+
+# ---- schedule-free AdamW and SGD (adaptive_ref.optimizers.schedule_free) -----------------------
+SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _sf_lr(hp: dict, lr, k) -> mpmath.mpf:
+    """The warmed-up lr ``lr * min(1, k/W)`` of step index ``k`` (``t`` or, lagged, ``t - 1``):
+    exact, or with ``warmup_precision="float32"`` optax's float32 evaluation, every operation
+    rounded to float32: ``fl(fl(-fl(lr) fl(1 - fl(k/W))) + fl(lr))`` while ``k < W``, then
+    ``fl(lr)``; with ``"factor_float32"`` ``lr fl(min(k/W, 1))`` (Keras, torch backend)."""
+    w = _m(hp["warmup_steps"])
+    if w == 0:
+        return lr
+    k = mpmath.mpf(k)
+    if hp["warmup_precision"] == "float32":
+        lr32 = _f32(lr)
+        if k >= w:
+            return lr32
+        return _f32(_f32(-lr32 * _f32(1 - _f32(k / w))) + lr32)
+    if hp["warmup_precision"] == "factor_float32":  # fl32(min(k/W, 1)); k/W is no float32 tie
+        return lr * _f32(min(mpmath.mpf(1), k / w))
+    return lr * min(mpmath.mpf(1), k / w)
+
+
+def _schedule_free_shared(hp: dict, t: int, shared: dict, lr) -> None:
+    """One parameter's scalars of step ``t``: the lr of the weights (``lr_t``) and of the step
+    (``lr_z``), lr_max, the weight sum and c_t. Exact, except under ``factor_precision="param"``
+    in a float32 case, where each is the float32 evaluation of its formula, every operation
+    correctly rounded, as optax and Keras compute them: ``fl(fl(lr) fl(min(1, k/W)))`` (or
+    optax's float32 schedule), ``w = fl(fl(t^r) fl(lr_max^P))``, ``fl(sum + w)``,
+    ``c = fl(w/sum)`` (Keras: ``fl(1/t)``). The rest of the update keeps exact scalars (the error
+    model charges their rounding)."""
+    f = _f32 if _param_factors(hp) else (lambda v: v)
+    lr = _m(lr)
+
+    def warm(k):
+        if hp["warmup_precision"] == "float32" or _m(hp["warmup_steps"]) == 0:
+            return f(_sf_lr(hp, f(lr), k))
+        return f(f(lr) * f(_sf_lr(hp, mpmath.mpf(1), k)))
+
+    lr_t = warm(t)
+    lr_z = warm(t - 1) if hp["warmup_lag"] else lr_t
+    lr_max = max(shared.get("lr_max", mpmath.mpf(0)), lr_t)
+    ws = shared.get("weight_sum", mpmath.mpf(0))
+    if hp["averaging"] == "uniform":
+        ws, c = ws + 1, f(1 / mpmath.mpf(t))
+    else:
+        w = f(lr_max ** _m(hp["weight_lr_power"]))
+        if _m(hp["r"]) != 0:
+            w = f(f(mpmath.mpf(t) ** _m(hp["r"])) * w)
+        ws = f(ws + w)
+        c = f(w / ws) if ws > 0 else mpmath.mpf(0)
+    shared.update(lr_t=lr_t, lr_z=lr_z, lr_max=lr_max, weight_sum=ws, c=c)
+
+
+def _schedule_free_step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
+    S = e.s
+    b1, wd, c, lr_z = _m(hp["beta1"]), _m(hp["weight_decay"]), shared["c"], shared["lr_z"]
+    y = e.p
+    if hp["weight_decay_form"] == "y":  # Keras: y - lr*wd*y (the un-warmed lr) first
+        y = y * (1 - lr * wd)
+    if opt == "schedule_free_adamw":
+        b2 = _m(hp["beta2"])
+        S["nu"] = b2 * S["nu"] + _ema_weight(b2, hp) * g * g
+        u = g / (_sqrt(S["nu"] / (1 - _pow(b2, mpmath.mpf(t), hp))) + _m(hp["eps"]))
+    else:
+        u = g
+    if hp["weight_decay_form"] == "direction":
+        u = u + wd * y
+    coef = -c * lr_z if hp["x_from_updated_z"] else lr_z * (b1 * (1 - c) - 1)
+    e.p = y + c * (S["z"] - y) + coef * u
+    S["z"] = S["z"] - lr_z * u
+    S["x"] = (e.p - (1 - b1) * S["z"]) / b1
+    S["weight_sum"], S["lr_max"] = shared["weight_sum"], shared["lr_max"]
+
+
+def shared_scalars(opt: str, hp: dict, t: int, shared: dict, lr) -> None:
+    """Before step ``t`` of one parameter: its per-parameter scalars (NAdam's momentum product,
+    schedule-free's weights) into ``shared``; ``lr`` is the step's lr."""
+    if opt == "nadam":
+        _nadam_shared(hp, t, shared)
+    elif opt in SCHEDULE_FREE:
+        _schedule_free_shared(hp, t, shared, lr)
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:

@@ -390,7 +390,8 @@ ADAM_LIKE = frozenset({"adam", "amsgrad", "adamw"})
 #: (permutation, sign flip, maximize, zero gradient) hold for them as written (Adadelta's
 #: averages are of squares and its step is odd in g; Lion's sign is odd and sign(0) = 0); ADOPT's
 #: step is also invariant under g -> 2^k g with eps -> eps/2^k (n = g/max(sqrt(v), eps) is).
-NEWER = frozenset({"adadelta", "lion", "adopt", "adabelief", "adan"})
+NEWER = frozenset({"adadelta", "lion", "adopt", "adabelief", "adan", "schedule_free_adamw",
+                   "schedule_free_sgd"})
 PARAM_SHAPED_STATE = CORE | NEWER | {"von", "ivon", "rootfree_rmsprop", "lazy_adam",
                                      "sparse_adagrad"}
 DYADIC_BETAS = (0.5, 0.75, 0.875, 0.9375)

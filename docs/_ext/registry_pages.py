@@ -87,6 +87,10 @@ CONVENTIONS: tuple[tuple[str, str, str], ...] = (
     ("weight-decay coupling", "adadelta", "weight_decay_mode"),
     ("precision of the EMA weights 1 - beta", "lion", "ema_weight_precision"),
     ("Lion weight decay (decoupled)", "lion", "weight_decay"),
+    ("schedule-free warm-up index", "schedule_free_adamw", "warmup_lag"),
+    ("schedule-free warm-up index", "schedule_free_adamw", "warmup_precision"),
+    ("schedule-free averaging weights", "schedule_free_adamw", "averaging"),
+    ("schedule-free weight decay", "schedule_free_adamw", "weight_decay_form"),
 )
 
 

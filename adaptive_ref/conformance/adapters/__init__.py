@@ -41,6 +41,10 @@ def all_adapters() -> list[Adapter]:
     from .adabelief_pytorch import AdaBeliefPytorchAdapter
 
     out.append(AdaBeliefPytorchAdapter())  # the authors' package (issue 11)
+
+    from .schedulefree_adapter import UpstreamScheduleFreeAdapter
+
+    out.append(UpstreamScheduleFreeAdapter())  # the authors' schedule-free code (upstream profile)
     return out
 
 

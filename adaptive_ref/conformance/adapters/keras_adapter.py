@@ -77,6 +77,12 @@ _ARGS = {
     "lion": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2"},
 }
 _ARGS["amsgrad"] = _ARGS["adamw"] = _ARGS["adam"]
+# schedule-free AdamW (keras.optimizers.ScheduleFreeAdamW): its "momentum" slot is z; it keeps no
+# weight sum, no lr_max and no evaluation point x (those fields are not compared)
+KERAS_CLASSES["schedule_free_adamw"] = "ScheduleFreeAdamW"
+FIELDS["schedule_free_adamw"] = [("_momentums", "z", 1), ("_velocities", "nu", 1)]
+_ARGS["schedule_free_adamw"] = {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2",
+                                "eps": "epsilon", "warmup_steps": "warmup_steps"}
 _TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
 
 

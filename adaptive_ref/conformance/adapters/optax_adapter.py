@@ -75,6 +75,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
                    need("threshold_inclusive", True, "optax.radam rectifies when rho >= 5")]
     elif opt in _NEWER:
         checks += _NEWER[opt](hp, need)
+    elif opt in _SCHEDULE_FREE:
+        checks += _schedule_free_why_not(hp, need, scheduled)
     elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -125,6 +127,8 @@ def _transform(opt: str, hp: dict, schedule):
     import jax.numpy as jnp
     import optax
 
+    if opt in _SCHEDULE_FREE:
+        return _schedule_free_transform(opt, hp)
     lr = hp["lr"] if schedule is None else schedule
     hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
     if opt == "adan":
@@ -184,6 +188,53 @@ def _default_lr_alias(opt: str, hp: dict):
 
     assert opt == "adadelta", opt
     return optax.adadelta(rho=hp["rho"], eps=hp["eps"], weight_decay=hp["weight_decay"])
+
+
+# ---- schedule-free AdamW and SGD: optax.contrib.schedule_free_{adamw,sgd} ---------------------
+_SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _schedule_free_why_not(hp, need, scheduled: bool) -> list:
+    warm = bool(hp["warmup_steps"])  # ABSENT (optax's default: none) is falsy
+    return [
+        "optax.contrib.schedule_free reads an lr schedule at step_count = k + 1 for the weights "
+        "and at count = k for the step, so the case's per-step lr (lr_k for both) cannot be "
+        "given to it" if scheduled else None,
+        need("r", 0.0, "optax's schedule_free has no polynomial weighting (r = 0)"),
+        need("averaging", "lr_max", "optax averages with weights max_lr**weight_lr_power"),
+        need("x_from_updated_z", False, "optax recovers x from the z before the update"),
+        need("weight_decay_form", "direction",
+             "optax adds wd*y to the step direction (add_decayed_weights)"),
+        need("warmup_lag", True, "optax's warm-up is lagged by one step for z") if warm
+        else None,
+        need("warmup_precision", "float32", "optax's warmup_constant_schedule is float32")
+        if warm else None,
+    ]
+
+
+def _schedule_free_transform(opt: str, hp: dict):
+    from optax import contrib
+
+    hp = Given(hp)
+    kw = present(dict(learning_rate=hp["lr"], b1=hp["beta1"],
+                      weight_lr_power=hp["weight_lr_power"]))
+    if hp["warmup_steps"]:
+        kw["warmup_steps"] = int(hp["warmup_steps"])
+    wd = hp.get("weight_decay", 0.0)
+    if opt == "schedule_free_adamw":
+        return contrib.schedule_free_adamw(**kw, **present(dict(
+            b2=hp["beta2"], eps=hp["eps"], weight_decay=wd)))
+    return contrib.schedule_free_sgd(**kw, weight_decay=wd or None)
+
+
+def _schedule_free_fields(state, params) -> dict:
+    """z, the weight sum, max_lr (lr_max) and the evaluation point x of a ScheduleFreeState."""
+    from optax import contrib
+
+    x = contrib.schedule_free_eval_params(state, params)
+    return {"z": np.asarray(state.z), "weight_sum": float(np.asarray(state.weight_sum)),
+            "lr_max": float(np.asarray(state.max_lr)), "x": np.asarray(x),
+            "count": int(np.asarray(state.step_count)) - 1}
 
 
 def _state_fields(state) -> dict:
@@ -286,6 +337,9 @@ class OptaxAdapter(Adapter):
     def read(self, h):
         fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
         state = {k: fields_of(s) for k, s in h["states"].items()}
+        if h["optimizer"] in _SCHEDULE_FREE:
+            for k, s in h["states"].items():
+                state[k].update(_schedule_free_fields(s, h["params"][k]))
         if h["optimizer"] == "rmsprop":
             # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
             # step (-lr * u); the canonical buffer holds +lr * u.
