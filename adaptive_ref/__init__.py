@@ -8,6 +8,7 @@ Importing this package imports no array backend.
 
 from . import schedules
 from .optimize import OptimizeResult, minimize
+from .optimizers.adafactor import AdafactorState, adafactor_init, adafactor_step
 from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
 from .optimizers.adam import (
                               AdamState,
@@ -53,6 +54,7 @@ __all__ = [
     "full_matrix_adagrad_step", "minimize", "OptimizeResult", "MuonState", "muon_init",
     "muon_step",
 ]
+__all__ += ["AdafactorState", "adafactor_init", "adafactor_step"]
 
 from .optimizers.schedule_free import (  # noqa: E402
                               ScheduleFreeState,
