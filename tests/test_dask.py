@@ -13,8 +13,8 @@ Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) sum over a chunked
 array, chunk by chunk and then across chunks, an order NumPy does not use: their norms differ in
 the last bits, so they are compared to ``RTOL_REDUCTION`` (a 12-term sum in another order is
 within 12 u; the ratio carries that relative difference into the step).
-Adafactor's means (along an axis, and whole-tensor RMS) likewise add chunk sums in another
-order: the same allowance.
+Adafactor's means (along an axis, and whole-tensor RMS) add chunk sums in another order too; as
+a non-elementwise optimizer it is held to ``RTOL_MATRIX``, as Muon is.
 """
 
 from __future__ import annotations
