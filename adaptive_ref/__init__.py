@@ -8,6 +8,7 @@ Importing this package imports no array backend.
 
 from . import schedules
 from .optimize import OptimizeResult, minimize
+from .optimizers.adafactor import AdafactorState, adafactor_init, adafactor_step
 from .optimizers.adagrad import AdagradState, adagrad_init, adagrad_step
 from .optimizers.adam import (
                               AdamState,
@@ -25,6 +26,7 @@ from .optimizers.full_matrix_adagrad import (
                               full_matrix_adagrad_step,
 )
 from .optimizers.ivon import IVONState, ivon_init, ivon_sample, ivon_step
+from .optimizers.muon import MuonState, muon_init, muon_step
 from .optimizers.nadam import NAdamState, nadam_init, nadam_step
 from .optimizers.radam import RAdamState, radam_init, radam_step
 from .optimizers.rmsprop import RMSpropState, rmsprop_init, rmsprop_step
@@ -49,18 +51,42 @@ __all__ = [
     "VONState", "von_init", "von_step", "von_sample", "IVONState", "ivon_init", "ivon_step",
     "ivon_sample", "RootFreeState", "rootfree_init", "rootfree_step", "ShampooState",
     "shampoo_init", "shampoo_step", "FullMatrixAdagradState", "full_matrix_adagrad_init",
-    "full_matrix_adagrad_step", "minimize", "OptimizeResult",
+    "full_matrix_adagrad_step", "minimize", "OptimizeResult", "MuonState", "muon_init",
+    "muon_step",
 ]
+__all__ += ["AdafactorState", "adafactor_init", "adafactor_step"]
 
-from .sparse import (  # noqa: E402
-                                             RowSparse,
-                                             lazy_adam_init,
-                                             lazy_adam_step,
-                                             rowwise_adagrad_init,
-                                             rowwise_adagrad_step,
-                                             sparse_adagrad_init,
-                                             sparse_adagrad_step,
+from .optimizers.schedule_free import (  # noqa: E402
+                              ScheduleFreeState,
+                              schedule_free_adamw_init,
+                              schedule_free_adamw_step,
+                              schedule_free_eval_params,
+                              schedule_free_sgd_init,
+                              schedule_free_sgd_step,
 )
+from .sparse import (  # noqa: E402
+                              RowSparse,
+                              lazy_adam_init,
+                              lazy_adam_step,
+                              rowwise_adagrad_init,
+                              rowwise_adagrad_step,
+                              sparse_adagrad_init,
+                              sparse_adagrad_step,
+)
+
+__all__ += ["ScheduleFreeState", "schedule_free_adamw_init", "schedule_free_adamw_step",
+            "schedule_free_sgd_init", "schedule_free_sgd_step", "schedule_free_eval_params"]
 
 __all__ += ["RowSparse", "lazy_adam_init", "lazy_adam_step", "sparse_adagrad_init",
             "sparse_adagrad_step", "rowwise_adagrad_init", "rowwise_adagrad_step"]
+
+# issue 11: the newer family
+from .optimizers.adabelief import AdaBeliefState, adabelief_init, adabelief_step  # noqa: E402
+from .optimizers.adadelta import AdadeltaState, adadelta_init, adadelta_step  # noqa: E402
+from .optimizers.adan import AdanState, adan_init, adan_step  # noqa: E402
+from .optimizers.adopt import AdoptState, adopt_init, adopt_step  # noqa: E402
+from .optimizers.lion import LionState, lion_init, lion_step  # noqa: E402
+
+__all__ += ["AdoptState", "adopt_init", "adopt_step", "AdaBeliefState", "adabelief_init",
+            "adabelief_step", "AdanState", "adan_init", "adan_step", "AdadeltaState",
+            "adadelta_init", "adadelta_step", "LionState", "lion_init", "lion_step"]

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 import array_api_compat as aac
 
+from ._checks import NP
+
 __all__ = ["BLOCK", "run", "functional"]
 
 BLOCK = 1 << 16
@@ -43,8 +45,8 @@ def run(xp, update: Callable, arrays: Sequence, *, block: int | None = None) -> 
     arrays."""
     block = BLOCK if block is None else block
     first = arrays[0]
-    if (not _ENABLED[-1] or not aac.is_numpy_namespace(xp) or first.ndim == 0
-            or first.size <= block):
+    if type(first) is not NP.ndarray or not _ENABLED[-1] or first.size <= block \
+            or not aac.is_numpy_namespace(xp) or first.ndim == 0:
         return update(*arrays)
     shape, n = first.shape, first.size
     flat = [None if a is None else xp.reshape(a, (-1,)) for a in arrays]

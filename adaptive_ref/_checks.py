@@ -68,6 +68,39 @@ def readable(x: Any) -> bool:
     return False
 
 
+class _NumPyTypes:
+    """NumPy's types for the fast paths (this package does not import NumPy itself): looked up
+    once NumPy is imported; empty while it is not (no value is then a NumPy value).
+
+    ndarray; floats: the float32 and float64 dtypes (the fast paths compare dtypes by identity:
+    NumPy's built-in dtypes are singletons, and any other dtype object takes the general path);
+    f64: float64; counts: the types of a NumPy step count (0-d array, int64 and int32 scalars);
+    count_tops: (dtype, maximum) of int64 and int32; scalar_floats: the float64 and float32
+    scalar types (what 0-d NumPy arithmetic returns); xp: NumPy's array-API namespace."""
+
+    _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), scalar_floats=(),
+                  xp=None, asarray=None)
+
+    def __getattr__(self, name):
+        np = sys.modules.get("numpy")
+        if np is None:
+            return self._EMPTY[name]
+        import array_api_compat.numpy as xp
+
+        self.ndarray = np.ndarray
+        self.floats = (np.dtype(np.float32), np.dtype(np.float64))
+        self.f64 = np.dtype(np.float64)
+        self.counts = frozenset((np.ndarray, np.int64, np.int32))
+        self.count_tops = tuple((np.dtype(t), int(np.iinfo(t).max)) for t in (np.int64, np.int32))
+        self.scalar_floats = frozenset((np.float64, np.float32))
+        self.xp = xp
+        self.asarray = np.asarray
+        return getattr(self, name)
+
+
+NP = _NumPyTypes()
+
+
 def _namespace(x: Any):
     return aac.array_namespace(x)
 
@@ -230,39 +263,41 @@ def _check_one(op: str, spec: HParam, value: Any) -> None:
         raise ValueError(msg)
 
 
+# Verdicts of check_hparams: keys (op, id(specs), values, types) of tuples that passed. Only
+# tuples of immutable values are stored (see check_hparams); ``types`` keeps 1 / True / 1.0 apart
+# (they are equal as keys, but a bool is not a number and an int is not a bool). Keyed by the id
+# of the spec tuple, which _SPECS_BY_ID keeps alive while a key names it (so its id is not
+# reused): hashing the HParams themselves on every call would cost more than the check.
+_PASSED: dict = {}
+_PASSED_MAX = 4096
 _SPECS_BY_ID: dict[int, tuple[HParam, ...]] = {}
-
-
-@lru_cache(maxsize=4096)
-def _check_cached(op: str, specs_id: int, values: tuple, types: tuple) -> None:
-    # keyed by the id of the (module-level, immortal) spec tuple: hashing the HParams themselves
-    # on every call would cost more than the check. ``types`` keeps 1 / True / 1.0 apart (they
-    # are equal as keys, but a bool is not a number and an int is not a bool)
-    for spec, value in zip(_SPECS_BY_ID[specs_id], values, strict=True):
-        _check_one(op, spec, value)
 
 
 def check_hparams(op: str, specs: tuple[HParam, ...], values: tuple) -> None:
     """Check ``values`` (in the order of ``specs``) against their ranges.
 
     Tuples of immutable values (Python scalars, strings, NumPy scalars) are checked once per
-    distinct tuple (the result is cached); a tuple holding an array is checked every call: an
-    array is unhashable or, like a torch tensor (hashed by identity), mutable in place (a
-    scheduler's ``lr.fill_(...)``), so a cached verdict could go stale.
+    distinct tuple (the verdict is cached; a failing tuple raises every time); a tuple holding an
+    array is checked every call: an array is unhashable or, like a torch tensor (hashed by
+    identity), mutable in place (a scheduler's ``lr.fill_(...)``), so a cached verdict could go
+    stale.
     """
-    key = id(specs)
-    if key not in _SPECS_BY_ID:
-        _SPECS_BY_ID[key] = specs
     types = tuple(map(type, values))
-    if all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
-        try:
-            _check_cached(op, key, values, types)
+    key = (op, id(specs), values, types)
+    try:
+        if key in _PASSED:  # only immutable tuples are ever stored
             return
-        except TypeError as err:  # a NumPy array: unhashable
-            if "unhashable" not in str(err):
-                raise
+        hashable = True
+    except TypeError:  # a NumPy array (or another unhashable value)
+        hashable = False
     for spec, value in zip(specs, values, strict=True):
         _check_one(op, spec, value)
+    if hashable and all(t in _IMMUTABLE or t.__module__ == "numpy" for t in types):
+        if len(_PASSED) >= _PASSED_MAX:  # both at once: no key outlives the specs it names
+            _PASSED.clear()
+            _SPECS_BY_ID.clear()
+        _SPECS_BY_ID.setdefault(id(specs), specs)
+        _PASSED[key] = None
 
 
 _IMMUTABLE = frozenset((int, float, bool, str, type(None)))

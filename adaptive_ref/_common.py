@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _numerics as nx
+from ._checks import NP as _NP
 from ._checks import check_arrays, check_count, check_hparams, is_array
 from ._spec import HParam
 
@@ -28,6 +29,9 @@ class Prelude(NamedTuple):
 
 def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
     """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs."""
+    fast = _numpy_prelude(param, grad, state, state_type)
+    if fast is not None:
+        return fast
     if not isinstance(state, state_type):
         got = type(state).__name__
         msg = (f"{op}: state is a {got}, not a {state_type.__name__}; make it with {init_name} "
@@ -57,9 +61,73 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
     return Prelude(xp, pdtype, sdtype_state, sdtype, p, g)
 
 
+_MOMENTS: dict = {}  # state type -> ((field index, optional), ...) of its moment arrays
+
+
+def _moment_fields(state_type: type) -> tuple:
+    """The fields :func:`prelude` checks as moment arrays: not the count, not ``SCALAR_FIELDS``."""
+    got = _MOMENTS.get(state_type)
+    if got is None:
+        skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
+        optional = state_type._field_defaults
+        got = _MOMENTS[state_type] = tuple(
+            (i, name in optional) for i, name in enumerate(state_type._fields) if name not in skip)
+    return got
+
+
+def _numpy_prelude(param, grad, state, state_type: type):
+    """:func:`prelude`'s result when ``param``, ``grad`` and every moment are float32/float64
+    ``numpy.ndarray`` of one shape, the state is a ``state_type`` and every check passes; None
+    otherwise (the general path then runs every check and raises its errors). The same checks as
+    the general path, written for this one signature: no namespace or device lookups (a NumPy
+    array's namespace is NumPy and its device the CPU), which are most of a small step's cost.
+    Dtypes are compared by identity (NumPy's built-in dtypes are singletons; another dtype
+    object, e.g. a byte-swapped one, takes the general path)."""
+    nd = _NP.ndarray
+    if nd is None or type(param) is not nd or type(grad) is not nd \
+            or not isinstance(state, state_type):
+        return None
+    pdtype, shape = param.dtype, param.shape
+    f32, f64 = _NP.floats
+    if (pdtype is not f64 and pdtype is not f32) or grad.dtype is not pdtype \
+            or grad.shape != shape:
+        return None
+    sdtype = None
+    for i, optional in _moment_fields(state_type):
+        x = state[i]
+        if x is None and optional:
+            continue
+        if type(x) is not nd or x.shape != shape:
+            return None
+        if sdtype is None:
+            sdtype = x.dtype
+            if sdtype is not f64 and sdtype is not f32:
+                return None
+        elif x.dtype is not sdtype:
+            return None
+    count = state.count
+    if type(count) not in _NP.counts or count.ndim != 0:
+        return None
+    cdtype = count.dtype
+    for d, top in _NP.count_tops:
+        if cdtype is d:
+            if 0 <= int(count) < top:
+                break
+            return None  # the general path raises check_count's error
+    else:
+        return None
+    xp = _NP.xp
+    if sdtype is None or sdtype is pdtype:
+        return Prelude(xp, pdtype, pdtype, f64, param, grad)
+    return Prelude(xp, pdtype, sdtype, f64, xp.astype(param, sdtype), xp.astype(grad, sdtype))
+
+
 def scalars(xp, sdtype, like, *values):
     """Array hyperparameters as 0-d arrays of the scalar dtype; Python numbers unchanged."""
-    return tuple(nx.as_scalar(xp, v, sdtype, like) if is_array(v) else v for v in values)
+    for v in values:
+        if type(v) is not float and type(v) is not int:  # rare: an array or a NumPy scalar
+            return tuple(nx.as_scalar(xp, v, sdtype, like) if is_array(v) else v for v in values)
+    return values
 
 
 def prepare_grad(xp, g, p, dtype, *, maximize: bool, weight_decay, coupled: bool):

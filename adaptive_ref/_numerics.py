@@ -31,6 +31,7 @@ import contextvars
 from functools import lru_cache
 from typing import Any
 
+from ._checks import NP
 from ._checks import readable as _readable
 
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "advance", "bias_correction", "to",
@@ -137,6 +138,14 @@ def to(xp, value, dtype):
     return xp.astype(value, dtype)
 
 
+def astype(xp, x, dtype):
+    """``xp.astype(x, dtype)``; on NumPy, the array's (or scalar's) own ``astype``, which is what
+    NumPy's array-API ``astype`` calls, without the wrapper (about half a microsecond)."""
+    if xp is NP.xp and (type(x) is NP.ndarray or type(x) in NP.scalar_floats):
+        return x.astype(dtype)
+    return xp.astype(x, dtype)
+
+
 def advance(xp, count, sdtype):
     """Return ``(count + 1, t)``: the new count and the float step index ``t`` (1 at step one).
 
@@ -145,6 +154,8 @@ def advance(xp, count, sdtype):
     ``t = NaN`` and leaves the count unchanged (saturated), so the poison persists.
     """
     nxt = count + 1
+    if xp is NP.xp and type(count) in NP.counts:  # readable; the same cast, minus wrappers
+        return nxt, (NP.f64.type(nxt) if sdtype is NP.f64 else nxt.astype(sdtype))
     t = xp.astype(nxt, sdtype)
     if _readable(count):
         return nxt, t
@@ -157,7 +168,7 @@ def poison(xp, value, count, t):
     """``value`` unchanged where ``count`` is readable (an overflow has raised already); else
     ``value * (t - t + 1)``: the same value while ``t`` is finite, NaN after an overflow. For the
     optimizers whose update does not use ``t`` (applied to their lr)."""
-    if _readable(count):
+    if type(count) in NP.counts or _readable(count):
         return value
     one = t - t + 1.0
     return one * value if isinstance(value, (int, float)) else one * xp.astype(value, t.dtype)
@@ -167,7 +178,7 @@ def advance_count(xp, count, sdtype, lr):
     """``(count + 1, lr)`` for the optimizers whose update does not use the step index: on a
     readable count (checked by ``check_count``) just the increment; otherwise :func:`advance`'s
     saturating count and ``lr`` poisoned by :func:`poison`."""
-    if _readable(count):
+    if type(count) in NP.counts or _readable(count):
         return count + 1, lr
     nxt, t = advance(xp, count, sdtype)
     return nxt, poison(xp, lr, count, t)
@@ -176,13 +187,61 @@ def advance_count(xp, count, sdtype, lr):
 def power(xp, base, t):
     """``base ** t`` with ``t`` a 0-d array; ``base`` a Python number or a 0-d array."""
     if isinstance(base, (int, float)):
-        base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
+        if type(t) in NP.scalar_floats:  # a NumPy scalar t: the same base, made directly
+            base = t.dtype.type(float(base))
+        else:
+            base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
     return xp.pow(base, t)
 
 
 def bias_correction(xp, beta, t):
     """``1 - beta**t``: the factor that unbiases an EMA started at zero (Kingma & Ba, Sec. 3)."""
+    if type(beta) is float and type(t) in NP.scalar_floats:  # power's NumPy path, inlined
+        return 1.0 - xp.pow(t.dtype.type(beta), t)
     return 1.0 - power(xp, beta, t)
+
+
+def caster(xp, dtype):
+    """``c(v)``: a scalar ``v`` (Python number, NumPy scalar or 0-d array) ready to meet arrays
+    of ``dtype`` in an update: :func:`to` in general. On NumPy, a Python or NumPy scalar becomes
+    a 0-d array of ``dtype`` (read-only; built once per value): NumPy (NEP 50) rounds a Python
+    float to the array's dtype when it meets it, so the result of every operation is the same,
+    bit for bit, and the ufunc skips its slow weak-scalar conversion (about half an operation's
+    cost on small arrays). Use the result only as an operand with arrays of ``dtype``: unlike a
+    Python float it is not weakly typed against arrays of another dtype."""
+    if xp is not NP.xp or xp is None:
+        return lambda v: to(xp, v, dtype)
+    c = _CASTERS.get(dtype)
+    if c is None:
+        c = _CASTERS[dtype] = _numpy_caster(dtype)
+    return c
+
+
+_CASTERS: dict = {}  # NumPy dtype -> its caster
+
+
+def _numpy_caster(dtype):
+    xp = NP.xp
+    cache = {}
+    asarray = NP.asarray
+    floats = NP.scalar_floats
+
+    def c(v):
+        kind = type(v)
+        if kind is float or kind is int:  # a hyperparameter: built once per value
+            a = cache.get(v) if v else None  # 0: -0.0 == 0.0 as keys, but not as operands
+            if a is None:
+                if len(cache) >= 256:
+                    cache.clear()
+                a = asarray(v, dtype=dtype)
+                a.flags.writeable = False
+                if v:
+                    cache[v] = a
+            return a
+        if kind in floats:  # a step's factor (NumPy scalar): new every step, not cached
+            return asarray(v, dtype=dtype)
+        return to(xp, v, dtype)
+    return c
 
 
 def factor_dtype(xp, sdtype, param_dtype, factor_precision: str):

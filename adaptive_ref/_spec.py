@@ -104,6 +104,17 @@ class OptimizerSpec:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
     elementwise: bool = True
+    #: the parameter rank the step accepts (Muon: 2); None: any shape
+    param_ndim: int | None = None
+    # arrays derived from (param, state) that the goldens record next to the state fields
+    # (schedule-free's evaluation point x): name -> f(param, state, **settings)
+    observables: Mapping[str, Callable] = field(default_factory=dict)
+    # What one element's step reads (the conformance oracle and error model follow it):
+    # "element" -- its own state only; "tensor" -- also reductions over its whole parameter
+    # (LAMB's and LARS's per-tensor norms: trust ratios); "tree" is reserved for steps that
+    # reduce over every parameter of the model (Prodigy). Row-sparse and matrix optimizers
+    # (elementwise False, coupling "element") are outside the catalogue or handled apart.
+    coupling: str = "element"
 
     @property
     def hparam_names(self) -> tuple[str, ...]:

@@ -6,15 +6,25 @@ Adding an optimizer is one module (State, init, step, ``SPEC``) plus one line in
 from __future__ import annotations
 
 from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
+from .optimizers.adafactor import ADAFACTOR
+from .optimizers.adabelief import ADABELIEF
+from .optimizers.adadelta import ADADELTA
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
+from .optimizers.adan import ADAN
+from .optimizers.adopt import ADOPT
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
+from .optimizers.lamb import LAMB
+from .optimizers.lars import LARS
+from .optimizers.lion import LION
+from .optimizers.muon import MUON
 from .optimizers.nadam import NADAM
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
 from .optimizers.rootfree import ROOTFREE
+from .optimizers.schedule_free import SCHEDULE_FREE_ADAMW, SCHEDULE_FREE_SGD
 from .optimizers.sgd import SGD
 from .optimizers.shampoo import SHAMPOO
 from .optimizers.von import VON
@@ -27,6 +37,11 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
                                      RADAM, VON, IVON, ROOTFREE, SHAMPOO, FULL_MATRIX_ADAGRAD)
 
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
+_SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
+           SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
+_SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
+_SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
+_SPECS += (ADAFACTOR,)  # not elementwise: no exact goldens yet (its RMS terms need the per-tensor oracle; pending)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

@@ -65,7 +65,8 @@ def test_reference_on_backend(backend, case):
     _check(ReferenceAdapter(backend), case.truncated(5 if backend is Backend.DASK else 10))
 
 
-FRAMEWORKS = ["torch-forloop", "torch-foreach", "torch-fused", "optax-eager", "optax-jit"]
+FRAMEWORKS = ["torch-forloop", "torch-foreach", "torch-fused", "optax-eager", "optax-jit",
+              "upstream-schedulefree"]
 
 
 @pytest.mark.parametrize("impl", FRAMEWORKS)

@@ -12,6 +12,8 @@ from adaptive_ref.registry import REGISTRY
 WD_MODE = [n for n, s in REGISTRY.items() if "weight_decay_mode" in s.hparam_names]
 F32_KNOBS = [(n, k) for n, s in REGISTRY.items()
              for k in ("factor_precision", "ema_weight_precision") if k in s.hparam_names]
+# The parameter shape an optimizer's step takes (Muon: matrices only).
+SHAPE = {"muon": (2, 3)}
 
 
 def _run(spec, p, grads, **kw):
@@ -22,13 +24,28 @@ def _run(spec, p, grads, **kw):
     return p, state
 
 
+# optimizers whose decay conventions are another knob: LAMB's decay inside or outside the trust
+# ratio (``decay_placement``: optax vs Keras); LARS's decay is g + wd*theta inside the ratio in
+# the paper and in optax (its convention is the ratio's denominator, ``trust_denominator``)
+OWN_DECAY_KNOB = {"lamb": ("decay_placement",), "lars": ("trust_denominator",)}
+
+
 def test_every_framework_optimizer_with_weight_decay_has_weight_decay_mode():
-    """Optimizers with a framework profile (AdamW is decoupled by definition; IVON and the
-    root-free RMSprop have no framework counterpart, their decay is part of their algorithm)."""
+    """Optimizers with a framework profile (AdamW and Lion are decoupled by definition, and so
+    is Muon's decay in torch, optax, Keras and upstream; IVON and the root-free RMSprop have no
+    framework counterpart, their decay is part of their algorithm)."""
+    # schedule-free: weight_decay_form ('direction': wd*y in the step of z and y, upstream and
+    # optax; 'y': Keras' y - lr*wd*y, which the interpolation toward z partly undoes)
+    own_form = ("adamw", "lion", "muon", "schedule_free_adamw", "schedule_free_sgd")
     lacking = [n for n, s in REGISTRY.items() if "weight_decay" in s.hparam_names
-               and s.profiles and n != "adamw" and n not in WD_MODE]
+               and s.profiles and n not in own_form and n not in WD_MODE
+               and not set(s.hparam_names) & set(OWN_DECAY_KNOB.get(n, ()))]
     assert not lacking, f"weight_decay without weight_decay_mode: {lacking}"
     assert {"sgd", "adagrad", "rmsprop", "adamax", "adam", "nadam", "radam"} <= set(WD_MODE)
+
+
+# ADOPT's first step only sets v (no update, no decay): its decay shows on the second step
+UPDATE_FREE_STEPS = {"adopt": 2}
 
 
 @pytest.mark.parametrize("name", WD_MODE)
@@ -38,13 +55,12 @@ def test_decoupled_decay_on_a_zero_gradient_is_exactly_p_times_1_minus_lr_wd(nam
     spec = REGISTRY[name]
     p = np.array([0.75, -1.25, 3.0, 1e-3])
     lr, wd = 0.05, 0.1
-    got, _ = _run(spec, p, [np.zeros(4)], lr=lr, weight_decay=wd,
-                  weight_decay_mode="decoupled")
+    zeros = [np.zeros(4)] * UPDATE_FREE_STEPS.get(name, 1)
+    got, _ = _run(spec, p, zeros, lr=lr, weight_decay=wd, weight_decay_mode="decoupled")
     np.testing.assert_array_equal(got, p * (1 - lr * wd))
     if name in ("sgd", "radam"):
         return  # plain SGD and RAdam's unrectified step 1 are p - lr (g + wd p) either way
-    coupled, _ = _run(spec, p, [np.zeros(4)], lr=lr, weight_decay=wd,
-                      weight_decay_mode="coupled")
+    coupled, _ = _run(spec, p, zeros, lr=lr, weight_decay=wd, weight_decay_mode="coupled")
     assert not np.array_equal(coupled, got)
 
 
@@ -63,8 +79,9 @@ def test_precision_knobs_are_inert_in_float64(name, knob):
     """'param' is float64 for float64 parameters: the two values give the same bits."""
     spec = REGISTRY[name]
     rng = np.random.default_rng(7)
-    p, grads = rng.normal(size=6), [rng.normal(size=6) for _ in range(12)]
-    extra = {"bias_correction": True} if name == "rmsprop" else {}
+    shape = SHAPE.get(name, 6)
+    p, grads = rng.normal(size=shape), [rng.normal(size=shape) for _ in range(12)]
+    extra = PRECISION_CONTEXT.get(name, {})
     a, sa = _run(spec, p, grads, **extra, **{knob: "float64"})
     b, sb = _run(spec, p, grads, **extra, **{knob: "param"})
     np.testing.assert_array_equal(a, b)
@@ -73,17 +90,32 @@ def test_precision_knobs_are_inert_in_float64(name, knob):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+# Settings under which a precision knob moves float32 parameters within 12 steps: RMSprop's
+# factor needs bias_correction; ADOPT's 1 - fl32(b1) is 2e-7 off at b1 = 0.9, 1.7e-5 at 0.999,
+# and its clipped, lr-scaled steps need lr = 1 to show it in O(1) parameters; LAMB's trust ratio
+# cancels a uniform scaling of r = m_hat/(sqrt(v_hat) + eps) (up to eps), so its factors act
+# through the decay inside the ratio (seen in 12 float32 steps with a large lr and decay)
+PRECISION_CONTEXT = {"rmsprop": {"bias_correction": True}, "adopt": {"beta1": 0.999, "lr": 1.0},
+                     "muon": {"momentum_form": "ema_bias_corrected", "nesterov": "nadam"},
+                     "lamb": {"lr": 0.1, "weight_decay": 1.0}}
+
+
 @pytest.mark.parametrize(("name", "knob"), F32_KNOBS)
 def test_precision_knobs_act_in_float32(name, knob):
     spec = REGISTRY[name]
     rng = np.random.default_rng(11)
-    p = rng.normal(size=6).astype(np.float32)
-    grads = [rng.normal(size=6).astype(np.float32) for _ in range(12)]
-    extra = {"bias_correction": True} if name == "rmsprop" else {}
-    a, _ = _run(spec, p, grads, **extra, **{knob: "float64"})
-    b, _ = _run(spec, p, grads, **extra, **{knob: "param"})
+    shape = SHAPE.get(name, 6)
+    p = rng.normal(size=shape).astype(np.float32)
+    grads = [rng.normal(size=shape).astype(np.float32) for _ in range(12)]
+    extra = PRECISION_CONTEXT.get(name, {})
+    a, sa = _run(spec, p, grads, **extra, **{knob: "float64"})
+    b, sb = _run(spec, p, grads, **extra, **{knob: "param"})
     assert a.dtype == b.dtype == np.float32
-    assert not np.array_equal(a, b), f"{name}: {knob}='param' changed nothing in float32"
+    # the parameters, or the state (Lion's step is a sign: its weights show in the momentum)
+    changed = not np.array_equal(a, b) or any(
+        not np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(sa, sb, strict=True) if x is not None)
+    assert changed, f"{name}: {knob}='param' changed nothing in float32"
 
 
 def test_factor_precision_known_answer_adam_eps_hat_float32():

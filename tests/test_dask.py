@@ -7,7 +7,14 @@ step fails the test. The results must be Dask arrays whose graphs still hold the
 then computed (synchronously) and compared with NumPy running the same steps: Dask's chunks run
 the same NumPy kernels in the same operation order, so the results must be **bit-identical**
 (matrix optimizers need ``linalg``, which Dask's array-API namespace lacks; they are skipped with
-that reason).
+that reason). Muon needs only ``matmul``: a chunked matmul sums its blocks' partial products in
+another order than NumPy's BLAS, so Muon is held to test_backends' ``RTOL_MATRIX`` instead.
+Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) sum over a chunked
+array, chunk by chunk and then across chunks, an order NumPy does not use: their norms differ in
+the last bits, so they are compared to ``RTOL_REDUCTION`` (a 12-term sum in another order is
+within 12 u; the ratio carries that relative difference into the step).
+Adafactor's means (along an axis, and whole-tensor RMS) add chunk sums in another order too; as
+a non-elementwise optimizer it is held to ``RTOL_MATRIX``, as Muon is.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ dask = pytest.importorskip("dask")
 
 STEPS = 3
 SHAPE = (4, 3)
+RTOL_REDUCTION = 1e-13
 
 
 def _no_compute(dsk, keys, **kwargs):
@@ -58,8 +66,13 @@ def test_dask_steps_stay_lazy_and_match_numpy(name, overrides, profile):
 
     # NumPy reference.
     p_np, s_np = p0, spec.init(p0, **spec.init_kwargs(settings))
-    for g in grads:
-        p_np, s_np = spec.step(p_np, g, s_np, **settings)
+    try:
+        for g in grads:
+            p_np, s_np = spec.step(p_np, g, s_np, **settings)
+    except TypeError as err:  # Muon's ns_dtype='bfloat16': neither NumPy nor Dask has it
+        if "has no bfloat16" in str(err):
+            pytest.skip(f"numpy and dask: {err}")
+        raise
 
     # Dask, with computing forbidden.
     b = Backend.DASK
@@ -83,12 +96,26 @@ def test_dask_steps_stay_lazy_and_match_numpy(name, overrides, profile):
     assert len(p.__dask_graph__()) > STEPS  # the work is still in the graph
 
     computed = dask.compute(p, *[x for x in leaves if x is not None], scheduler="synchronous")
-    np.testing.assert_array_equal(computed[0], p_np)
     refs = [x for x in ref_leaves if x is not None]
     assert len(refs) == len(computed) - 1
-    for got, ref in zip(computed[1:], refs, strict=True):
+    for got, ref in zip(computed, [p_np, *refs], strict=True):
         assert got.dtype == ref.dtype
-        np.testing.assert_array_equal(got, ref)
+        if spec.coupling == "tensor":  # chunked reductions: another summation order
+            np.testing.assert_allclose(got, ref, rtol=RTOL_REDUCTION, atol=0)
+        elif spec.elementwise or got.dtype.kind != "f":
+            np.testing.assert_array_equal(got, ref)
+        else:  # a chunked matmul adds its blocks' partial products in another order (Muon)
+            _assert_matrix_close(name, settings, got, ref)
+
+
+def _assert_matrix_close(name, settings, got, ref):
+    """test_backends' allowance for non-elementwise optimizers, relative to the array's size."""
+    from test_backends import FLOAT32_INSIDE, RTOL_MATRIX
+
+    inside = FLOAT32_INSIDE.get(name, lambda s: False)(settings)
+    rtol = RTOL_MATRIX["float32" if inside else str(ref.dtype)]
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    assert float(np.max(np.abs(got - ref), initial=0.0)) <= rtol * scale
 
 
 def test_raising_scheduler_catches_a_hidden_compute():

@@ -161,3 +161,13 @@ def test_cupy_declines_new_knob_values_with_the_knob_named():
     # default values and decay-free settings are simply dropped for the plans
     assert cupy_kernels._fusable("sgd", "sgd_step", {"weight_decay_mode": "decoupled"}) == {}
     assert cupy_kernels._fusable("adam", "adam_step", {"factor_precision": "float64"}) == {}
+
+
+@pytest.mark.parametrize("name", ["adopt", "adabelief"])
+def test_optimizers_without_a_kernel_are_declined(name):
+    """Issue 11's optimizers have no fused kernel: the fused namespace does not offer them (an
+    ImportError naming the function), so nothing runs a kernel of another optimizer instead."""
+    assert name not in NAMES
+    assert not hasattr(fused, f"{name}_step") and not hasattr(fused, f"{name}_step_")
+    with pytest.raises(ImportError, match=f"{name}_step"):
+        exec(f"from adaptive_ref.fused import {name}_step")  # noqa: S102

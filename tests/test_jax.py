@@ -82,7 +82,13 @@ def _radam_extra(beta2):
 
 def _tol(name, settings):
     if not registry.get(name).elementwise:
-        return RTOL_MATRIX
+        from test_backends import FLOAT32_INSIDE
+        from test_backends import RTOL_MATRIX as BY_DTYPE
+
+        # float32 inside a float64 step (Muon's keras profile: its norm): XLA fuses the float32
+        # sum differently under jit, so the float32 matrix allowance applies
+        inside = FLOAT32_INSIDE.get(name, lambda s: False)(settings)
+        return BY_DTYPE["float32"] if inside else RTOL_MATRIX
     return RTOL + (_radam_extra(settings["beta2"]) if name == "radam" else 0.0)
 
 
@@ -140,6 +146,7 @@ def test_jit_static_hyperparameters(name, profile):
 # Real hyperparameters that stay Python values under jit, with the reason.
 STATIC_ONLY = {
     ("shampoo", "update_freq"): "an integer period, validated as a Python int by shampoo_step",
+    ("muon", "ns_steps"): "the number of Newton-Schulz iterations, a Python int (a loop count)",
 }
 
 

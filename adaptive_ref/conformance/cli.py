@@ -302,6 +302,9 @@ def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, r
             rows = report.profile_distances(cases)
             if rows:
                 parts += ["", report.distance_table(rows)]
+        pinned = report.findings(results, cases)
+        if pinned:
+            parts += ["", pinned]
         if args.timings:
             parts += ["", report.timings(results)]
         parts += ["", report.summary(results, cases=len(cases), impls=impls, seconds=elapsed)]

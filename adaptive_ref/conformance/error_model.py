@@ -35,6 +35,10 @@ two numbers, stored in the golden's ``error`` record in units of the case dtype'
   the shift of the whole float64 trajectory when every hyperparameter (and scheduled lr) is
   rounded to the dtype (float32 cases; in float64 the hyperparameters are the inputs).
 
+Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) take the Jacobian over a whole
+parameter's (field, element) state and add the roundings of the per-tensor scalars they compute
+(trust ratios) as rank-one covariance terms (the block at the end of this module).
+
 Closed-loop cases add the harness's float64 gradient evaluation error, ``(2n + 4)`` roundings on
 the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``.
 
@@ -49,6 +53,8 @@ import numpy as np
 
 from adaptive_ref import registry
 
+from .fidelity import DECOUPLED_ONLY
+
 __all__ = ["annotate", "propagate", "FIELD_ROUNDINGS", "UPDATE_ROUNDINGS", "FACTORS"]
 
 UNIT = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
@@ -57,11 +63,36 @@ ETA = 2.0 ** -20  # relative finite-difference step
 # Roundings per element and step in a field's own update (on terms <= |x_old| + |x_new|).
 FIELD_ROUNDINGS = {"mu": 3, "nu": 4, "sum": 2, "momentum_buffer": 3, "nu_max": 1,
                    "mu_product": 4}
+# schedule-free: z - lr*d (d's own roundings included), the weight sum's addition and the
+# weight's power, lr_max's warm-up product; x = (y - (1 - b1) z)/b1 from the stored y, z
+FIELD_ROUNDINGS.update({"z": 9, "weight_sum": 4, "lr_max": 3, "x": 4})
 FIELD_ROUNDINGS_OF = {("adamax", "nu"): 2, ("rmsprop", "momentum_buffer"): 10}
+# Adadelta's acc_delta adds (1 - rho)*Delta**2, Delta = sqrt(u + eps)/sqrt(v + eps)*g carrying
+# six roundings (two adds, two roots, a divide, a multiply), doubled by the square, plus its own
+# EMA's three
+FIELD_ROUNDINGS_OF.update({("adadelta", "acc_delta"): 15})
 # Roundings of the update delta itself (from the state to the value subtracted from p).
 UPDATE_ROUNDINGS = {"sgd": 3, "adagrad": 6, "rmsprop": 10, "adam": 9, "amsgrad": 9, "adamw": 9,
-                    "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6}
+                    "adamax": 5, "nadam": 14, "radam": 11, "lazy_adam": 9, "sparse_adagrad": 6,
+                    "schedule_free_adamw": 14, "schedule_free_sgd": 8}
+# Adadelta: Delta's six and lr*Delta; Lion: lr*sign(c) (+ optax's u + wd*theta, then lr*(...))
+UPDATE_ROUNDINGS.update({"adadelta": 7, "lion": 3})
+# per-tensor optimizers: Adam's 9 + eps_root + the trust-ratio multiply (LAMB); lr*ratio,
+# its product with g', Nesterov's mu*buf + x or the lr multiply outside (LARS); the coupled
+# decay's 2 are added as for every optimizer
+UPDATE_ROUNDINGS.update({"lamb": 11, "lars": 4})
 DEFAULT_ROUNDINGS = 14
+# issue 11. ADOPT's mu: sqrt(v), the max (exact), the division, the clip value s**e (an array
+# power: up to 1.5 roundings; the clip itself is exact) and the EMA's three. AdaBelief's nu:
+# g - m, its square, the EMA's three and + eps_root. Their updates: ADOPT lr * m (Nesterov: +3)
+# and the decay; AdaBelief Adam's 9 plus the rectifier and Nesterov's second term.
+FIELD_ROUNDINGS_OF.update({("adopt", "mu"): 7, ("adabelief", "nu"): 6})
+UPDATE_ROUNDINGS.update({"adopt": 6, "adabelief": 13})
+# Optimizers whose parameter step is a constant, lr*sign(c) (Lion): p - lr rounds lr to the grid
+# of p's binade, the same error on every step while p stays in it (measured: 54.6 ULP after 200
+# float32 steps at lr 1e-4, in every implementation alike), so the subtraction's rounding
+# (at most u|p_new|) is a systematic error, added linearly, not an independent one.
+SYSTEMATIC_STEP = frozenset({"lion"})
 # Scalar factors 1 - h**t of each optimizer: (hyperparameter, power with which the factor enters
 # the parameter's update, power with which it enters a stored state field or None).
 FACTORS = {
@@ -69,7 +100,22 @@ FACTORS = {
     "adamw": (("beta1", -1.0), ("beta2", 0.5)), "lazy_adam": (("beta1", -1.0), ("beta2", 0.5)),
     "radam": (("beta1", -1.0), ("beta2", 0.5)), "nadam": (("beta2", 0.5),),
     "adamax": (("beta1", -1.0),), "rmsprop": (("alpha", 0.5),),
+    "schedule_free_adamw": (("beta2", 0.5),),
+    # LAMB: bounded as in Adam although the trust ratio cancels a uniform scaling of r (exactly
+    # when wd = 0 and eps is negligible): a sound, not a tight, bound (docs/conformance.md)
+    "lamb": (("beta1", -1.0), ("beta2", 0.5)),
 }
+FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
+
+# Adan (issue 11): m, v, n are EMAs (m: 3 roundings; v: d = g - g_prev, (1 - b2) d, b2 v, +;
+# n: d, k d, g + k d, its square, (1 - b3) x, b3 n, +); prev_grad is g itself (no rounding, or
+# the coupled decay's two). The update: n / bc3, + eps_root, sqrt, + eps, the two scaled terms,
+# their sum, the division (reference); optax forms m_hat, v_hat, k v_hat, +, /, + wd p, * lr.
+# Both bias corrections of the numerator enter the update with power -1, the one of n with 1/2.
+FIELD_ROUNDINGS_OF.update({("adan", "m"): 3, ("adan", "v"): 4, ("adan", "n"): 7,
+                           ("adan", "prev_grad"): 0})
+UPDATE_ROUNDINGS["adan"] = 12
+FACTORS["adan"] = (("beta1", -1.0), ("beta2", -1.0), ("beta3", 0.5))
 
 
 def _ulp(x: float, unit: float) -> float:
@@ -238,16 +284,26 @@ class _Param:
         p0 = np.asarray(pspec.init, dtype=np.float64).reshape(pspec.shape)
         self.x = p0
         self.st = spec.init(p0, **spec.init_kwargs(self.hp))
-        self.fields = ["p"] + _float_fields(self.st)
-        self.scalar = {f for f in self.fields[1:] if np.ndim(getattr(self.st, f)) == 0
+        # observables (schedule-free's x) are fields computed from p and the state: their row of
+        # the Jacobian is d(new x)/d(old state), their column is 0
+        self.observables = dict(spec.observables)
+        self.fields = ["p"] + _float_fields(self.st) + list(self.observables)
+        self.scalar = {f for f in self.fields[1:] if f not in self.observables
+                       and np.ndim(getattr(self.st, f)) == 0
                        and pspec.shape != ()}
         self.lazy = (pspec.grad is not None and pspec.grad.get("row_fraction") is not None)
+
+    def _observe(self, out: dict, p, st) -> dict:
+        for f, fn in self.observables.items():
+            out[f] = np.asarray(fn(p, st, **self.hp), dtype=np.float64)
+        return out
 
     def values(self) -> dict:
         out = {"p": np.asarray(self.x, dtype=np.float64)}
         for f in self.fields[1:]:
-            out[f] = _arr(getattr(self.st, f), self.shape)
-        return out
+            if f not in self.observables:
+                out[f] = _arr(getattr(self.st, f), self.shape)
+        return self._observe(out, self.x, self.st)
 
     def step(self, values: dict, g, t: int, lr) -> tuple[dict, object]:
         kw = dict(self.hp)
@@ -255,7 +311,7 @@ class _Param:
             kw["lr"] = lr
         st = self.st._replace(**{f: (np.float64(np.asarray(values[f]).reshape(-1)[0])
                                      if f in self.scalar else values[f])
-                                 for f in self.fields[1:]})
+                                 for f in self.fields[1:] if f not in self.observables})
         garr = g
         if self.lazy:
             from adaptive_ref.sparse import RowSparse
@@ -267,8 +323,9 @@ class _Param:
         p, st2 = self.spec.step(values["p"], garr, st, **kw)
         out = {"p": np.asarray(p, dtype=np.float64)}
         for f in self.fields[1:]:
-            out[f] = _arr(getattr(st2, f), out["p"].shape)
-        return out, st2
+            if f not in self.observables:
+                out[f] = _arr(getattr(st2, f), out["p"].shape)
+        return self._observe(out, p, st2), st2
 
 
 def _perturbation(old, new):
@@ -292,12 +349,17 @@ def propagate(case) -> dict:
         for f in pp.fields:
             slots.append((j, f, n))
     closed = case.kind == "closed_loop"
-    # replay cases are elementwise: per element an nf x nf system; closed loops couple elements
-    # through the gradient, so their state is one vector of every (field, element)
+    # replay cases of elementwise optimizers: per element an nf x nf system; closed loops couple
+    # elements through the gradient, so their state is one vector of every (field, element)
     shifted = _shifted(case, spec, dtype)
+    tensor = spec.coupling == "tensor"
     if closed:
         dim = sum(n for _, _, n in slots)
         cov, bnd = np.zeros((dim, dim)), np.zeros(dim)
+    elif tensor:  # per-tensor norms couple a parameter's elements: one system per parameter
+        dims = [len(pp.fields) * (int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1)
+                for pp in prm]
+        cov, bnd = [np.zeros((d, d)) for d in dims], [np.zeros(d) for d in dims]
     else:
         cov = [np.zeros((int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1,
                          len(pp.fields), len(pp.fields))) for pp in prm]
@@ -323,6 +385,15 @@ def propagate(case) -> dict:
                  for pp, old, new in zip(prm, olds, news, strict=True)]
         if closed:
             cov, bnd = _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u)
+            if tensor:
+                cov = cov + _shared_cov(case, prm, olds, news, lr, joint=True)
+        elif tensor:
+            shared = _shared_cov(case, prm, olds, news, lr, joint=False)
+            for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
+                jac = _tensor_jacobian(pp, old, new, grads[pp.name], t, lr)
+                cov[j] = (jac @ cov[j] @ jac.T + np.diag(local[j][0].T.reshape(-1))
+                          + shared[j])
+                bnd[j] = np.abs(jac) @ bnd[j] + local[j][1].T.reshape(-1)
         else:
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
                 jac = _jacobian(pp, old, new, grads[pp.name], t, lr)
@@ -374,6 +445,12 @@ def _shifted(case, spec, dtype):
 # is a constant error on every step's new term
 _EMA = {"mu": "beta1", "nu": "beta2"}
 _EMA_OF = {("rmsprop", "nu"): "alpha", ("rmsprop", "mu"): "alpha", ("adamax", "nu"): None}
+_EMA_OF.update({("adan", "m"): "beta1", ("adan", "v"): "beta2", ("adan", "n"): "beta3",
+                ("adan", "prev_grad"): None})
+# the fields that see the coupled decay's g + wd p (its two roundings)
+_COUPLED_FIELDS = {"adan": ("m", "v", "n", "prev_grad")}
+_EMA_OF.update({("adadelta", "nu"): "rho", ("adadelta", "acc_delta"): "rho",
+                ("lion", "mu"): "beta2"})
 
 
 def _const_error(c: float, dtype: str) -> float:
@@ -396,12 +473,19 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
         rows[active_rows(pp.p.grad, pp.shape, t)] = True
         touched = np.repeat(rows, n // pp.shape[0])
     wd = float(hp.get("weight_decay", 0.0) or 0.0)
-    coupled = wd != 0.0 and opt != "adamw" and hp.get("weight_decay_mode", "coupled") == "coupled"
+    mode = _decay_mode(opt, hp)
+    coupled = wd != 0.0 and opt not in DECOUPLED_ONLY and mode in ("coupled", "update")
+    if opt in SCHEDULE_FREE:  # wd*y in the direction, or Keras' y - lr*wd*y
+        coupled = wd != 0.0 and hp["weight_decay_form"] == "direction"
+        mode = "coupled" if coupled else "decoupled"
     decoupled = wd != 0.0 and not coupled
     delta = np.abs(old["p"] - new["p"]).reshape(-1)
     pold, pnew = np.abs(old["p"]).reshape(-1), np.abs(new["p"]).reshape(-1)
     k_upd = UPDATE_ROUNDINGS.get(opt, DEFAULT_ROUNDINGS) + (2 if coupled else 0)
-    var[:, 0] = (pnew ** 2 + decoupled * pold ** 2 + k_upd * delta ** 2) / 3.0
+    # the subtraction's rounding: independent per step, except where the step is a constant
+    # (SYSTEMATIC_STEP): then it rounds the same number on the same grid every step
+    systematic = opt in SYSTEMATIC_STEP
+    var[:, 0] = ((not systematic) * pnew ** 2 + decoupled * pold ** 2 + k_upd * delta ** 2) / 3.0
     # the scalar factors: one error per step, shared by every element (a bound, not averaged)
     fac = 0.0
     corrected_max = hp.get("amsgrad") and hp.get("amsgrad_max_over") == "corrected"
@@ -415,14 +499,18 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
         prod = float(np.asarray(new["mu_product"]).reshape(-1)[0])
         upd_rel, mu_rel = _nadam_mu_errors(hp, t, prod, fp)
         fac += upd_rel / u
-    if opt == "radam":
+    if opt == "radam" or (opt == "adabelief" and hp.get("rectify")):
         binary = case.profile in POW_BY_SQUARING.get(opt, ())
         fac += _radam_rect_error(float(hp["beta2"]), float(hp["threshold"]), t, fp, binary) / u
-    bound[:, 0] = fac * delta
+    if opt == "adabelief" and hp.get("nesterov"):
+        fac += _factor_error(float(hp["beta1"]), t + 1, fp) / u  # Nesterov's 1 - b1**(t+1)
+    bound[:, 0] = fac * delta + systematic * pnew
     if decoupled:  # p * (1 - s wd): the same rounded constant on every step
         s = float(lr if lr is not None else hp["lr"])
         if opt == "adamw" and hp.get("decay_scaling") == "schedule":
             s = float(hp["schedule_multiplier"])
+        if opt == "adabelief" and hp.get("decay_scaling") == "fixed":
+            s = 1.0  # p * (1 - wd)
         c = 1.0 - s * wd
         c_in = 1.0 - float(np.asarray(s, dtype=case.dtype)) * float(np.asarray(wd,
                                                                             dtype=case.dtype))
@@ -431,7 +519,7 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
     base = DENSE.get(opt, opt)
     for i, f in enumerate(pp.fields[1:], 1):
         k = FIELD_ROUNDINGS_OF.get((base, f), FIELD_ROUNDINGS.get(f, DEFAULT_ROUNDINGS))
-        if coupled and f in ("mu", "nu", "sum"):
+        if coupled and mode == "coupled" and f in _COUPLED_FIELDS.get(base, ("mu", "nu", "sum")):
             k += 2
         xo, xn = np.abs(old[f]).reshape(-1), np.abs(new[f]).reshape(-1)
         var[:, i] = k * (xo + xn) ** 2 / 3.0
@@ -448,10 +536,88 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
             c = float(hp[name])
             new_term = np.abs(new[f] - c * old[f]).reshape(-1)
             bound[:, i] += _const_error(1.0 - c, case.dtype) / u * new_term
+    if opt in SCHEDULE_FREE:
+        _schedule_free_local(pp, old, new, t, lr, fp, u, var, bound)
     return np.where(touched[:, None], var, 0.0), np.where(touched[:, None], bound, 0.0)
 
 
+SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _sf_lr_error(hp: dict, lr: float, k: float, u_p: float) -> float:
+    """Bound on the relative error of the warmed-up lr ``lr min(1, k/W)`` of step index k: the
+    quotient and the product in precision ``u_p``; with ``warmup_precision="float32"`` the golden
+    holds optax's float32 evaluation itself, and an implementation that contracts
+    ``(-lr) frac + lr`` into a fused multiply-add differs from it by one float32 rounding of the
+    sum's terms. 0 without warm-up or after it (the lr itself: the shift of the rounded
+    hyperparameters)."""
+    w = float(hp["warmup_steps"])
+    if w == 0 or k >= w or k <= 0:
+        return 0.0
+    if hp["warmup_precision"] == "float32":
+        return 2.0 * UNIT["float32"] * w / k
+    return 2.0 * u_p
+
+
+def _schedule_free_local(pp, old, new, t, lr, fp, u, var, bound) -> None:
+    """Schedule-free's per-step scalars (one error per step, shared by every element, a bound):
+    the warmed-up lrs, c_t (the weight's power, the weight sum accumulated in precision u_P:
+    at most t u_P relative; Keras' 1/t), the coefficient gamma (b1 (1 - c) - 1), which cancels
+    by 1/(1 - b1 (1 - c)), and 1 - b2**t; then x = (y - (1 - b1) z)/b1 inherits this step's new
+    errors of y and z (its own roundings are FIELD_ROUNDINGS["x"])."""
+    hp = pp.hp
+    u_p = fp[0]
+    lr = float(lr if lr is not None else hp["lr"])
+    b1, fi = float(hp["beta1"]), pp.fields.index
+    ws_old = float(np.asarray(old["weight_sum"]).reshape(-1)[0])
+    ws_new = float(np.asarray(new["weight_sum"]).reshape(-1)[0])
+    err_t = _sf_lr_error(hp, lr, t, u_p)
+    err_z = _sf_lr_error(hp, lr, t - 1 if hp["warmup_lag"] else t, u_p)
+    lr_max = float(np.asarray(new["lr_max"]).reshape(-1)[0])
+    bound[:, fi("lr_max")] += err_t / u * lr_max
+    if hp["averaging"] == "uniform":
+        c, err_c = 1.0 / t, u_p
+    else:
+        c = (ws_new - ws_old) / ws_new if ws_new > 0 else 0.0
+        power, r = float(hp["weight_lr_power"]), float(hp["r"])
+        # in a float32 case with float32 scalars the golden holds their float32 evaluation
+        # (fidelity._schedule_free_shared): only the powers' own errors remain (lr_max**2 is a
+        # correctly rounded square under jit and within one ULP eagerly: measured on 1e5
+        # values); otherwise the sum accumulated in precision u_p is off by up to t u_p relative
+        emulated = u_p == UNIT["float32"]
+        ln = abs(power * np.log(lr_max)) if lr_max > 0 and not emulated else 0.0
+        err_w = (2.0 + 4.0 * ln + 4.0 * abs(r * np.log(t))) * u_p + 2.0 * power * err_t
+        err_c = 2.0 * err_w + (0.0 if emulated else (t + 1.0) * u_p)
+        bound[:, fi("weight_sum")] += err_w / u * (ws_new - ws_old)  # this step's weight
+    bc = 0.0
+    if "beta2" in hp:
+        bc = 0.5 * _factor_error(float(hp["beta2"]), t, fp)
+    keep = c if hp["x_from_updated_z"] else 1.0 - b1 * (1.0 - c)  # |coefficient of d| / gamma
+    err_coef = u_p * (2.0 + b1 / keep) if keep > 0 else 0.0
+    y_old, z_old = old["p"].reshape(-1), old["z"].reshape(-1)
+    dz = np.abs(new["z"] - old["z"]).reshape(-1)
+    b_y = (err_c / u * c * (np.abs(z_old - y_old) + b1 * dz)
+           + (err_z + err_coef + bc) / u * keep * dz)
+    b_z = (err_z + bc) / u * dz
+    j_y, j_z, j_x = fi("p"), fi("z"), fi("x")
+    bound[:, j_y] += b_y
+    bound[:, j_z] += b_z
+    # x's share of this step's new errors of y and z (and its own roundings on |y|/b1)
+    a = (1.0 - b1) / b1
+    bound[:, j_x] += bound[:, j_y] / b1 + a * bound[:, j_z]
+    y_new = np.abs(new["p"]).reshape(-1)
+    var[:, j_x] += 2.0 * (var[:, j_y] / b1 ** 2 + a * a * var[:, j_z]) + (y_new / b1) ** 2
+
+
 DENSE = {"lazy_adam": "adam", "sparse_adagrad": "adagrad"}
+
+
+def _decay_mode(opt: str, hp: dict) -> str:
+    """Where the decay enters: ``"coupled"`` (g + wd p before the moments), ``"decoupled"`` (p
+    times 1 - s wd) or ``"update"`` (LAMB's r + wd p: the update only, not the moments)."""
+    if opt == "lamb":
+        return "update" if hp.get("decay_placement", "trust") == "trust" else "decoupled"
+    return hp.get("weight_decay_mode", "coupled")
 
 
 def _jacobian(pp, old, new, g, t, lr) -> np.ndarray:
@@ -504,6 +670,8 @@ def _record(prm, news, cov, bnd, shifts, closed, u) -> dict:
             if closed:
                 var, b = np.diag(cov)[off:off + n], bnd[off:off + n]
                 off += n
+            elif cov[j].ndim == 2:  # per-tensor: one (field, element) system per parameter
+                var, b = np.diag(cov[j])[a * n:(a + 1) * n], bnd[j][a * n:(a + 1) * n]
             else:
                 var, b = cov[j][:, a, a], bnd[j][:, a]
             if shifts is not None:
@@ -594,3 +762,124 @@ def annotate(case) -> dict:
     """``case.expected`` with each checkpoint's ``error`` record added."""
     rec = propagate(case)
     return {t: {**snap, "error": rec[t]} for t, snap in case.expected.items()}
+
+
+# ---- per-tensor optimizers (OptimizerSpec.coupling == "tensor": LAMB, LARS) ----------------
+# A per-tensor step reads reductions of the whole parameter, so an error in one element moves
+# every element. Two consequences, both modelled rather than bounded away:
+# * propagation: the step's Jacobian is taken over the parameter's whole (field, element)
+#   state (field-major), by one-sided finite differences of the float64 reference, and the
+#   covariance is a full matrix per parameter: C_t = J_t C_{t-1} J_t^T + local;
+# * the reductions' own roundings: a scalar computed from the whole parameter (a trust ratio;
+#   later Adafactor's RMS, Muon's normalisation) carries one relative error per step, shared by
+#   every element: a rank-one term sigma^2 v v^T with v = d(new state)/d(ln scalar).
+#   SHARED_SCALARS[opt](pp, old, new, lr) lists an optimizer's (v as {field: array}, sigma^2).
+# A 2-norm of n terms computed in any order (squares, n - 1 additions of partial sums <= S, one
+# square root) has relative variance <= n/12 + 1/3 (units u**2, Higham & Mary's model);
+# NORM_EXTRA adds a scaled algorithm's (LAPACK nrm2, Blue) division per element and final
+# multiply. The elementwise roundings of the vector whose norm is taken (k per element,
+# relative) add k/3 * sum v^4 / (sum v^2)^2, and the ratio's own operations one u each.
+NORM_EXTRA = (4 / 12, 2 / 3)  # (per-element division: n -> n + 4 in n/12; final multiply)
+
+
+def _norm_var(n: int) -> float:
+    """Relative variance (units u**2) of a computed 2-norm of ``n`` elements."""
+    return n / 12.0 + 1.0 / 3.0 + NORM_EXTRA[0] + NORM_EXTRA[1]
+
+
+def _ratio_term(dirs: dict, ratio_in, k_r: int, ops: int, norms: int = 2):
+    """One trust ratio ``||a|| / ||b||``-like scalar: ``(dirs, sigma^2)``, or None where the
+    zero-norm rule sets it exactly (``ratio_in``, the norm's argument, is 0; or no update).
+    ``k_r``: the roundings per element of the vector in the denominator's norm; ``ops``: the
+    ratio's own operations; ``norms``: how many n-term norms it reads."""
+    vp = np.asarray(dirs["p"], dtype=np.float64).reshape(-1)
+    s2 = float(np.sum(vp ** 2))
+    if not np.any(ratio_in) or s2 == 0.0:
+        return None
+    var = norms * _norm_var(vp.size) + k_r / 3.0 * float(np.sum(vp ** 4)) / s2 ** 2
+    return dirs, var + ops / 3.0
+
+
+def _lamb_ratio(pp, old, new, lr) -> list:
+    """||theta|| / ||r||: moves the step -lr*ratio*r (the moments do not see it). r has 6
+    roundings (m/bc1, v/bc2, + eps_root, sqrt, + eps, the division), 2 more with the decay
+    inside; the ratio one (the division), one more with decoupled decay (the decayed theta's
+    rounding, which its norm reads in the same step)."""
+    hp = pp.hp
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    decoupled = hp.get("decay_placement", "trust") == "decoupled" and wd != 0.0
+    p_in = old["p"] * (1.0 - float(lr if lr is not None else hp["lr"]) * wd) if decoupled \
+        else old["p"]
+    dirs = {"p": new["p"] - p_in, "mu": np.zeros_like(new["mu"]),
+            "nu": np.zeros_like(new["nu"])}
+    term = _ratio_term(dirs, p_in, 6 + (2 if wd and not decoupled else 0),
+                       1 + (1 if decoupled else 0))
+    return [term] if term else []
+
+
+def _lars_ratio(pp, old, new, lr) -> list:
+    """eta ||theta|| / (||g'|| + eps): x = (lr) ratio g' = buf_new - mu buf_old enters the
+    buffer and the step. g' has the decay's 2 roundings; the ratio three (eta*, + eps, the
+    division); the paper's denominator two more (wd*||theta||, +) and a third norm ||g||."""
+    hp = pp.hp
+    mom = float(hp["momentum"])
+    x = new["momentum_buffer"] - mom * old["momentum_buffer"]
+    step = x + mom * x if hp["nesterov"] else x
+    if hp["lr_placement"] == "outside":
+        step = float(lr if lr is not None else hp["lr"]) * step
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    paper = hp["trust_denominator"] == "sum"
+    term = _ratio_term({"p": -step, "momentum_buffer": x}, old["p"], 2 if wd else 0,
+                       5 if paper else 3, 3 if paper else 2)
+    return [term] if term else []
+
+
+SHARED_SCALARS = {"lamb": _lamb_ratio, "lars": _lars_ratio}
+
+
+def _shared_cov(case, prm, olds, news, lr, *, joint: bool):
+    """The shared scalars' roundings as covariance: per parameter (``joint`` False, the
+    per-parameter layout) or embedded in the closed loop's one state vector."""
+    out = []
+    for pp, old, new in zip(prm, olds, news, strict=True):
+        dim = len(pp.fields) * old["p"].size
+        c = np.zeros((dim, dim))
+        for dirs, var in SHARED_SCALARS[case.optimizer](pp, old, new, lr):
+            v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
+                                for f in pp.fields])
+            c += var * np.outer(v, v)
+        out.append(c)
+    if not joint:
+        return out
+    dim = sum(c.shape[0] for c in out)
+    full, off = np.zeros((dim, dim)), 0
+    for c in out:
+        full[off:off + c.shape[0], off:off + c.shape[0]] = c
+        off += c.shape[0]
+    return full
+
+
+def _tensor_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
+    """d(new (field, element))/d(old (field, element)) over one whole parameter, field-major,
+    one column per perturbed entry (the step is not elementwise). A perturbation that leaves the
+    step's domain is taken from the other side; where both fail the entry is 0."""
+    fields = pp.fields
+    n = old["p"].size
+    newvec = np.concatenate([new[f].reshape(-1) for f in fields])
+    jac = np.zeros((newvec.size, newvec.size))
+    for a, f in enumerate(fields):
+        hs = _perturbation(old[f], new[f]).reshape(-1)
+        for i in range(n):
+            for sign in (1.0, -1.0):
+                arr = old[f].copy().reshape(-1)
+                arr[i] += sign * hs[i]
+                moved = dict(old)
+                moved[f] = arr.reshape(old[f].shape)
+                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                    res, _ = pp.step(moved, g, t, lr)
+                    col = (np.concatenate([res[f2].reshape(-1) for f2 in fields]) - newvec) \
+                        / (sign * hs[i])
+                if np.all(np.isfinite(col)):
+                    break
+            jac[:, a * n + i] = np.where(np.isfinite(col), col, 0.0)
+    return jac

@@ -10,7 +10,9 @@ stored value is within half a float64 ULP of the exact one by construction
 Real arithmetic is emulated with :mod:`mpmath` at two working precisions (:data:`DIGITS`, 40 and
 60 significant decimal digits). The update itself is the independent per-element transcription
 of :mod:`adaptive_ref.conformance.fidelity` (``_init_fields``, ``_step``, ``_nadam_shared``,
-``_grad_mp``), which does not call the reference. A value is *certified* when both precisions
+``_grad_mp``), which does not call the reference; a per-tensor optimizer (LAMB, LARS:
+``fidelity.TENSOR_STEPS``) steps a whole parameter at once, its norms exact. A value is
+*certified* when both precisions
 round to the same float64: the 40-digit result then differs from the real one by far less than
 its distance to the nearest rounding boundary. :func:`certified` reports every element where
 the two disagree (none in the committed catalogue).
@@ -29,6 +31,7 @@ import mpmath
 import numpy as np
 
 from . import fidelity
+from .format import is_scalar_field
 from .rng import active_rows
 
 __all__ = ["DIGITS", "trajectory", "certified", "expected_values", "build_all", "pool_map"]
@@ -84,8 +87,10 @@ def trajectory(case, digits: int) -> dict:
             for p in case.params:
                 hp = hps[p.name]
                 lr = case.lr_at(t) if case.lr_schedule is not None else hp["lr"]
-                if opt == "nadam":
-                    fidelity._nadam_shared(hp, t, shared[p.name])
+                fidelity.shared_scalars(opt, hp, t, shared[p.name], lr)
+                if opt in fidelity.TENSOR_STEPS:  # a per-tensor step sees the whole parameter
+                    fidelity.TENSOR_STEPS[opt](elems[p.name], grads[p.name], t, hp, lr)
+                    continue
                 rows = None
                 if (p.grad is not None and p.grad.get("row_fraction") is not None
                         and hp.get("absent_rows", "lazy") == "lazy"):
@@ -112,7 +117,7 @@ def _snapshot(case, elems, t, scale) -> dict:
         params[p.name] = [float(e.p) for e in es]
         fields = {"count": t}
         for f in (es[0].s if es else {}):
-            if f.endswith("product"):  # one scalar per parameter (NAdam's running product)
+            if is_scalar_field(f):  # one scalar per parameter (NAdam's running product)
                 fields[f] = float(es[0].s[f])
             else:
                 fields[f] = [float(e.s[f]) for e in es]
@@ -154,7 +159,7 @@ def expected_values(case) -> tuple[dict, list[str]]:
     for t, snap in traj.items():
         state = {}
         for k, fields in snap["state"].items():
-            state[k] = {f: (v if f == "count" or f.endswith("product")
+            state[k] = {f: (v if f == "count" or is_scalar_field(f)
                             else np.asarray(v, dtype=np.float64).reshape(shapes[k]))
                         for f, v in fields.items()}
         out[t] = {"params": {k: np.asarray(v, dtype=np.float64).reshape(shapes[k])

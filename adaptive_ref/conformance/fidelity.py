@@ -27,9 +27,14 @@ are exact too, except under ``ema_weight_precision="param"`` (Keras Nadam), wher
 
 from __future__ import annotations
 
-import mpmath
+import functools
+import json
 
-__all__ = ["case_hparams"]  # the rest: private helpers of adaptive_ref.conformance.exact
+import mpmath
+import numpy as np
+
+__all__ = ["case_hparams", "lion_well_posed", "lion_sign_bounds", "lion_sign_margin",
+           "IllPosedSign"]  # the rest: private helpers of adaptive_ref.conformance.exact
 
 
 def _m(x) -> mpmath.mpf:
@@ -68,15 +73,21 @@ def _pow(b, x, hp: dict) -> mpmath.mpf:
 
 
 class _Elem:
-    """The exact state of one element of one parameter."""
+    """The exact state of one element of one parameter (an initial field given as
+    :data:`_PARAM` starts at the element's parameter value)."""
 
     def __init__(self, p, init_fields):
         self.p = p
-        self.s = dict(init_fields)
+        self.s = {k: (p if v is _PARAM else v) for k, v in init_fields.items()}
+
+
+_PARAM = object()  # an initial state field equal to the parameter (schedule-free's z and x)
 
 
 def _init_fields(opt: str, hp: dict) -> dict:
     z = mpmath.mpf(0)
+    if opt in TENSOR_FIELDS:
+        return {f: z for f in TENSOR_FIELDS[opt]}
     if opt == "sgd":
         return {"momentum_buffer": z} if hp["momentum"] != 0 else {}
     if opt == "adagrad":
@@ -97,6 +108,20 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return {"mu": z, "nu": z}
     if opt == "nadam":
         return {"mu": z, "nu": z}
+    if opt in _OWN_STEP:
+        return {"mu": z, "nu": z}
+    if opt == "adan":
+        return {"m": z, "v": z, "n": z, "prev_grad": z}
+    if opt == "adadelta":
+        return {"nu": z, "acc_delta": z}
+    if opt == "lion":
+        return {"mu": z}
+    if opt in SCHEDULE_FREE:
+        out = {"z": _PARAM, "weight_sum": z, "lr_max": z}
+        if opt == "schedule_free_adamw":
+            out["nu"] = z
+        out["x"] = _PARAM  # the evaluation point (an observable, recorded with the state)
+        return out
     raise KeyError(opt)
 
 
@@ -106,13 +131,22 @@ def _sqrt(x):
 
 def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
     """One exact step of element ``e`` (``shared`` holds per-parameter scalars: NAdam's product)."""
+    if opt == "adan":  # its own decay forms (proximal): the whole step below
+        _adan_step(e, g, t, hp, _m(lr))
+        return
     lr = _m(lr)
+    if opt in _OWN_STEP:  # optimizers whose decay does not follow the common form below
+        _OWN_STEP[opt](e, _signed_coupled(e, g, hp), t, hp, lr)
+        return
     S = e.s
+    if opt in SCHEDULE_FREE:
+        _schedule_free_step(opt, e, g, t, hp, lr, shared)
+        return
     if hp.get("maximize"):
         g = -g
     wd = _m(hp.get("weight_decay", 0.0))
     mode = hp.get("weight_decay_mode", "coupled")
-    if opt != "adamw" and mode == "coupled":
+    if opt not in DECOUPLED_ONLY and mode == "coupled":
         g = g + wd * e.p
     elif opt == "adamw":
         s = lr if hp["decay_scaling"] == "lr" else _m(hp["schedule_multiplier"])
@@ -209,17 +243,12 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
         S["mu"] = b1 * S["mu"] + (1 - b1) * g
         S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
         bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
-        rinf = 2 / (1 - b2) - 1
-        if _param_factors(hp):  # rho_t evaluated in float32 (see the module doc)
-            rinf = _f32(rinf)
-            rho = _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
-        else:
-            rho = rinf - 2 * T * b2 ** T / bc2
+        rinf, rho = _rho(b2, T, bc2, hp)
         thr = _m(hp["threshold"])
         rect = rho >= thr if hp["threshold_inclusive"] else rho > thr
         mhat = S["mu"] / bc1
         if rect:
-            r = _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+            r = _rectifier(rinf, rho)
             if hp["eps_placement"] == "hat":
                 ad = _sqrt(bc2) / (_sqrt(S["nu"] + er) + eps)
             else:
@@ -227,8 +256,127 @@ def _step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
             e.p = e.p - lr * r * mhat * ad
         else:
             e.p = e.p - lr * mhat
+    elif opt == "adadelta":
+        rho, eps = _m(hp["rho"]), _m(hp["eps"])
+        S["nu"] = rho * S["nu"] + (1 - rho) * g * g
+        delta = _sqrt(S["acc_delta"] + eps) / _sqrt(S["nu"] + eps) * g
+        S["acc_delta"] = rho * S["acc_delta"] + (1 - rho) * delta * delta
+        e.p = e.p - lr * delta
+    elif opt == "lion":
+        _lion_step(e, g, t, hp, lr)
     else:
         raise KeyError(opt)
+
+
+def _rho(b2, T, bc2, hp: dict) -> tuple:
+    """RAdam's ``(rho_inf, rho_t)`` (``bc2 = 1 - beta2**t`` as the factors see it); with
+    float32 factors, rho_t evaluated in float32 (see the module doc)."""
+    rinf = 2 / (1 - b2) - 1
+    if _param_factors(hp):
+        rinf = _f32(rinf)
+        return rinf, _f32(rinf - _f32(_f32(2 * T * _pow(b2, T, hp)) / _f32(bc2)))
+    return rinf, rinf - 2 * T * b2 ** T / bc2
+
+
+def _rectifier(rinf, rho):
+    """RAdam's r_t."""
+    return _sqrt((rho - 4) * (rho - 2) * rinf / ((rinf - 4) * (rinf - 2) * rho))
+
+
+# -- issue 11 (the newer family): optimizers with their own step function below ------------
+
+def _signed_coupled(e, g, hp: dict):
+    """``g`` with the sign of ``maximize`` and coupled L2 (``g + wd * p``) applied."""
+    if hp.get("maximize"):
+        g = -g
+    if hp.get("weight_decay_mode", "coupled") == "coupled":
+        g = g + _m(hp.get("weight_decay", 0.0)) * e.p
+    return g
+
+
+def _decoupled(e, hp: dict, scale) -> None:
+    """Decoupled decay ``p * (1 - scale * wd)`` (no-op unless weight_decay_mode is decoupled)."""
+    if hp.get("weight_decay_mode", "coupled") == "decoupled":
+        e.p = e.p * (1 - scale * _m(hp.get("weight_decay", 0.0)))
+
+
+def _adopt_step(e, g, t: int, hp: dict, lr) -> None:
+    """ADOPT: v_0 = g^2 and no update on the first step; then n = clip(g / max(sqrt(v), eps),
+    +-s^e), m = b1 m + (1 - b1) n, p -= lr m (or lr (b1 m + (1 - b1) n), Nesterov), and only then
+    v = b2 v + (1 - b2) g^2."""
+    S = e.s
+    if t == 1:
+        S["nu"] = g * g
+        return
+    _decoupled(e, hp, lr)
+    eps, root = _m(hp["eps"]), _sqrt(S["nu"])
+    n = g / (max(root, eps) if hp["eps_placement"] == "max" else root + eps)
+    if hp["clipping"]:
+        s = t - 1 if hp["clip_index"] == "previous" else t
+        c = mpmath.mpf(s) ** _m(hp["clip_exponent"])
+        n = min(max(n, -c), c)
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+    S["mu"] = b1 * S["mu"] + w1 * n
+    u = b1 * S["mu"] + w1 * n if hp["nesterov"] else S["mu"]
+    e.p = e.p - lr * u
+    S["nu"] = b2 * S["nu"] + w2 * g * g
+
+
+def _adabelief_step(e, g, t: int, hp: dict, lr) -> None:
+    """AdaBelief: s = b2 s + (1 - b2)(g - m)^2 + eps_root; the Adam step on (m, s) with eps
+    outside sqrt(s_hat) or on sqrt(s) ('hat'); optionally RAdam's rectification (rho_t >=
+    threshold, else lr m_hat or nothing) and Nesterov's m_hat."""
+    S = e.s
+    _decoupled(e, hp, lr if hp["decay_scaling"] == "lr" else 1)
+    b1, b2, T = _m(hp["beta1"]), _m(hp["beta2"]), mpmath.mpf(t)
+    S["mu"] = b1 * S["mu"] + (1 - b1) * g
+    r = g - S["mu"]
+    S["nu"] = b2 * S["nu"] + (1 - b2) * r * r + _m(hp["eps_root"])
+    bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
+    if hp["nesterov"]:
+        mhat = b1 * S["mu"] / (1 - _pow(b1, T + 1, hp)) + (1 - b1) * g / bc1
+    else:
+        mhat = S["mu"] / bc1
+    eps = _m(hp["eps"])
+    if hp["eps_placement"] == "outside":
+        step = lr * mhat / (_sqrt(S["nu"] / bc2) + eps)
+    else:
+        step = lr * _sqrt(bc2) * mhat / (_sqrt(S["nu"]) + eps)
+    if hp["rectify"]:
+        rinf, rho = _rho(b2, T, bc2, hp)
+        if rho >= _m(hp["threshold"]):
+            step = step * _rectifier(rinf, rho)
+        else:
+            step = lr * mhat if hp["degenerated_to_sgd"] else mpmath.mpf(0)
+    e.p = e.p - step
+
+
+_OWN_STEP = {"adopt": _adopt_step, "adabelief": _adabelief_step}
+
+
+def _adan_step(e: _Elem, g, t: int, hp: dict, lr) -> None:
+    """Adan (Xie et al., Algorithm 1, sail-sg/Adan's convention): d = 0 on step 1, the
+    coefficient k of d (beta2 or 1 - beta2), eps_root inside the root, three decay forms."""
+    S, T = e.s, mpmath.mpf(t)
+    b1, b2, b3 = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["beta3"])
+    wd, mode = _m(hp["weight_decay"]), hp["weight_decay_mode"]
+    if mode == "coupled":
+        g = g + wd * e.p
+    d = g - S["prev_grad"] if t > 1 else mpmath.mpf(0)
+    k = b2 if hp["diff_coefficient"] == "beta2" else 1 - b2
+    S["m"] = b1 * S["m"] + (1 - b1) * g
+    S["v"] = b2 * S["v"] + (1 - b2) * d
+    S["n"] = b3 * S["n"] + (1 - b3) * (g + k * d) ** 2
+    S["prev_grad"] = g
+    den = _sqrt(S["n"] / (1 - _pow(b3, T, hp)) + _m(hp["eps_root"])) + _m(hp["eps"])
+    u = (S["m"] / (1 - _pow(b1, T, hp)) + k * S["v"] / (1 - _pow(b2, T, hp))) / den
+    if mode == "proximal":
+        e.p = (e.p - lr * u) / (1 + lr * wd)
+    elif mode == "decoupled":
+        e.p = e.p * (1 - lr * wd) - lr * u
+    else:
+        e.p = e.p - lr * u
 
 
 def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
@@ -243,6 +391,244 @@ def _nadam_shared(hp: dict, t: int, shared: dict) -> None:
         mu_t = mu_n = b1
     shared["mu_product"] = shared.get("mu_product", mpmath.mpf(1)) * mu_t
     shared["mu_t"], shared["mu_next"] = mu_t, mu_n
+
+
+# ---- Lion: the sign of c = beta1*m + (1 - beta1)*g is well-posed only away from 0 ------------
+# Optimizers with no coupled-L2 form: weight_decay is always decoupled, p * (1 - lr*wd).
+DECOUPLED_ONLY = ("adamw", "lion")
+#: ``|c|`` must exceed the worst-case error of an implementation's ``c`` by this factor
+LION_SAFETY = 8.0
+#: roundings, relative to the sum of the terms' magnitudes, of ``c = beta1*m + w1*g`` (the two
+#: constants rounded to the dtype, the two products, the sum) and of ``m``'s own update
+LION_C_ROUNDINGS = 5
+LION_M_ROUNDINGS = 5
+#: closed loops: the harness's gradient at an implementation's iterate may differ from the exact
+#: one by this many units u of the case dtype per step and unit of ``max(abs(g), 1)`` (the
+#: evaluation error, 2n + 4 roundings, plus the iterate's rounding drift times the objective's
+#: curvature, at most 1.2e3 on the catalogue's objectives, with a margin)
+LION_LOOP_G_UNITS = 1e4
+_UNIT = {"float64": mpmath.mpf(2) ** -53, "float32": mpmath.mpf(2) ** -24}
+
+
+class IllPosedSign(ValueError):
+    """A Lion case where some implementation's sign(c) may differ from the exact one."""
+
+
+def lion_sign_bounds(u, beta1, w1, beta2, w2, g, m, m_err, g_err=0):
+    """``(c_err, m_err_new)``: worst-case bounds on ``|c_impl - c|`` at this step and on the
+    implementation's momentum error after it, for an implementation that rounds each operation
+    of ``c = beta1*m + w1*g`` and ``m' = beta2*m + w2*g`` in the unit roundoff ``u`` and starts
+    from a momentum off by ``m_err`` and a gradient off by ``g_err``. Works elementwise on
+    mpmath numbers and on NumPy float64 arrays."""
+    c_err = LION_C_ROUNDINGS * u * (abs(beta1 * m) + abs(w1 * g)) + beta1 * m_err + w1 * g_err
+    m_new = (beta2 * m_err + LION_M_ROUNDINGS * u * (abs(beta2 * m) + abs(w2 * g))
+             + w2 * g_err)
+    return c_err, m_new
+
+
+def lion_sign_margin(c, c_err):
+    """``|c| / c_err``: how many times the worst-case error of c its distance from 0 is (inf
+    where c and its error are both exactly 0: every implementation computes sign(0) = 0 then,
+    its terms being exact zeros). A case is well-posed where this exceeds LION_SAFETY."""
+    if c_err == 0:
+        return mpmath.inf if c == 0 else mpmath.mpf(0)
+    return abs(c) / c_err
+
+
+@functools.lru_cache(maxsize=4096)
+def _lion_screen(grad_json: str, shape: tuple, steps: int, dtype: str, beta1: float,
+                 beta2: float, ema_weight_precision: str) -> bool:
+    from .rng import gradient
+
+    grad = json.loads(grad_json)
+    hp = {"_case_dtype": dtype, "ema_weight_precision": ema_weight_precision}
+    b1, b2 = float(beta1), float(beta2)
+    w1, w2 = (float(_ema_weight(_m(b), hp)) for b in (b1, b2))
+    u, u64 = float(_UNIT[dtype]), 2.0 ** -53
+    m = m_err = m_err64 = np.zeros(shape)
+    for t in range(1, steps + 1):
+        g = gradient(grad, shape, t).astype(dtype).astype(np.float64)
+        c = b1 * m + w1 * g
+        c_err, m_err_new = lion_sign_bounds(u, b1, w1, b2, w2, g, m, m_err)
+        c_err64, m_err64 = lion_sign_bounds(u64, b1, w1, b2, w2, g, m, m_err64)
+        # this float64 c is itself off by <= c_err64; ask for twice the oracle's margin
+        zero = (c_err == 0) & (c == 0)
+        if not np.all(zero | (np.abs(c) - c_err64 > 2 * LION_SAFETY * c_err)):
+            return False
+        m, m_err = b2 * m + w2 * g, m_err_new
+    return True
+
+
+def lion_well_posed(grad: dict, shape: tuple, steps: int, dtype: str, hp: dict) -> bool:
+    """Whether the replayed gradients ``grad`` (a golden's generator record) keep Lion's c at
+    least 2*LION_SAFETY times its worst-case error away from 0 (or exactly 0) for every element
+    and step, screened in float64 (whose own error of c is in the bound); the exact oracle then
+    checks LION_SAFETY again (:func:`_lion_step`)."""
+    return _lion_screen(json.dumps(grad, sort_keys=True), tuple(shape), int(steps), dtype,
+                        float(hp["beta1"]), float(hp["beta2"]),
+                        hp.get("ema_weight_precision", "float64"))
+
+
+def _lion_step(e, g, t, hp, lr) -> None:
+    """One exact Lion step; raises :class:`IllPosedSign` where the margin is below
+    LION_SAFETY (the case must not be generated)."""
+    S = e.s
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    w1, w2 = _ema_weight(b1, hp), _ema_weight(b2, hp)
+    u = _UNIT[hp.get("_case_dtype", "float64")]
+    g_err = hp.get("_lion_g_units", 0) * u * t * max(abs(g), 1)
+    m_err = getattr(e, "lion_m_err", mpmath.mpf(0))
+    c = b1 * S["mu"] + w1 * g
+    c_err, e.lion_m_err = lion_sign_bounds(u, b1, w1, b2, w2, g, S["mu"], m_err, g_err)
+    if lion_sign_margin(c, c_err) <= LION_SAFETY:
+        msg = (f"lion: at step {t} c = {float(c)!r} is within {LION_SAFETY:g} times the "
+               f"worst-case rounding error of c ({float(c_err)!r}) in "
+               f"{hp.get('_case_dtype', 'float64')}: its sign is not well-posed")
+        raise IllPosedSign(msg)
+    e.p = e.p - lr * mpmath.sign(c)
+    S["mu"] = b2 * S["mu"] + w2 * g
+
+
+# ---- schedule-free AdamW and SGD (adaptive_ref.optimizers.schedule_free) -----------------------
+SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _sf_lr(hp: dict, lr, k) -> mpmath.mpf:
+    """The warmed-up lr ``lr * min(1, k/W)`` of step index ``k`` (``t`` or, lagged, ``t - 1``):
+    exact, or with ``warmup_precision="float32"`` optax's float32 evaluation, every operation
+    rounded to float32: ``fl(fl(-fl(lr) fl(1 - fl(k/W))) + fl(lr))`` while ``k < W``, then
+    ``fl(lr)``; with ``"factor_float32"`` ``lr fl(min(k/W, 1))`` (Keras, torch backend)."""
+    w = _m(hp["warmup_steps"])
+    if w == 0:
+        return lr
+    k = mpmath.mpf(k)
+    if hp["warmup_precision"] == "float32":
+        lr32 = _f32(lr)
+        if k >= w:
+            return lr32
+        return _f32(_f32(-lr32 * _f32(1 - _f32(k / w))) + lr32)
+    if hp["warmup_precision"] == "factor_float32":  # fl32(min(k/W, 1)); k/W is no float32 tie
+        return lr * _f32(min(mpmath.mpf(1), k / w))
+    return lr * min(mpmath.mpf(1), k / w)
+
+
+def _schedule_free_shared(hp: dict, t: int, shared: dict, lr) -> None:
+    """One parameter's scalars of step ``t``: the lr of the weights (``lr_t``) and of the step
+    (``lr_z``), lr_max, the weight sum and c_t. Exact, except under ``factor_precision="param"``
+    in a float32 case, where each is the float32 evaluation of its formula, every operation
+    correctly rounded, as optax and Keras compute them: ``fl(fl(lr) fl(min(1, k/W)))`` (or
+    optax's float32 schedule), ``w = fl(fl(t^r) fl(lr_max^P))``, ``fl(sum + w)``,
+    ``c = fl(w/sum)`` (Keras: ``fl(1/t)``). The rest of the update keeps exact scalars (the error
+    model charges their rounding)."""
+    f = _f32 if _param_factors(hp) else (lambda v: v)
+    lr = _m(lr)
+
+    def warm(k):
+        if hp["warmup_precision"] == "float32" or _m(hp["warmup_steps"]) == 0:
+            return f(_sf_lr(hp, f(lr), k))
+        return f(f(lr) * f(_sf_lr(hp, mpmath.mpf(1), k)))
+
+    lr_t = warm(t)
+    lr_z = warm(t - 1) if hp["warmup_lag"] else lr_t
+    lr_max = max(shared.get("lr_max", mpmath.mpf(0)), lr_t)
+    ws = shared.get("weight_sum", mpmath.mpf(0))
+    if hp["averaging"] == "uniform":
+        ws, c = ws + 1, f(1 / mpmath.mpf(t))
+    else:
+        w = f(lr_max ** _m(hp["weight_lr_power"]))
+        if _m(hp["r"]) != 0:
+            w = f(f(mpmath.mpf(t) ** _m(hp["r"])) * w)
+        ws = f(ws + w)
+        c = f(w / ws) if ws > 0 else mpmath.mpf(0)
+    shared.update(lr_t=lr_t, lr_z=lr_z, lr_max=lr_max, weight_sum=ws, c=c)
+
+
+def _schedule_free_step(opt: str, e: _Elem, g, t: int, hp: dict, lr, shared: dict) -> None:
+    S = e.s
+    b1, wd, c, lr_z = _m(hp["beta1"]), _m(hp["weight_decay"]), shared["c"], shared["lr_z"]
+    y = e.p
+    if hp["weight_decay_form"] == "y":  # Keras: y - lr*wd*y (the un-warmed lr) first
+        y = y * (1 - lr * wd)
+    if opt == "schedule_free_adamw":
+        b2 = _m(hp["beta2"])
+        S["nu"] = b2 * S["nu"] + _ema_weight(b2, hp) * g * g
+        u = g / (_sqrt(S["nu"] / (1 - _pow(b2, mpmath.mpf(t), hp))) + _m(hp["eps"]))
+    else:
+        u = g
+    if hp["weight_decay_form"] == "direction":
+        u = u + wd * y
+    coef = -c * lr_z if hp["x_from_updated_z"] else lr_z * (b1 * (1 - c) - 1)
+    e.p = y + c * (S["z"] - y) + coef * u
+    S["z"] = S["z"] - lr_z * u
+    S["x"] = (e.p - (1 - b1) * S["z"]) / b1
+    S["weight_sum"], S["lr_max"] = shared["weight_sum"], shared["lr_max"]
+
+
+def shared_scalars(opt: str, hp: dict, t: int, shared: dict, lr) -> None:
+    """Before step ``t`` of one parameter: its per-parameter scalars (NAdam's momentum product,
+    schedule-free's weights) into ``shared``; ``lr`` is the step's lr."""
+    if opt == "nadam":
+        _nadam_shared(hp, t, shared)
+    elif opt in SCHEDULE_FREE:
+        _schedule_free_shared(hp, t, shared, lr)
+
+
+# Per-tensor optimizers (``OptimizerSpec.coupling == "tensor"``): one exact step sees every
+# element of a parameter (``es``, a list of _Elem; ``gs`` their gradients). The norms are
+# exact (``sqrt(fsum(x**2))`` at the working precision); everything after them is the
+# elementwise update as above.
+TENSOR_FIELDS = {"lamb": ("mu", "nu"), "lars": ("momentum_buffer",)}
+
+
+def _norm(xs) -> mpmath.mpf:
+    return _sqrt(mpmath.fsum(x * x for x in xs))
+
+
+def _trust(num, den, update_norm, hp: dict) -> mpmath.mpf:
+    """The trust ratio num/den with the zero-norm rule (adaptive_ref._trust.ZERO_NORM)."""
+    if hp["zero_norm"] == "one":
+        return mpmath.mpf(1) if num == 0 or update_norm == 0 else num / den
+    return mpmath.mpf(0) if den == 0 else num / den
+
+
+def _lamb_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    lr, wd = _m(lr), _m(hp["weight_decay"])
+    b1, b2, eps, er = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"]), _m(hp["eps_root"])
+    T = mpmath.mpf(t)
+    bc1, bc2 = 1 - _pow(b1, T, hp), 1 - _pow(b2, T, hp)
+    trust_decay = hp["decay_placement"] == "trust"
+    r = []
+    for e, g in zip(es, gs, strict=True):
+        if not trust_decay:
+            e.p = e.p * (1 - lr * wd)
+        S = e.s
+        S["mu"] = b1 * S["mu"] + (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
+        r.append(S["mu"] / bc1 / (_sqrt(S["nu"] / bc2 + er) + eps)
+                 + (wd * e.p if trust_decay else 0))
+    rn = _norm(r)
+    ratio = _trust(_norm([e.p for e in es]), rn, rn, hp)
+    for e, ri in zip(es, r, strict=True):
+        e.p = e.p - lr * ratio * ri
+
+
+def _lars_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    lr, wd, mom = _m(lr), _m(hp["weight_decay"]), _m(hp["momentum"])
+    eta, eps = _m(hp["trust_coefficient"]), _m(hp["eps"])
+    gd = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
+    pn, gdn = _norm([e.p for e in es]), _norm(gd)
+    den = gdn + eps if hp["trust_denominator"] == "update" else _norm(gs) + wd * pn + eps
+    ratio = _trust(eta * pn, den, gdn, hp)
+    inside = hp["lr_placement"] == "inside"
+    for e, x in zip(es, gd, strict=True):
+        x = (lr * ratio if inside else ratio) * x
+        buf = mom * e.s["momentum_buffer"] + x
+        e.s["momentum_buffer"] = buf
+        d = x + mom * buf if hp["nesterov"] else buf
+        e.p = e.p - d if inside else e.p - lr * d
+
+
+TENSOR_STEPS = {"lamb": _lamb_tensor, "lars": _lars_tensor}
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:
@@ -281,4 +667,7 @@ def case_hparams(case, name: str) -> dict:
     """The settings :func:`_init_fields`, :func:`_step` and :func:`_nadam_shared` take for
     parameter ``name`` of ``case``: its hyperparameters, defaults for the fields some optimizers
     lack, and the case dtype (``"_case_dtype"``, read by ``factor_precision="param"``)."""
-    return {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    out = {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    if case.optimizer == "lion" and case.kind == "closed_loop":
+        out["_lion_g_units"] = LION_LOOP_G_UNITS
+    return out

@@ -43,6 +43,16 @@ MAX_STEPS = 100_000  # steps of one case
 MAX_ELEMENTS = 10**6  # elements of one parameter
 
 
+# State fields that hold one number per parameter (0-d state, stored as a one-element list):
+# NAdam's ``mu_product`` (every ``*product``), schedule-free's ``weight_sum`` and ``lr_max``.
+SCALAR_STATE_FIELDS = frozenset({"weight_sum", "lr_max"})
+
+
+def is_scalar_field(name: str) -> bool:
+    """Whether state field ``name`` is one number per parameter (see SCALAR_STATE_FIELDS)."""
+    return name.endswith("product") or name in SCALAR_STATE_FIELDS
+
+
 class FormatError(ValueError):
     """A golden file or case that does not follow the schema; the message names the field."""
 
@@ -267,7 +277,7 @@ def case_from_dict(d: dict) -> GoldenCase:
                         raise FormatError(msg)
                     out_s[name][fname] = vals
                 elif isinstance(vals, list) and len(vals) == 1 and not shapes[name] or \
-                        fname.endswith("product"):
+                        is_scalar_field(fname):
                     out_s[name][fname] = _floats(vals, 1, f"{sw} state.{name}.{fname}")[0]
                 else:
                     n = int(np.prod(shapes[name], dtype=np.int64)) if shapes[name] else 1

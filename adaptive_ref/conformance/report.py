@@ -12,7 +12,8 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 __all__ = ["matrix", "table", "cell_text", "legend", "LEGEND", "summary", "wrap", "to_json",
-           "to_junit", "profile_distances", "distance_table", "timings", "impl_seconds"]
+           "to_junit", "profile_distances", "distance_table", "findings", "timings",
+           "impl_seconds"]
 
 
 def _fmt(x: float) -> str:
@@ -225,6 +226,22 @@ def timings(results, width: int = 100) -> str:
     lines.append(f"  {'total':{w}s} {sum(s for _, s, _ in per.values()):8.1f} s "
                  f"{sum(c for _, _, c in per.values()):8.1f} s")
     return "\n".join(lines)
+
+
+def findings(results, cases, width: int = 100) -> str:
+    """The cases that pin a documented finding down (tag ``finding``, see
+    :data:`adaptive_ref.conformance.cases.FINDING_CASES`), as the implementations ran them: a
+    pass means the implementation still does what the finding says ("" when none ran)."""
+    tagged = {c.id for c in cases if "finding" in c.tags}
+    rows = [r for r in results if r.case_id in tagged and not r.impl.startswith("reference")
+            and r.status != "n/a"]
+    if not rows:
+        return ""
+    out = [wrap("Findings pinned by a case (docs/conformance.md, Findings): the implementation's "
+                "own default, against the reference settings that describe it; pass = the "
+                "finding holds", width)]
+    out += [f"  {r.case_id}  {r.impl}: {r.status}" for r in rows]
+    return "\n".join(out)
 
 
 def to_json(results, impls_info: dict, extra: dict | None = None) -> str:

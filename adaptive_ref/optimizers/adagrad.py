@@ -85,7 +85,7 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, lr_decay, eps, weight_decay = scalars(xp, sd, param, lr, lr_decay, eps, weight_decay)
     count, t = nx.advance(xp, state.count, sd)
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     clr = lr / (1.0 + (t - 1.0) * lr_decay)
     coupled = weight_decay_mode == "coupled"
     decay = None if coupled else decoupled_decay_factor(weight_decay)

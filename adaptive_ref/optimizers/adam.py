@@ -110,7 +110,7 @@ def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps
     decay = None if decay_factor is None else decay_factor(lr, weight_decay)
     count, t = nx.advance(xp, state.count, sd)
     lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731  (scalar -> compute dtype)
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     if bias_correction:
         bc1 = nx.bias_correction(xp, beta1, t)
         bc2 = nx.bias_correction(xp, beta2, t)

@@ -84,7 +84,7 @@ def adamax_step(param, grad, state: AdamaxState, /, *, lr=2e-3, beta1=0.9, beta2
     lr, beta1, beta2, eps, weight_decay = scalars(xp, sd, param, lr, beta1, beta2, eps,
                                                   weight_decay)
     count, t = nx.advance(xp, state.count, sd)
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     clr = lr / nx.bias_correction(xp, beta1, t)
     coupled = weight_decay_mode == "coupled"
     decay = None if coupled else decoupled_decay_factor(weight_decay)

@@ -76,7 +76,7 @@ def nadam_coefficients(xp, sd, param, mu_product, t, *, lr, beta1, beta2, moment
         mu_next = beta1 * (1.0 - 0.5 * nx.power(xp, 0.96, (t + 1.0) * momentum_decay))
     else:
         mu_t = mu_next = nx.as_scalar(xp, beta1, sd, param)
-    mu_product = xp.astype(mu_product, sd) * mu_t
+    mu_product = nx.astype(xp, mu_product, sd) * mu_t
     bc2 = nx.bias_correction(xp, beta2, t)
     coef_g = lr * (1.0 - mu_t) / (1.0 - mu_product)
     coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
@@ -127,7 +127,7 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     lr, beta1, beta2, eps, momentum_decay, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, momentum_decay, weight_decay)
     decoupled = weight_decay_mode == "decoupled"
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
     mu_product, bc2, coef_g, coef_m = nadam_coefficients(
         xp, sd, param, state.mu_product, t, lr=lr, beta1=beta1, beta2=beta2,
@@ -158,7 +158,7 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
 
     p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return (finish(xp, p_new, pre.param_dtype),
-            NAdamState(count, mu, nu, xp.astype(mu_product, state.mu_product.dtype)))
+            NAdamState(count, mu, nu, nx.astype(xp, mu_product, state.mu_product.dtype)))
 
 
 _COMMON = dict(beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3, weight_decay=0.0,

@@ -94,17 +94,12 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     lr, beta1, beta2, eps, eps_root, threshold, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, eps_root, threshold, weight_decay)
     decoupled = weight_decay_mode == "decoupled"
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
     bc1 = nx.bias_correction(xp, beta1, t)
-    bc2 = nx.bias_correction(xp, beta2, t)
-    rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    rho_t = rho_inf - 2.0 * t * nx.power(xp, beta2, t) / bc2
-    rectify = rho_t >= threshold if threshold_inclusive else rho_t > threshold
-    ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-             / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-    one = xp.ones_like(rho_t)
-    rect = xp.sqrt(xp.where(rectify, ratio, one))
+    beta2_t = nx.power(xp, beta2, t)
+    bc2 = 1.0 - beta2_t  # nx.bias_correction(xp, beta2, t), reusing beta2^t
+    rectify, rect = rectifier(xp, beta2, t, beta2_t, threshold, threshold_inclusive)
 
     def update(p, g, m, v):
         # in-place operators on fresh arrays round as the expressions in the docstring
@@ -132,6 +127,20 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
 
     p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return finish(xp, p_new, pre.param_dtype), RAdamState(count, mu, nu)
+
+
+def rectifier(xp, beta2, t, beta2_t, threshold, inclusive: bool):
+    """RAdam's switch and rectifier as 0-d arrays: ``(rho_t > threshold, r_t)`` (``>=`` when
+    ``inclusive``), r_t = 1 where the switch is off; ``beta2_t`` is ``beta2**t`` (the caller's,
+    so that ``1 - beta2**t`` and rho_t use one power). Shared with AdaBelief's ``rectify=True``
+    (adabelief-pytorch forks it from RAdam)."""
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * t * beta2_t / (1.0 - beta2_t)
+    rectify = rho_t >= threshold if inclusive else rho_t > threshold
+    ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+             / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+    one = xp.ones_like(rho_t)
+    return rectify, xp.sqrt(xp.where(rectify, ratio, one))
 
 
 def _zero(x) -> bool:

@@ -125,7 +125,7 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
                                                      weight_decay)
     count, t = nx.advance(xp, state.count, sd)
     lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
     inside = lr_placement == "inside"
     coupled = weight_decay_mode == "coupled"

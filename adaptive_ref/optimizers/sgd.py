@@ -94,7 +94,7 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
         raise ValueError(msg)
     lr, momentum, dampening, weight_decay = scalars(xp, sd, param, lr, momentum, dampening,
                                                     weight_decay)
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     first = state.count == 0
     inside = lr_placement == "inside"

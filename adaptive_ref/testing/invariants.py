@@ -386,7 +386,14 @@ CORE = frozenset({"sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "adam
 ADAM_LIKE = frozenset({"adam", "amsgrad", "adamw"})
 #: Optimizers whose state arrays all have the parameter's shape (Shampoo, full-matrix Adagrad
 #: and row-wise Adagrad keep matrices or one value per row).
-PARAM_SHAPED_STATE = CORE | {"von", "ivon", "rootfree_rmsprop", "lazy_adam", "sparse_adagrad"}
+#: Elementwise optimizers of issue 11 (the newer family): the core table's generic properties
+#: (permutation, sign flip, maximize, zero gradient) hold for them as written (Adadelta's
+#: averages are of squares and its step is odd in g; Lion's sign is odd and sign(0) = 0); ADOPT's
+#: step is also invariant under g -> 2^k g with eps -> eps/2^k (n = g/max(sqrt(v), eps) is).
+NEWER = frozenset({"adadelta", "lion", "adopt", "adabelief", "adan", "schedule_free_adamw",
+                   "schedule_free_sgd"})
+PARAM_SHAPED_STATE = CORE | NEWER | {"von", "ivon", "rootfree_rmsprop", "lazy_adam",
+                                     "sparse_adagrad"}
 DYADIC_BETAS = (0.5, 0.75, 0.875, 0.9375)
 
 
@@ -424,10 +431,15 @@ def _param(rng, shape, dtype):
             ).astype(dtype)
 
 
+def _shape(spec, n):
+    """``(n,)``, or ``(2, n)`` for an optimizer of matrices (``spec.param_ndim == 2``: Muon)."""
+    return (2, n) if getattr(spec, "param_ndim", None) == 2 else (n,)
+
+
 def _run_pure(spec, settings, rng, dtype):
-    p = _param(rng, (5,), dtype)
+    p = _param(rng, _shape(spec, 5), dtype)
     p.flags.writeable = False
-    grads = _grads(rng, (5,), 3, dtype)
+    grads = _grads(rng, _shape(spec, 5), 3, dtype)
     for g in grads:
         g.flags.writeable = False
     check_pure(spec, p, grads, settings)
@@ -439,8 +451,8 @@ def _run_shape(spec, settings, rng, dtype):
 
 
 def _run_resume(spec, settings, rng, dtype):
-    grads = _grads(rng, (4,), 6, dtype)
-    check_resume_equals_uninterrupted(spec, _param(rng, (4,), dtype), grads, settings, 3,
+    grads = _grads(rng, _shape(spec, 4), 6, dtype)
+    check_resume_equals_uninterrupted(spec, _param(rng, _shape(spec, 4), dtype), grads, settings, 3,
                                       to_numpy=True)
 
 
@@ -530,16 +542,16 @@ INVARIANTS: tuple[Invariant, ...] = (
               "load, continue: bitwise the uninterrupted run", _run_resume,
               needs=("registered_state",)),
     Invariant("permutation", "check_permutation_equivariant: permuting the coordinates permutes "
-              "the result, bitwise (element-wise methods)", _run_permutation, CORE,
+              "the result, bitwise (element-wise methods)", _run_permutation, CORE | NEWER,
               needs=("elementwise",)),
     Invariant("sign_flip", "check_sign_flip_equivariant: negating p and every g negates every "
-              "iterate, bitwise (element-wise methods)", _run_sign_flip, CORE,
+              "iterate, bitwise (element-wise methods)", _run_sign_flip, CORE | NEWER,
               needs=("elementwise",)),
     Invariant("maximize", "check_maximize_is_negated_minimize: maximize=True on g equals "
-              "minimize on -g, bitwise", _run_maximize, CORE, needs=("maximize",)),
+              "minimize on -g, bitwise", _run_maximize, CORE | NEWER, needs=("maximize",)),
     Invariant("zero_gradient", "check_zero_gradient_fixed_point: from a fresh state, zero "
-              "gradients leave p unchanged (eps > 0, no weight decay)", _run_zero_gradient, CORE,
-              {"eps": 1e-8, **_NO_DECAY}),
+              "gradients leave p unchanged (eps > 0, no weight decay)", _run_zero_gradient,
+              CORE | NEWER, {"eps": 1e-8, **_NO_DECAY}),
     Invariant("first_step_sign", "check_first_step_is_minus_lr_sign: the first step from p = 0 "
               "is -lr*sign(g) at eps = 0 with bias correction", _run_first_step,
               ADAM_LIKE | {"adamax", "adagrad"},
@@ -547,7 +559,7 @@ INVARIANTS: tuple[Invariant, ...] = (
                "initial_accumulator_value": 0.0, **_NO_DECAY}),
     Invariant("loss_scale", "check_loss_scale_identity: step(c*g, eps) == step(g, eps/c) "
               "bitwise for c = 2**k, no weight decay", _run_loss_scale,
-              ADAM_LIKE | {"nadam", "adamax"}, {"eps": 1e-8, **_NO_DECAY}),
+              ADAM_LIKE | {"nadam", "adamax", "adopt"}, {"eps": 1e-8, **_NO_DECAY}),
     Invariant("constant_gradient", "check_constant_gradient_closed_form: theta_t = theta_0 - "
               "t*lr*sign(g), bitwise for dyadic inputs, eps = 0", _run_constant_gradient,
               ADAM_LIKE, {"eps": 0.0, "eps_root": 0.0, "bias_correction": True,
@@ -564,6 +576,16 @@ INVARIANTS: tuple[Invariant, ...] = (
               {"centered": False, "momentum": 0.0, "bias_correction": False,
                "initial_accumulator_value": 0.0, "maximize": False, **_NO_DECAY}),
 )
+
+
+# ---- issue 11: Lion's closed form ----------------------------------------------------------
+# Lion's c has the sign of a constant gradient, so its closed form is Adam's
+# (theta_0 - t*lr*sign(g)) for any betas.
+INVARIANTS = INVARIANTS + (
+    Invariant("constant_gradient_lion", "check_constant_gradient_closed_form: Lion's c has the "
+              "sign of a constant g, so theta_t = theta_0 - t*lr*sign(g), bitwise for dyadic "
+              "inputs", _run_constant_gradient, frozenset({"lion"}),
+              {"maximize": False, **_NO_DECAY}),)
 
 
 def _reference(spec: OptimizerSpec, reference: str | None) -> OptimizerSpec | None:

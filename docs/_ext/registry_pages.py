@@ -32,7 +32,7 @@ __all__ = ["setup", "generate"]
 SKIP_MODULES = ("adaptive_ref.cli", "adaptive_ref.__main__", "adaptive_ref.conformance.__main__",
                 "adaptive_ref.testing")
 
-PROFILES = ("torch", "optax", "keras")
+PROFILES = ("torch", "optax", "keras", "upstream")
 
 # The conventions on which torch.optim, optax and Keras (and the papers) disagree, as
 # (topic, optimizer, hyperparameter). Values come from the registry; a row whose optimizer or
@@ -72,6 +72,25 @@ CONVENTIONS: tuple[tuple[str, str, str], ...] = (
     ("RAdam rectification threshold", "radam", "threshold"),
     ("RAdam rectification threshold", "radam", "threshold_inclusive"),
     ("default learning rate", "adam", "lr"),
+    # issue 11: the newer family (optax and the authors' code: the "upstream" column)
+    ("eps placement", "adopt", "eps_placement"),
+    ("ADOPT clipping s^(1/4)", "adopt", "clipping"),
+    ("ADOPT clipping s^(1/4)", "adopt", "clip_index"),
+    ("precision of the EMA weights 1 - beta", "adopt", "ema_weight_precision"),
+    ("AdaBelief rectification", "adabelief", "rectify"),
+    ("eps-hat (eps on the uncorrected sqrt(v))", "adabelief", "eps_placement"),
+    ("weight-decay coupling", "adabelief", "weight_decay_mode"),
+    ("precision of the scalar factors", "adabelief", "factor_precision"),
+    ("default learning rate", "adadelta", "lr"),
+    ("Adadelta decay rate", "adadelta", "rho"),
+    ("Adadelta eps", "adadelta", "eps"),
+    ("weight-decay coupling", "adadelta", "weight_decay_mode"),
+    ("precision of the EMA weights 1 - beta", "lion", "ema_weight_precision"),
+    ("Lion weight decay (decoupled)", "lion", "weight_decay"),
+    ("schedule-free warm-up index", "schedule_free_adamw", "warmup_lag"),
+    ("schedule-free warm-up index", "schedule_free_adamw", "warmup_precision"),
+    ("schedule-free averaging weights", "schedule_free_adamw", "averaging"),
+    ("schedule-free weight decay", "schedule_free_adamw", "weight_decay_form"),
 )
 
 

@@ -38,6 +38,13 @@ def all_adapters() -> list[Adapter]:
     out += [TorchAdapter(mode) for mode in ("forloop", "foreach", "fused")]
     out += [OptaxAdapter(jit=False), OptaxAdapter(jit=True)]
     out += [KerasAdapter("jax"), KerasAdapter("torch")]
+    from .adabelief_pytorch import AdaBeliefPytorchAdapter
+
+    out.append(AdaBeliefPytorchAdapter())  # the authors' package (issue 11)
+
+    from .schedulefree_adapter import UpstreamScheduleFreeAdapter
+
+    out.append(UpstreamScheduleFreeAdapter())  # the authors' schedule-free code (upstream profile)
     return out
 
 

@@ -11,8 +11,9 @@ methods. The suite calls, for each case:
    the case dtype; ``lr`` is the step's learning rate when the case has a schedule, else None;
 4. ``read(handle)`` at each checkpoint: ``(params, state)`` as NumPy arrays, ``state`` mapping
    each parameter name to ``{canonical field: value}`` (the reference's field names: ``mu``,
-   ``nu``, ``nu_max``, ``sum``, ``momentum_buffer``, ``mu_product``, ``count``). Report the
-   fields you have; missing ones are not compared.
+   ``nu``, ``nu_max``, ``sum``, ``momentum_buffer``, ``mu_product``, ``count``; schedule-free's
+   ``z``, ``weight_sum``, ``lr_max`` and its evaluation point ``x``). Report the fields you
+   have; missing ones are not compared.
 
 A case may carry only some settings: the convention diagnosis
 (:mod:`adaptive_ref.conformance.diagnose`) passes only the common numeric hyperparameters (lr,

@@ -43,7 +43,8 @@ from .base import Adapter, unsupported
 __all__ = ["KerasAdapter", "KERAS_CLASSES", "FIELDS"]
 
 KERAS_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam"}
+                 "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "Nadam",
+                 "adadelta": "Adadelta", "lion": "Lion", "lamb": "Lamb"}
 
 # (Keras optimizer attribute holding one slot per variable, canonical field, sign)
 FIELDS = {
@@ -54,6 +55,9 @@ FIELDS = {
     "adam": [("_momentums", "mu", 1), ("_velocities", "nu", 1), ("_velocity_hats", "nu_max", 1)],
     "adamax": [("_m", "mu", 1), ("_u", "nu", 1)],
     "nadam": [("_momentums", "mu", 1), ("_velocities", "nu", 1)],
+    "adadelta": [("_accumulated_grads", "nu", 1), ("_accumulated_delta_vars", "acc_delta", 1)],
+    "lion": [("_momentums", "mu", 1)],
+    "lamb": [("_momentums", "mu", 1), ("_velocities", "nu", 1)],
 }
 FIELDS["amsgrad"] = FIELDS["adamw"] = FIELDS["adam"]
 SCALAR_FIELDS = {"nadam": [("_u_product", "mu_product")]}
@@ -70,8 +74,17 @@ _ARGS = {
              "amsgrad": "amsgrad"},
     "adamax": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
     "nadam": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
+    "adadelta": {"lr": "learning_rate", "rho": "rho", "eps": "epsilon"},
+    "lion": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2"},
+    "lamb": {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon"},
 }
 _ARGS["amsgrad"] = _ARGS["adamw"] = _ARGS["adam"]
+# schedule-free AdamW (keras.optimizers.ScheduleFreeAdamW): its "momentum" slot is z; it keeps no
+# weight sum, no lr_max and no evaluation point x (those fields are not compared)
+KERAS_CLASSES["schedule_free_adamw"] = "ScheduleFreeAdamW"
+FIELDS["schedule_free_adamw"] = [("_momentums", "z", 1), ("_velocities", "nu", 1)]
+_ARGS["schedule_free_adamw"] = {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2",
+                                "eps": "epsilon", "warmup_steps": "warmup_steps"}
 _TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
 
 
@@ -95,7 +108,7 @@ def _why_not(opt: str, hp: dict, dtype: str, backend: str) -> str | None:
             continue
         if name == "factor_precision" and dtype == "float64":
             continue  # 'param' is float64 here: the two values compute the same numbers
-        if name == "weight_decay_mode" and hp.get("weight_decay", 0.0) == 0:
+        if name in ("weight_decay_mode", "decay_placement") and hp.get("weight_decay", 0.0) == 0:
             continue
         if name in keras and value != keras[name]:
             return (f"keras.optimizers.{cls} has {name}={keras[name]!r} built in "

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fidelity import DECOUPLED_ONLY
 from .base import ABSENT, Adapter, Given, present, unsupported
 
 __all__ = ["OptaxAdapter"]
 
 _FIELDS = {"mu": "mu", "nu": "nu", "nu_max": "nu_max", "sum_of_squares": "sum",
-           "trace": "momentum_buffer"}
+           "trace": "momentum_buffer", "e_g": "nu", "e_x": "acc_delta"}
 
 
 def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str | None:
@@ -32,8 +33,13 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     if dtype != "float64":
         checks.append(need("factor_precision", "param", "optax computes the scalar factors "
                            "(1 - b**t, rho_t) in the parameter dtype (factor_precision='param')"))
-        checks.append(need("ema_weight_precision", "float64", "optax's EMA weights 1 - b are "
-                           "Python floats (ema_weight_precision='float64')"))
+        if opt == "adopt":
+            checks.append(need("ema_weight_precision", "param", "optax.contrib.adopt's EMA "
+                               "weights 1 - b are formed from b = jnp.where(count > 0, b, ...) in "
+                               "the parameter dtype (ema_weight_precision='param')"))
+        else:
+            checks.append(need("ema_weight_precision", "float64", "optax's EMA weights 1 - b "
+                               "are Python floats (ema_weight_precision='float64')"))
     if opt in ("sgd", "adagrad", "rmsprop") and hp.get("weight_decay", 0.0) != 0:
         checks.append(need("weight_decay_mode", "coupled", f"decoupled weight decay is not "
                            f"expressed by this adapter's optax.{opt} chain"))
@@ -67,7 +73,13 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     elif opt == "radam":
         checks += [need("eps_placement", "outside", "optax.radam puts eps on sqrt(v_hat)"),
                    need("threshold_inclusive", True, "optax.radam rectifies when rho >= 5")]
-    else:
+    elif opt in _NEWER:
+        checks += _NEWER[opt](hp, need)
+    elif opt in _SCHEDULE_FREE:
+        checks += _schedule_free_why_not(hp, need, scheduled)
+    elif opt in _TRUST:
+        checks += _trust_why_not(opt, need)
+    elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
         if c:
@@ -75,17 +87,91 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
     return None
 
 
+def _adopt_checks(hp, need) -> list:
+    out = [need("eps_placement", "max", "optax.contrib.adopt puts eps inside the max")]
+    if hp.get("weight_decay", 0.0):
+        out.append(need("weight_decay_mode", "coupled", "optax.contrib.adopt has no weight "
+                        "decay, and add_decayed_weights after it would also decay on the "
+                        "update-free first step"))
+    return out
+
+
+def _adabelief_checks(hp, need) -> list:
+    out = [need("rectify", False, "optax.adabelief has no rectification"),
+           need("eps_placement", "outside", "optax.adabelief puts eps on sqrt(s_hat)")]
+    if hp.get("weight_decay", 0.0) and hp.get("weight_decay_mode") == "decoupled":
+        out.append(need("decay_scaling", "lr", "add_decayed_weights before the lr scaling "
+                        "multiplies the decay by lr"))
+    return out
+
+
+_NEWER = {"adopt": _adopt_checks, "adabelief": _adabelief_checks,
+          "adan": lambda hp, need: _adan_why_not(hp, need)}  # issue 11
+
+
+def _newer_scaler(opt: str, hp):
+    """optax's scaler for the optimizers of issue 11 (``hp``: a :class:`Given`)."""
+    import optax
+
+    b = present(dict(b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"]))
+    if opt == "adabelief":
+        return optax.scale_by_belief(**b, **present({"eps_root": hp["eps_root"],
+                                                      "nesterov": hp["nesterov"]}))
+    kw = present({"nesterov": hp["nesterov"], "use_clipping": hp["clipping"]})
+    if hp["clip_exponent"] is not ABSENT or hp["clip_index"] is not ABSENT:
+        e = 0.25 if hp["clip_exponent"] is ABSENT else hp["clip_exponent"]
+        shift = 1 if hp["clip_index"] == "current" else 0  # count = the steps taken before
+        kw["clip_value_fn"] = lambda count: (count + shift) ** e
+    return optax.contrib.scale_by_adopt(**b, **kw)
+
+
+# ---- per-tensor trust ratios: optax.lamb and optax.lars (chains of scale_by_trust_ratio) ----
+_TRUST = ("lamb", "lars")
+
+
+def _trust_why_not(opt: str, need) -> list:
+    out = [need("zero_norm", "one", "optax.scale_by_trust_ratio sets the ratio to 1 where a "
+                "norm is 0")]
+    if opt == "lamb":
+        out.append(need("decay_placement", "trust", "optax.lamb adds the decay to r, inside "
+                        "the trust ratio"))
+    else:
+        out += [need("trust_denominator", "update", "optax.lars divides by ||g + wd*theta|| "
+                     "+ eps"),
+                need("lr_placement", "inside", "optax.lars traces after "
+                     "scale_by_learning_rate (the buffer holds the lr)")]
+    return out
+
+
+def _trust_transform(opt: str, hp, lr):
+    import optax
+
+    if opt == "lamb":
+        return optax.lamb(lr, **present(dict(
+            b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], eps_root=hp["eps_root"],
+            weight_decay=hp["weight_decay"])))
+    return optax.lars(lr, **present(dict(
+        weight_decay=hp["weight_decay"], trust_coefficient=hp["trust_coefficient"],
+        eps=hp["eps"], momentum=hp["momentum"], nesterov=hp["nesterov"])))
+
+
 def _transform(opt: str, hp: dict, schedule):
     import jax.numpy as jnp
     import optax
 
+    if opt in _SCHEDULE_FREE:
+        return _schedule_free_transform(opt, hp)
     lr = hp["lr"] if schedule is None else schedule
     hp = Given(hp)  # settings the case does not name stay at optax's defaults (present drops them)
+    if opt == "adan":
+        return _adan_transform(hp, lr)
+    if opt in _TRUST:
+        return _trust_transform(opt, hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
     wd = hp.get("weight_decay", 0.0)
-    decoupled = opt == "adamw" or hp.get("weight_decay_mode") == "decoupled"
+    decoupled = opt in DECOUPLED_ONLY or hp.get("weight_decay_mode") == "decoupled"
     if wd and not decoupled:
         pre.append(optax.add_decayed_weights(wd))
     if opt == "sgd":
@@ -114,6 +200,12 @@ def _transform(opt: str, hp: dict, schedule):
             scaler = optax.scale_by_adamax(**b)
         elif opt == "nadam":
             scaler = optax.scale_by_adam(**b, nesterov=True)
+        elif opt in _NEWER:
+            scaler = _newer_scaler(opt, hp)
+        elif opt == "adadelta":
+            scaler = optax.scale_by_adadelta(**present(dict(rho=hp["rho"], eps=hp["eps"])))
+        elif opt == "lion":
+            scaler = optax.scale_by_lion(**present(dict(b1=hp["beta1"], b2=hp["beta2"])))
         else:  # radam
             scaler = optax.scale_by_radam(**b, **root,
                                           **present({"threshold": hp["threshold"]}))
@@ -121,6 +213,62 @@ def _transform(opt: str, hp: dict, schedule):
             post.append(optax.add_decayed_weights(wd))
         core = optax.chain(scaler, *post, optax.scale_by_learning_rate(lr))
     return optax.chain(*pre, core)
+
+
+def _default_lr_alias(opt: str, hp: dict):
+    """``optax.<opt>(...)`` called as a user who leaves ``learning_rate`` at its default (None)
+    does; the case's lr and maximize are the reference's description of what that does."""
+    import optax
+
+    assert opt == "adadelta", opt
+    return optax.adadelta(rho=hp["rho"], eps=hp["eps"], weight_decay=hp["weight_decay"])
+
+
+# ---- schedule-free AdamW and SGD: optax.contrib.schedule_free_{adamw,sgd} ---------------------
+_SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
+
+
+def _schedule_free_why_not(hp, need, scheduled: bool) -> list:
+    warm = bool(hp["warmup_steps"])  # ABSENT (optax's default: none) is falsy
+    return [
+        "optax.contrib.schedule_free reads an lr schedule at step_count = k + 1 for the weights "
+        "and at count = k for the step, so the case's per-step lr (lr_k for both) cannot be "
+        "given to it" if scheduled else None,
+        need("r", 0.0, "optax's schedule_free has no polynomial weighting (r = 0)"),
+        need("averaging", "lr_max", "optax averages with weights max_lr**weight_lr_power"),
+        need("x_from_updated_z", False, "optax recovers x from the z before the update"),
+        need("weight_decay_form", "direction",
+             "optax adds wd*y to the step direction (add_decayed_weights)"),
+        need("warmup_lag", True, "optax's warm-up is lagged by one step for z") if warm
+        else None,
+        need("warmup_precision", "float32", "optax's warmup_constant_schedule is float32")
+        if warm else None,
+    ]
+
+
+def _schedule_free_transform(opt: str, hp: dict):
+    from optax import contrib
+
+    hp = Given(hp)
+    kw = present(dict(learning_rate=hp["lr"], b1=hp["beta1"],
+                      weight_lr_power=hp["weight_lr_power"]))
+    if hp["warmup_steps"]:
+        kw["warmup_steps"] = int(hp["warmup_steps"])
+    wd = hp.get("weight_decay", 0.0)
+    if opt == "schedule_free_adamw":
+        return contrib.schedule_free_adamw(**kw, **present(dict(
+            b2=hp["beta2"], eps=hp["eps"], weight_decay=wd)))
+    return contrib.schedule_free_sgd(**kw, weight_decay=wd or None)
+
+
+def _schedule_free_fields(state, params) -> dict:
+    """z, the weight sum, max_lr (lr_max) and the evaluation point x of a ScheduleFreeState."""
+    from optax import contrib
+
+    x = contrib.schedule_free_eval_params(state, params)
+    return {"z": np.asarray(state.z), "weight_sum": float(np.asarray(state.weight_sum)),
+            "lr_max": float(np.asarray(state.max_lr)), "x": np.asarray(x),
+            "count": int(np.asarray(state.step_count)) - 1}
 
 
 def _state_fields(state) -> dict:
@@ -196,6 +344,8 @@ class OptaxAdapter(Adapter):
             schedule = lambda count: table[count]  # noqa: E731
         params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
         txs = {k: _transform(case.optimizer, case.param_hparams(k), schedule) for k in params}
+        if "optax_default_lr_none" in case.tags:  # the finding: optax's own default lr
+            txs = {k: _default_lr_alias(case.optimizer, case.param_hparams(k)) for k in params}
         states = {k: txs[k].init(params[k]) for k in params}
 
         def update(params, states, grads):
@@ -221,11 +371,42 @@ class OptaxAdapter(Adapter):
         return {k: np.asarray(v) for k, v in h["params"].items()}
 
     def read(self, h):
-        state = {k: _state_fields(s) for k, s in h["states"].items()}
-        if h["optimizer"] == "rmsprop":
-            # optax.rmsprop's trace runs after scale_by_learning_rate, so it holds the *signed*
-            # step (-lr * u); the canonical buffer holds +lr * u.
+        fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
+        state = {k: fields_of(s) for k, s in h["states"].items()}
+        if h["optimizer"] in _SCHEDULE_FREE:
+            for k, s in h["states"].items():
+                state[k].update(_schedule_free_fields(s, h["params"][k]))
+        if h["optimizer"] in ("rmsprop", "lars"):
+            # optax.rmsprop's (and optax.lars's) trace runs after scale_by_learning_rate, so it
+            # holds the *signed* step (-lr * u); the canonical buffer holds +lr * u.
             for fields in state.values():
                 if "momentum_buffer" in fields:
                     fields["momentum_buffer"] = -fields["momentum_buffer"]
         return self.read_params(h), state
+
+
+# ---- Adan (optax.adan: optax/_src/alias.py adan, optax/_src/transform.py scale_by_adan) -------
+
+def _adan_why_not(hp, need) -> list:
+    out = [need("diff_coefficient", "1-beta2", "optax.adan weights the gradient difference by "
+                "1 - b2 in n and in the update (finding A1)")]
+    if hp.get("weight_decay", 0.0):
+        out.append(need("weight_decay_mode", "decoupled", "optax.adan decays p - lr (u + wd p) "
+                        "(weight_decay_mode='decoupled'), not proximally"))
+    return out
+
+
+def _adan_transform(hp, lr):
+    """optax.adan itself (scale_by_adan, add_decayed_weights, scale_by_learning_rate)."""
+    import optax
+
+    return optax.adan(lr, **present(dict(
+        b1=hp["beta1"], b2=hp["beta2"], b3=hp["beta3"], eps=hp["eps"], eps_root=hp["eps_root"],
+        weight_decay=hp["weight_decay"])))
+
+
+def _adan_state(state) -> dict:
+    """The canonical fields of optax's ScaleByAdanState (m, v, n, g = the previous gradient, t)."""
+    s = state[0]  # the chain's first member: scale_by_adan's state
+    return {"m": np.asarray(s.m), "v": np.asarray(s.v), "n": np.asarray(s.n),
+            "prev_grad": np.asarray(s.g), "count": int(np.asarray(s.t))}

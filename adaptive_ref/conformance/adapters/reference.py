@@ -27,6 +27,7 @@ import numpy as np
 from adaptive_ref import _numerics, registry
 from adaptive_ref.backends import Backend
 
+from ..format import is_scalar_field
 from .base import Adapter
 
 __all__ = ["ReferenceAdapter"]
@@ -144,7 +145,10 @@ class ReferenceAdapter(Adapter):
                     continue
                 a = np.asarray(b.to_numpy(v))
                 fields[name] = int(a) if name == "count" else (
-                    float(a) if name.endswith("product") else a)
+                    float(a) if is_scalar_field(name) else a)
+            settings = h["case"].param_hparams(k)
+            for name, fn in h["spec"].observables.items():  # e.g. schedule-free's x
+                fields[name] = np.asarray(b.to_numpy(fn(h["params"][k], st, **settings)))
             state[k] = fields
         return params, state
 

@@ -21,7 +21,8 @@ __all__ = ["TorchAdapter", "TORCH_CLASSES"]
 
 TORCH_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
                  "amsgrad": "Adam", "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam",
-                 "radam": "RAdam", "lazy_adam": "SparseAdam", "sparse_adagrad": "Adagrad"}
+                 "radam": "RAdam", "lazy_adam": "SparseAdam", "sparse_adagrad": "Adagrad",
+                 "adadelta": "Adadelta"}
 SPARSE = {"lazy_adam", "sparse_adagrad"}  # fed sparse COO gradients (single-tensor path only)
 FUSED = {"sgd", "adagrad", "adam", "amsgrad", "adamw"}
 
@@ -45,7 +46,9 @@ _FIXED["sparse_adagrad"] = {"eps_placement": "outside"}
 
 _STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "sum": "sum",
           "square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum_buffer",
-          "exp_inf": "nu", "mu_product": "mu_product", "step": "count"}
+          "exp_inf": "nu", "mu_product": "mu_product", "step": "count",
+          "exp_avg_var": "nu",  # adabelief-pytorch (adapters/adabelief_pytorch.py)
+          "acc_delta": "acc_delta"}
 
 
 def _kwargs(opt: str, hp: dict) -> dict:
@@ -86,10 +89,12 @@ def _kwargs(opt: str, hp: dict) -> dict:
         kw.update(betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
                   weight_decay=hp["weight_decay"],
                   decoupled_weight_decay=hp["weight_decay_mode"] == "decoupled")
+    elif opt == "adadelta":
+        kw.update(rho=hp["rho"], eps=hp["eps"], weight_decay=hp["weight_decay"])
     return present(kw)
 
 
-_COUPLED_ONLY = {"sgd", "adagrad", "rmsprop", "adamax", "sparse_adagrad"}
+_COUPLED_ONLY = {"sgd", "adagrad", "rmsprop", "adamax", "sparse_adagrad", "adadelta"}
 
 
 def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
