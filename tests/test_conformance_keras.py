@@ -127,3 +127,26 @@ def test_keras_profiles_match_the_installed_constructors():
             assert settings[ours] == sigs[cls][theirs], (opt, ours, settings[ours], sigs[cls])
         wd = sigs[cls]["weight_decay"]
         assert settings["weight_decay"] == (0.0 if wd is None else wd), (opt, wd)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_replayed_case_in_one_request_equals_the_step_by_step_run(backend):
+    """``run`` sends a replayed case's steps in one request; the snapshots are the ones the
+    step-by-step protocol (build, step, read) gives, bit for bit."""
+    import numpy as np
+
+    from adaptive_ref.conformance.adapters.base import Adapter
+
+    adapter = _adapter(backend)
+    case = next(c for c in ALL if adapter.applies_to(c) and c.kind == "replay"
+                and "schedule" in c.tags and c.dtype == "float32")
+    batched, stepwise = adapter.run(case), Adapter.run(adapter, case)
+    assert sorted(batched) == sorted(stepwise) == sorted(set(case.checkpoints))
+    for t, (params, state) in stepwise.items():
+        bp, bs = batched[t]
+        assert bp.keys() == params.keys() and bs.keys() == state.keys()
+        for k in params:
+            np.testing.assert_array_equal(bp[k], params[k])
+            assert bs[k].keys() == state[k].keys()
+            for f, v in state[k].items():
+                np.testing.assert_array_equal(bs[k][f], v)

@@ -77,3 +77,16 @@ def test_jax_reference_jitted_and_eager_both_conform(case):
 def test_jit_needs_jax():
     with pytest.raises(ValueError, match="JAX"):
         ReferenceAdapter(Backend.NUMPY, jit=True)
+
+
+def test_a_worker_keeps_the_adapters_it_was_sent():
+    """Each chunk arrives as the adapter's pickle; a worker makes the adapter once and reuses it
+    for the later chunks (the Keras adapter's worker process is started once per worker)."""
+    import pickle
+
+    blob = pickle.dumps(ReferenceAdapter(Backend.NUMPY))
+    other = pickle.dumps(ReferenceAdapter(Backend.TORCH))
+    first = parallel._live_adapter(blob)
+    assert parallel._live_adapter(blob) is first
+    assert parallel._live_adapter(other) is not first
+    assert parallel._live_adapter(other).name == "reference-torch"

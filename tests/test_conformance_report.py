@@ -196,3 +196,18 @@ def test_blocks_keep_an_implementation_group_together():
     for group in {i.split("-", 1)[0] for i in impls}:
         holding = [k for k, b in enumerate(blocks) if group in b[0].split()]
         assert len(holding) == 1, (group, text)
+
+
+def test_timings_per_implementation():
+    from adaptive_ref.conformance.report import impl_seconds, timings
+
+    rs = [CaseResult("a", "sgd", "x", seconds=1.0, cpu_seconds=1.0),
+          CaseResult("b", "sgd", "x", seconds=2.0, cpu_seconds=2.0),
+          CaseResult("a", "sgd", "y", status="n/a", seconds=0.5, cpu_seconds=0.5),
+          CaseResult("a", "sgd", "z", seconds=9.0, cpu_seconds=6.0)]
+    assert impl_seconds(rs) == {"x": (2, 3.0, 3.0), "y": (0, 0.5, 0.5), "z": (1, 9.0, 6.0)}
+    text = timings(rs)
+    rows = [line.split()[0] for line in text.splitlines()[1:] if line.startswith("  ")]
+    assert rows == ["wall", "z", "x", "y", "total"]  # a header, then the most CPU first
+    assert "1500.0 ms" in text and "12.5 s" in text and "9.5 s" in text
+    assert max(len(line) for line in text.splitlines()) <= 100

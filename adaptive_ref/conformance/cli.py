@@ -63,6 +63,8 @@ def add_conform_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=jobs_arg, default=None, metavar="N",
                    help="worker processes (default: one per core for a large selection; "
                         "1: run everything in this process)")
+    p.add_argument("--timings", action="store_true",
+                   help="also print the seconds spent on each implementation")
     p.add_argument("--no-profiles", action="store_true",
                    help="omit the torch-vs-optax profile distance table")
     p.set_defaults(func=run_conform)
@@ -281,6 +283,8 @@ def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, r
     ran = [r for r in results if r.status != "n/a"]
     if args.format == "json":
         extra = {"seconds": elapsed, "cases": len(cases),
+                 "impl_seconds": {k: {"wall": round(v, 4), "cpu": round(c, 4)} for k, (_, v, c)
+                                  in report.impl_seconds(results).items()},
                  "profile_distances": report.profile_distances(cases)}
         text = report.to_json(results, info, extra)
     elif args.format == "junit":
@@ -301,6 +305,8 @@ def _run(args) -> int:  # noqa: C901 - one linear pipeline: select, load, run, r
         pinned = report.findings(results, cases)
         if pinned:
             parts += ["", pinned]
+        if args.timings:
+            parts += ["", report.timings(results)]
         parts += ["", report.summary(results, cases=len(cases), impls=impls, seconds=elapsed)]
         text = "\n".join(parts)
     for w in caught:

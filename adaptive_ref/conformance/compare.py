@@ -37,6 +37,7 @@ class CaseResult:
     worst: str = ""
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the process that ran the case (not its subprocesses)
     suspect: str = ""  # the convention that explains the failure (diagnose.suspect), if found
     reproduce: str = ""  # a command that runs this case again (set by the runner)
 

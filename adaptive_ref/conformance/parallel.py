@@ -9,10 +9,15 @@ running, which ``fork`` would copy in an undefined state) and returns every resu
 results in the serial order and applies the expected failures and reproduce lines there, so the
 report is the same. An adapter that cannot be sent to a worker (it does not pickle) is left out
 of the pool and runs in the parent as before.
+
+A worker keeps each adapter it receives for the rest of the run (:func:`_live_adapter`): its next
+chunk of that implementation reuses what the first one started (the Keras adapter's worker
+process, whose start costs seconds) instead of unpickling a fresh copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -74,21 +79,35 @@ def _start_worker() -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
-def _run_chunk(adapter, cases):
+_LIVE: dict = {}  # in a worker: the adapters received so far, by the digest of their pickle
+
+
+def _live_adapter(blob: bytes):
+    """The adapter pickled as ``blob``: the one this worker already made from the same bytes,
+    else a new one (kept for the next chunk)."""
+    key = hashlib.sha256(blob).digest()
+    adapter = _LIVE.get(key)
+    if adapter is None:
+        adapter = _LIVE[key] = pickle.loads(blob)
+    return adapter
+
+
+def _run_chunk(blob: bytes, cases):
     from .runner import evaluate
 
+    adapter = _live_adapter(blob)
     return [evaluate(adapter, case) for case in cases]
 
 
 def _chunks(adapters, cases):
     for adapter in adapters:
         try:
-            pickle.dumps(adapter)
+            blob = pickle.dumps(adapter)
         except Exception:  # noqa: BLE001 - any pickling failure: run it in the parent
             continue
         mine = [c for c in cases if adapter.applies_to(c)]
         for lo in range(0, len(mine), CHUNK):
-            yield adapter, mine[lo:lo + CHUNK]
+            yield adapter, blob, mine[lo:lo + CHUNK]
 
 
 def run_in_pool(adapters, cases, *, jobs: int | None = None, progress=None) -> dict:
@@ -97,7 +116,7 @@ def run_in_pool(adapters, cases, *, jobs: int | None = None, progress=None) -> d
     n, result)`` is called as results arrive (``i`` counts that implementation's results)."""
     work = list(_chunks(adapters, cases))
     totals: dict[str, int] = {}
-    for adapter, chunk in work:
+    for adapter, _, chunk in work:
         totals[adapter.name] = totals.get(adapter.name, 0) + len(chunk)
     done: dict = {}
     if not work:
@@ -105,7 +124,7 @@ def run_in_pool(adapters, cases, *, jobs: int | None = None, progress=None) -> d
     counts = dict.fromkeys(totals, 0)
     with ProcessPoolExecutor(max_workers=jobs or default_jobs(), mp_context=get_context("spawn"),
                              initializer=_start_worker) as pool:
-        futures = {pool.submit(_run_chunk, a, chunk): a.name for a, chunk in work}
+        futures = {pool.submit(_run_chunk, blob, chunk): a.name for a, blob, chunk in work}
         for fut in as_completed(futures):
             name = futures[fut]
             for res in fut.result():

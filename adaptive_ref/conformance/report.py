@@ -12,7 +12,8 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 __all__ = ["matrix", "table", "cell_text", "legend", "LEGEND", "summary", "wrap", "to_json",
-           "to_junit", "profile_distances", "distance_table", "findings"]
+           "to_junit", "profile_distances", "distance_table", "findings", "timings",
+           "impl_seconds"]
 
 
 def _fmt(x: float) -> str:
@@ -198,6 +199,35 @@ def summary(results, *, cases: int, impls, seconds: float, width: int = 100) -> 
     return wrap(text, width, "  ") + f"\nresult: {verdict}"
 
 
+def impl_seconds(results) -> dict:
+    """``{implementation: (runs, seconds, cpu seconds)}``: the cases that ran (not n/a) and the
+    sums of their wall and CPU seconds (build, steps, reads and comparison), in the order of
+    ``results``."""
+    out: dict = {}
+    for r in results:
+        runs, secs, cpu = out.get(r.impl, (0, 0.0, 0.0))
+        out[r.impl] = (runs + (r.status != "n/a"), secs + r.seconds, cpu + r.cpu_seconds)
+    return out
+
+
+def timings(results, width: int = 100) -> str:
+    """Where the time went, per implementation, the most CPU first (``--timings``)."""
+    per = impl_seconds(results)
+    total = sum(c for _, _, c in per.values()) or 1.0
+    w = max((len(k) for k in per), default=0)
+    lines = [wrap("time per implementation: the sums of its cases' wall and CPU seconds (build, "
+                  "steps, reads, comparison; CPU of the process that ran them, not of the Keras "
+                  "worker processes; worker processes run side by side, so the sums exceed the "
+                  "wall time, and a loaded machine stretches the wall seconds)", width),
+             f"  {'':{w}s} {'wall':>8s}   {'CPU':>8s}  {'share':>6s}  {'runs':>5s}  CPU per run"]
+    for impl, (runs, secs, cpu) in sorted(per.items(), key=lambda kv: -kv[1][2]):
+        lines.append(f"  {impl:{w}s} {secs:8.1f} s {cpu:8.1f} s  {100 * cpu / total:5.1f}%  "
+                     f"{runs:5d}" + (f"  {1000 * cpu / runs:7.1f} ms" if runs else ""))
+    lines.append(f"  {'total':{w}s} {sum(s for _, s, _ in per.values()):8.1f} s "
+                 f"{sum(c for _, _, c in per.values()):8.1f} s")
+    return "\n".join(lines)
+
+
 def findings(results, cases, width: int = 100) -> str:
     """The cases that pin a documented finding down (tag ``finding``, see
     :data:`adaptive_ref.conformance.cases.FINDING_CASES`), as the implementations ran them: a
@@ -226,6 +256,7 @@ def to_json(results, impls_info: dict, extra: dict | None = None) -> str:
                      "max_ulp": None if math.isinf(r.max_ulp) else r.max_ulp,
                      "max_rel": None if math.isinf(r.max_rel) else r.max_rel,
                      "worst": r.worst, "seconds": round(r.seconds, 4),
+                     "cpu_seconds": round(r.cpu_seconds, 4),
                      **({"reproduce": r.reproduce} if r.reproduce else {}),
                      "failures": [{"step": f.step, "what": f.what,
                                    "ulp": None if math.isinf(f.ulp) else f.ulp,

@@ -101,7 +101,7 @@ def reproduce_command(adapter, case) -> str:
 def evaluate(adapter, case) -> CaseResult:
     """One case on one adapter, compared with its golden: pass / fail / error / n/a, before any
     expected failure applies (what a worker process computes: :mod:`.parallel`)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     why = objectives.missing_requirement(case.objective) or adapter.supports(case)
     if why:
         return CaseResult(case.id, case.optimizer, adapter.name, status="n/a", reason=why)
@@ -113,6 +113,7 @@ def evaluate(adapter, case) -> CaseResult:
     else:
         res = compare(case, result, impl=adapter.name)
     res.seconds = time.perf_counter() - t0
+    res.cpu_seconds = time.process_time() - c0
     return res
 
 

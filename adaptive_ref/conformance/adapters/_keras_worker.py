@@ -7,7 +7,8 @@ stdout (file descriptor 1 is pointed at stderr, so that nothing Keras or JAX pri
 the stream). The file imports neither :mod:`adaptive_ref` nor Keras at the top: Keras is imported
 after the environment is in place.
 
-Requests (tuples): ``("build", spec)``, ``("step", grads, lr)``, ``("read",)``,
+Requests (tuples): ``("build", spec)``, ``("step", grads, lr)``, ``("run", [(grads, lr), ...],
+checkpoints)`` (every step of a replayed case, returning ``{step: read()}``), ``("read",)``,
 ``("read_params",)``, ``("versions",)``, ``("exit",)``. Replies: ``("ok", value)`` or
 ``("error", text)``. One case is live at a time; ``build`` replaces it.
 """
@@ -97,6 +98,15 @@ class Driver:
                   for k in names]
             opt.apply(gs, vs)
         return None
+
+    def run(self, steps, checkpoints):
+        """``step`` for each ``(grads, lr)`` of ``steps``; ``{t: read()}`` at the checkpoints."""
+        cps, out = set(checkpoints), {}
+        for t, (grads, lr) in enumerate(steps, 1):
+            self.step(grads, lr)
+            if t in cps:
+                out[t] = self.read()
+        return out
 
     def _np(self, x):
         return self.np.array(self.keras.ops.convert_to_numpy(x))

@@ -129,6 +129,10 @@ def _kwargs(opt: str, hp: dict) -> dict:
     return kw
 
 
+def _contiguous(grads: dict) -> dict:
+    return {k: np.array(g, order="C") for k, g in grads.items()}
+
+
 class _Worker:
     """A Keras process on one backend, with length-prefixed pickles over pipes."""
 
@@ -257,7 +261,18 @@ class KerasAdapter(Adapter):
         return w
 
     def step(self, w, grads, lr):
-        w.call("step", {k: np.array(g, order="C") for k, g in grads.items()}, lr)
+        w.call("step", _contiguous(grads), lr)
+
+    def run(self, case):
+        """A replayed case in one request: the worker gets every step's gradients and lr and
+        returns the checkpoints (the same build, steps and reads as the step-by-step protocol,
+        which a closed-loop case still uses: its gradients need the iterate)."""
+        if case.kind != "replay":
+            return super().run(case)
+        w = self.build(case)
+        steps = [(_contiguous(case.gradients(t)), case.lr_at(t))
+                 for t in range(1, case.steps + 1)]
+        return w.call("run", steps, sorted(set(case.checkpoints)))
 
     def read_params(self, w):
         return w.call("read_params")

@@ -362,7 +362,9 @@ class OptaxAdapter(Adapter):
     def step(self, h, grads, lr):
         import jax.numpy as jnp
 
-        g = {k: jnp.asarray(v) for k, v in grads.items()}
+        # under jit the NumPy arrays go straight into the call (jit moves them to the device
+        # itself); the eager update needs JAX arrays, else its first operations ran in NumPy
+        g = dict(grads) if self.jit else {k: jnp.asarray(v) for k, v in grads.items()}
         h["params"], h["states"] = h["update"](h["params"], h["states"], g)
 
     def read_params(self, h):
