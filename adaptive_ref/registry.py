@@ -6,9 +6,9 @@ Adding an optimizer is one module (State, init, step, ``SPEC``) plus one line in
 from __future__ import annotations
 
 from ._spec import REQUIRED, HParam, OptimizerSpec, Profile
-from .optimizers.adafactor import ADAFACTOR
 from .optimizers.adabelief import ADABELIEF
 from .optimizers.adadelta import ADADELTA
+from .optimizers.adafactor import ADAFACTOR
 from .optimizers.adagrad import ADAGRAD
 from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
@@ -41,7 +41,7 @@ _SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
            SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
 _SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
 _SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
-_SPECS += (ADAFACTOR,)  # not elementwise: no exact goldens yet (its RMS terms need the per-tensor oracle; pending)
+_SPECS += (ADAFACTOR,)  # not elementwise; no exact goldens yet (per-tensor oracle: pending)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 
