@@ -33,6 +33,7 @@ from .._common import (
     init_number,
     init_zeros,
     prepare_grad,
+    scalars,
 )
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 
@@ -348,7 +349,8 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
         alpha = rho
     # second moment
     clamp = eps1_mode != "add"
-    e1 = float(xp.finfo(dtype).eps) if eps1_mode == "clamp_machine_eps" else eps1
+    e1 = float(xp.finfo(dtype).eps) if eps1_mode == "clamp_machine_eps" else scalars(
+        xp, sd, param, eps1)[0]  # a NumPy scalar eps1 is read once, as every hyperparameter
     q = g * g if clamp else g * g + c(e1)
     b2, w = c(beta2), c(one_minus_beta2)
     v_row = v_col = v = None
