@@ -105,6 +105,99 @@ def _radam(p, *, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     return step
 
 
+# ---- the newer family (issue 11): the reference's defaults -------------------------------
+
+def _adadelta(p, *, lr=1.0, rho=0.95, eps=1e-6):
+    s = {"p": p, "v": np.zeros_like(p), "u": np.zeros_like(p)}
+
+    def step(g):
+        s["v"] = rho * s["v"] + (1 - rho) * (g * g)
+        delta = np.sqrt(s["u"] + eps) / np.sqrt(s["v"] + eps) * g
+        s["u"] = rho * s["u"] + (1 - rho) * (delta * delta)
+        s["p"] = s["p"] - lr * delta
+    return step
+
+
+def _lion(p, *, lr=1e-4, b1=0.9, b2=0.99):
+    s = {"p": p, "m": np.zeros_like(p)}
+
+    def step(g):
+        s["p"] = s["p"] - lr * np.sign(b1 * s["m"] + (1 - b1) * g)
+        s["m"] = b2 * s["m"] + (1 - b2) * g
+    return step
+
+
+def _adopt(p, *, lr=1e-3, b1=0.9, b2=0.9999, eps=1e-6):
+    s = {"p": p, "m": np.zeros_like(p), "v": None, "t": 0}
+
+    def step(g):
+        if s["v"] is None:  # the first step only sets v
+            s["v"] = g * g
+            return
+        s["t"] += 1
+        clip = s["t"] ** 0.25
+        n = np.clip(g / np.maximum(np.sqrt(s["v"]), eps), -clip, clip)
+        s["m"] = b1 * s["m"] + (1 - b1) * n
+        s["p"] = s["p"] - lr * s["m"]
+        s["v"] = b2 * s["v"] + (1 - b2) * (g * g)
+    return step
+
+
+def _adabelief(p, *, lr=1e-3, b1=0.9, b2=0.999, eps=1e-16, eps_root=1e-16):
+    s = {"p": p, "m": np.zeros_like(p), "s": np.zeros_like(p), "t": 0}
+
+    def step(g):
+        s["t"] += 1
+        t = s["t"]
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        r = g - s["m"]
+        s["s"] = b2 * s["s"] + (1 - b2) * (r * r) + eps_root
+        s["p"] = s["p"] - lr * (s["m"] / (1 - b1**t)) / (np.sqrt(s["s"] / (1 - b2**t)) + eps)
+    return step
+
+
+def _adan(p, *, lr=1e-3, b1=0.98, b2=0.92, b3=0.99, eps=1e-8):
+    s = {"p": p, "m": np.zeros_like(p), "v": np.zeros_like(p), "n": np.zeros_like(p),
+         "g": None, "t": 0}
+
+    def step(g):
+        s["t"] += 1
+        t = s["t"]
+        d = g - s["g"] if s["g"] is not None else np.zeros_like(g)
+        s["g"] = g
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["v"] = b2 * s["v"] + (1 - b2) * d
+        x = g + b2 * d
+        s["n"] = b3 * s["n"] + (1 - b3) * (x * x)
+        den = np.sqrt(s["n"]) / math.sqrt(1 - b3**t) + eps
+        s["p"] = s["p"] - lr * (s["m"] / (1 - b1**t) + b2 * s["v"] / (1 - b2**t)) / den
+    return step
+
+
+def _schedule_free(p, *, adam: bool, lr, b1=0.9, b2=0.999, eps=1e-8, power=2.0):
+    s = {"y": p, "z": p.copy(), "v": np.zeros_like(p), "t": 0, "wsum": 0.0, "lr_max": 0.0}
+
+    def step(g):
+        s["t"] += 1
+        s["lr_max"] = max(s["lr_max"], lr)
+        w = s["lr_max"] ** power
+        s["wsum"] += w
+        c = w / s["wsum"]
+        if adam:
+            s["v"] = b2 * s["v"] + (1 - b2) * (g * g)
+            d = g / (np.sqrt(s["v"] / (1 - b2 ** s["t"])) + eps)
+        else:
+            d = g
+        y = s["y"] * (1 - c) + s["z"] * c
+        s["y"] = y + lr * (b1 * (1 - c) - 1) * d
+        s["z"] = s["z"] - lr * d
+    return step
+
+
 STEPS = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam,
          "amsgrad": lambda p: _adam(p, ams=True), "adamw": lambda p: _adam(p, wd=1e-2),
-         "adamax": _adamax, "nadam": _nadam, "radam": _radam}
+         "adamax": _adamax, "nadam": _nadam, "radam": _radam,
+         "adadelta": _adadelta, "lion": _lion, "adopt": _adopt, "adabelief": _adabelief,
+         "adan": _adan,
+         "schedule_free_adamw": lambda p: _schedule_free(p, adam=True, lr=2.5e-3),
+         "schedule_free_sgd": lambda p: _schedule_free(p, adam=False, lr=1.0)}
