@@ -196,8 +196,6 @@ def power(xp, base, t):
 
 def bias_correction(xp, beta, t):
     """``1 - beta**t``: the factor that unbiases an EMA started at zero (Kingma & Ba, Sec. 3)."""
-    if type(beta) is float and type(t) in NP.scalar_floats:  # power's NumPy path, inlined
-        return 1.0 - xp.pow(t.dtype.type(beta), t)
     return 1.0 - power(xp, beta, t)
 
 

@@ -130,14 +130,6 @@ UNOBSERVABLE: dict[tuple[str, str], str] = {
         "both values (their float32 rounding is charged by the error model), and SGD has no "
         "1 - beta^t: both values give the same golden",
 }
-# ... and knobs whose effect the derived budget cannot tell from rounding the hyperparameters to
-# the case dtype (its shift term, which every implementation is allowed), with the measurement
-UNOBSERVABLE[("adopt", "ema_weight_precision")] = (
-    "1 - fl32(beta) is the EMA weight of beta rounded to float32, and moves a float32 run "
-    "(1.9e-5 of the displacement at the defaults, 7e-5 at beta1 = 0.999) by what the budget's "
-    "hyperparameter-rounding shift allows: optax (1 - fl32(beta)) passes every upstream-profile "
-    "(1 - beta) float32 golden; the knob makes the reference bit-identical to optax")
-
 # Knobs that change the exact trajectory by no more than the budget's own allowance for rounding
 # the hyperparameters to the case dtype, with the reason: their cases are kept (each
 # implementation still runs under its setting) but no golden can tell the two values apart.
@@ -147,6 +139,12 @@ WITHIN_BUDGET: dict[tuple[str, str], str] = {
         "against fl32(1 - beta): exactly the change the budget's float32 hyperparameter shift "
         "makes (error_model._shifted rounds beta2 and forms 1 - beta2 from it); measured 9.5e-7 "
         "relative in the momentum at beta2 = 0.99, 1.3e-5 at 0.999, inside the budget both times",
+    ("adopt", "ema_weight_precision"):
+        "1 - fl32(beta) is the EMA weight of beta rounded to float32, and moves a float32 run "
+        "(1.9e-5 of the displacement at the defaults, 7e-5 at beta1 = 0.999) by what the budget's "
+        "hyperparameter-rounding shift allows: optax (1 - fl32(beta)) passes every "
+        "upstream-profile (1 - beta) float32 golden; the knob makes the reference bit-identical "
+        "to optax",
 }
 
 # Algorithm variants that are not convention knobs but change the code path.

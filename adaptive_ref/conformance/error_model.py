@@ -53,7 +53,7 @@ import numpy as np
 
 from adaptive_ref import registry
 
-from .fidelity import DECOUPLED_ONLY
+from .fidelity import DECOUPLED_ONLY, SCHEDULE_FREE
 
 __all__ = ["annotate", "propagate", "FIELD_ROUNDINGS", "UPDATE_ROUNDINGS", "FACTORS"]
 
@@ -539,9 +539,6 @@ def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarra
     if opt in SCHEDULE_FREE:
         _schedule_free_local(pp, old, new, t, lr, fp, u, var, bound)
     return np.where(touched[:, None], var, 0.0), np.where(touched[:, None], bound, 0.0)
-
-
-SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
 
 
 def _sf_lr_error(hp: dict, lr: float, k: float, u_p: float) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fidelity import DECOUPLED_ONLY
+from ..fidelity import SCHEDULE_FREE as _SCHEDULE_FREE
 from .base import ABSENT, Adapter, Given, present, unsupported
 
 __all__ = ["OptaxAdapter"]
@@ -105,8 +106,7 @@ def _adabelief_checks(hp, need) -> list:
     return out
 
 
-_NEWER = {"adopt": _adopt_checks, "adabelief": _adabelief_checks,
-          "adan": lambda hp, need: _adan_why_not(hp, need)}  # issue 11
+_NEWER = {"adopt": _adopt_checks, "adabelief": _adabelief_checks}  # issue 11 (+ adan below)
 
 
 def _newer_scaler(opt: str, hp):
@@ -225,9 +225,6 @@ def _default_lr_alias(opt: str, hp: dict):
 
 
 # ---- schedule-free AdamW and SGD: optax.contrib.schedule_free_{adamw,sgd} ---------------------
-_SCHEDULE_FREE = ("schedule_free_adamw", "schedule_free_sgd")
-
-
 def _schedule_free_why_not(hp, need, scheduled: bool) -> list:
     warm = bool(hp["warmup_steps"])  # ABSENT (optax's default: none) is falsy
     return [
@@ -410,3 +407,6 @@ def _adan_state(state) -> dict:
     s = state[0]  # the chain's first member: scale_by_adan's state
     return {"m": np.asarray(s.m), "v": np.asarray(s.v), "n": np.asarray(s.n),
             "prev_grad": np.asarray(s.g), "count": int(np.asarray(s.t))}
+
+
+_NEWER["adan"] = _adan_why_not
