@@ -79,7 +79,7 @@ def adadelta_step(param, grad, state: AdadeltaState, /, *, lr=1.0, rho=0.95, eps
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, rho, eps, weight_decay = scalars(xp, sd, param, lr, rho, eps, weight_decay)
     count, lr = nx.advance_count(xp, state.count, sd, lr)
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     coupled = weight_decay_mode == "coupled"
     decay = None if coupled else decoupled_decay_factor(weight_decay)
     decay = None if decay is None else decay(lr, weight_decay)

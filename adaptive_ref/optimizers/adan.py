@@ -109,7 +109,7 @@ def adan_step(param, grad, state: AdanState, /, *, lr=1e-3, beta1=0.98, beta2=0.
     lr, beta1, beta2, beta3, eps, eps_root, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, beta3, eps, eps_root, weight_decay)
     count, t = nx.advance(xp, state.count, sd)
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     k = beta2 if diff_coefficient == "beta2" else 1 - beta2
     coef_m = lr / nx.bias_correction(xp, beta1, t)
     coef_v = lr * k / nx.bias_correction(xp, beta2, t)

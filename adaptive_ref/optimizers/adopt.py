@@ -15,6 +15,7 @@ from .._common import (
     EMA_WEIGHT_PRECISION,
     WEIGHT_DECAY_MODE,
     check_hparams,
+    decoupled_decay_factor,
     ema_weights,
     finish,
     init_zeros,
@@ -116,7 +117,8 @@ def adopt_step(param, grad, state: AdoptState, /, *, lr=1e-3, beta1=0.9, beta2=0
     _, w1 = ema_weights(xp, beta1, param, sd, ema_weight_precision)
     _, w2 = ema_weights(xp, beta2, param, sd, ema_weight_precision)
     coupled = weight_decay_mode == "coupled"
-    decay = None if coupled or _zero(weight_decay) else 1 - lr * weight_decay
+    factor = None if coupled else decoupled_decay_factor(weight_decay)
+    decay = None if factor is None else factor(lr, weight_decay)
     bound = None
     if clipping:
         s = t - 1.0 if clip_index == "previous" else t
@@ -149,10 +151,6 @@ def adopt_step(param, grad, state: AdoptState, /, *, lr=1e-3, beta1=0.9, beta2=0
 
     p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return finish(xp, p_new, pre.param_dtype), AdoptState(count, mu, nu)
-
-
-def _zero(x) -> bool:
-    return isinstance(x, (int, float)) and x == 0
 
 
 _COMMON = dict(beta1=0.9, beta2=0.9999, eps=1e-6, eps_placement="max", clipping=True,

@@ -13,6 +13,7 @@ from .. import _numerics as nx
 from .._common import (
     EMA_WEIGHT_PRECISION,
     check_hparams,
+    decoupled_decay_factor,
     ema_weights,
     finish,
     init_zeros,
@@ -82,17 +83,18 @@ def lion_step(param, grad, state: LionState, /, *, lr=1e-4, beta1=0.9, beta2=0.9
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, beta1, beta2, weight_decay = scalars(xp, sd, param, lr, beta1, beta2, weight_decay)
     count, lr = nx.advance_count(xp, state.count, sd, lr)
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     _, w1 = ema_weights(xp, beta1, param, sd, ema_weight_precision)
     _, w2 = ema_weights(xp, beta2, param, sd, ema_weight_precision)
-    decay = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+    factor = decoupled_decay_factor(weight_decay)  # Lion's decay is always decoupled
+    decay = None if factor is None else factor(lr, weight_decay)
 
     def update(p, g, m):
         g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=0.0, coupled=False)
         interp = c(beta1) * m
         interp += c(w1) * g
-        if decay:
-            p = p * c(1 - lr * weight_decay)
+        if decay is not None:
+            p = p * c(decay)
         mu = c(beta2) * m
         mu += c(w2) * g
         return p - c(lr) * xp.sign(interp), mu

@@ -124,8 +124,6 @@ MUON_HPARAMS = (
     FACTOR_PRECISION,
 )
 
-_STEP_NAMES = tuple(h.name for h in MUON_HPARAMS)
-
 
 def resolve_ns_dtype(xp, name: str, like_dtype, like=None):
     """The dtype that ``ns_dtype=name`` stands for on namespace ``xp`` (``like_dtype``: the
@@ -307,16 +305,18 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
 
     m = c(mu) * state.mu
     m += g if momentum_form == "sum" else c(1 - mu) * g
-    m_hat = m / c(nx.bias_correction(xp, mu, t)) if momentum_form == "ema_bias_corrected" else m
-    if nesterov == "lerp":
-        d = c(1 - mu) * g + c(mu) * m_hat
-    elif nesterov == "add":
-        d = g + c(mu) * m_hat
-    elif nesterov == "nadam":
+    if nesterov == "nadam":  # reads m and g with their own corrections, not m_hat
         d = (c(mu) * (m / c(nx.bias_correction(xp, mu, t + 1.0)))
              + c(1 - mu) * (g / c(nx.bias_correction(xp, mu, t))))
     else:
-        d = m_hat
+        m_hat = (m / c(nx.bias_correction(xp, mu, t)) if momentum_form == "ema_bias_corrected"
+                 else m)
+        if nesterov == "lerp":
+            d = c(1 - mu) * g + c(mu) * m_hat
+        elif nesterov == "add":
+            d = g + c(mu) * m_hat
+        else:
+            d = m_hat
 
     o = newton_schulz(d, steps=ns_steps, coefficients=(ns_a, ns_b, ns_c), eps=eps,
                       eps_form=eps_form, dtype=ns_dtype, norm_precision=norm_precision,

@@ -21,8 +21,9 @@ from .torch_optim import TorchAdapter
 
 __all__ = ["AdaBeliefPytorchAdapter"]
 
-# canonical setting -> the package's constructor argument (shared by every group)
-_CONSTRUCTOR = {"rectify": "rectify", "degenerated_to_sgd": "degenerated_to_sgd"}
+# settings that are constructor arguments of the package (shared by every group), by the same
+# name; the decay form (weight_decay_mode, decay_scaling) is one too, under other names
+_CONSTRUCTOR = ("rectify", "degenerated_to_sgd")
 
 
 def _why_not(hp: dict, dtype: str) -> str | None:
@@ -99,7 +100,7 @@ class AdaBeliefPytorchAdapter(TorchAdapter):
                 "lr": g["lr"], "betas": (g["beta1"], g["beta2"]), "eps": g["eps"],
                 "weight_decay": g["weight_decay"]})})
         mode, scaling = hp["weight_decay_mode"], hp["decay_scaling"]
-        top = present({"rectify": hp["rectify"], "degenerated_to_sgd": hp["degenerated_to_sgd"],
+        top = present({**{k: hp[k] for k in _CONSTRUCTOR},
                        "weight_decouple": mode if mode is ABSENT else mode == "decoupled",
                        "fixed_decay": scaling if scaling is ABSENT else scaling == "fixed"})
         with self._dtype(case), contextlib.redirect_stdout(io.StringIO()):

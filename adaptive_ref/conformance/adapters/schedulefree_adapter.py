@@ -18,6 +18,7 @@ import importlib.util
 import numpy as np
 
 from .base import Adapter, unsupported
+from .torch_optim import one_thread
 
 __all__ = ["UpstreamScheduleFreeAdapter", "VERSION"]
 
@@ -81,11 +82,14 @@ class UpstreamScheduleFreeAdapter(Adapter):
                 return unsupported("schedulefree takes an integer warmup_steps")
         return None
 
+    def run(self, case):
+        with one_thread():  # as the torch.optim adapter (restored afterwards)
+            return super().run(case)
+
     def build(self, case):
         import schedulefree
         import torch
 
-        torch.set_num_threads(1)
         dtype = getattr(torch, case.dtype)
         cls = getattr(schedulefree, _CLASSES[case.optimizer])
         h = {"params": {}, "opts": {}, "beta1": {}}

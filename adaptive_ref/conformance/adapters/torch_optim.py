@@ -121,6 +121,21 @@ def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def one_thread():
+    """One torch intra-op thread inside the block, the old count restored after: a case's
+    tensors are tiny, and on a loaded machine torch's thread pool costs 10-20x the arithmetic
+    (measured)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class TorchAdapter(Adapter):
     profile = "torch"
 
@@ -158,16 +173,8 @@ class TorchAdapter(Adapter):
         return None
 
     def run(self, case):
-        # One intra-op thread: the tensors are tiny, and on a loaded machine torch's thread
-        # pool costs 10-20x the arithmetic (measured). Restored afterwards.
-        import torch
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_thread():
             return super().run(case)
-        finally:
-            torch.set_num_threads(old)
 
     @contextlib.contextmanager
     def _dtype(self, case):
