@@ -29,6 +29,7 @@ from .._checks import check_arrays, check_count, is_array
 from .._common import (
     WEIGHT_DECAY_MODE,
     check_hparams,
+    decoupled_decay_factor,
     finish,
     init_number,
     init_zeros,
@@ -336,11 +337,10 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     # relative step and parameter scale (0-d arrays in the scalar dtype)
     lr_ = nx.poison(xp, scalar(lr), state.count, t)  # NaN after an unreadable overflow
     rho = xp.minimum(lr_, 1 / xp.sqrt(t)) if relative_step else lr_
-    if not coupled and not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-        shrink = lr_ * scalar(weight_decay) if decay_scaling == "lr" else scalar(weight_decay)
-        p_dec = p * c(1 - shrink)
-    else:
-        p_dec = p
+    # decay_scaling "none": 1 - 1.0*wd ("schedule" with the multiplier 1; 1.0*wd is exact)
+    factor = None if coupled else decoupled_decay_factor(
+        weight_decay, "lr" if decay_scaling == "lr" else "schedule")
+    p_dec = p if factor is None else p * c(factor(lr_, scalar(weight_decay)))
     if multiply_by_parameter_scale:
         scale_of = p if param_scale_from == "before_decay" else p_dec
         rms_p = nx.astype(xp, _rms(xp, scale_of, mean_precision), sd)
