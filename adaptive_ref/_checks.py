@@ -76,10 +76,11 @@ class _NumPyTypes:
     NumPy's built-in dtypes are singletons, and any other dtype object takes the general path);
     f64: float64; counts: the types of a NumPy step count (0-d array, int64 and int32 scalars);
     count_tops: (dtype, maximum) of int64 and int32; scalar_floats: the float64 and float32
-    scalar types (what 0-d NumPy arithmetic returns); xp: NumPy's array-API namespace."""
+    scalar types (what 0-d NumPy arithmetic returns); xp: NumPy's array-API namespace; bool_:
+    the bool scalar type (what a comparison of NumPy scalars returns)."""
 
     _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), scalar_floats=(),
-                  xp=None, asarray=None)
+                  xp=None, asarray=None, bool_=None)
 
     def __getattr__(self, name):
         np = sys.modules.get("numpy")
@@ -95,6 +96,7 @@ class _NumPyTypes:
         self.scalar_floats = frozenset((np.float64, np.float32))
         self.xp = xp
         self.asarray = np.asarray
+        self.bool_ = np.bool_
         return getattr(self, name)
 
 

@@ -68,6 +68,7 @@ from .._common import (
     scalars,
 )
 from .._spec import HParam, OptimizerSpec, Profile
+from .adam import _is_zero
 
 __all__ = ["ScheduleFreeState", "schedule_free_adamw_init", "schedule_free_adamw_step",
            "schedule_free_sgd_init", "schedule_free_sgd_step", "schedule_free_eval_params",
@@ -187,10 +188,6 @@ SCHEDULE_FREE_SGD_HPARAMS = (HParam("lr", 1.0, "learning rate (peak, after warm-
                                     low=0.0),) + _WRAPPER
 
 
-def _is_zero(x) -> bool:
-    return not is_array(x) and x == 0
-
-
 def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay,
                    warmup_steps, r, weight_lr_power, warmup_lag, warmup_precision, averaging,
                    weight_decay_form, factor_precision, x_from_updated_z, adam=False):
@@ -207,8 +204,8 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
         xp, sd, param, lr, beta1, weight_decay, warmup_steps, r, weight_lr_power)
     count, t = nx.advance(xp, state.count, sd)
     lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731  (scalar -> compute dtype)
-    s = lambda v: nx.as_scalar(xp, v, sd, param)  # noqa: E731  (anything -> 0-d, sd)
+    c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
+    s = nx.scalar_maker(xp, sd, param)  # anything -> 0-d, sd
 
     # the step's scalars, all 0-d arrays of dtype sd (no host synchronisation)
     if _is_zero(warmup_steps):
@@ -217,18 +214,18 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
         lr_t = _warmed_lr(xp, s, lr, t, warmup_steps, warmup_precision)
         lr_z = (_warmed_lr(xp, s, lr, t - 1.0, warmup_steps, warmup_precision) if warmup_lag
                 else lr_t)
-    lr_max = xp.maximum(xp.astype(state.lr_max, sd), lr_t)
+    lr_max = xp.maximum(nx.astype(xp, state.lr_max, sd), lr_t)
     if averaging == "uniform":
         weight = s(1.0)
-        weight_sum = xp.astype(state.weight_sum, sd) + weight
+        weight_sum = nx.astype(xp, state.weight_sum, sd) + weight
         ck = s(1.0) / t
     else:
         weight = xp.pow(lr_max, s(power))
         if not _is_zero(r):
             weight = xp.pow(t, s(r)) * weight
-        weight_sum = xp.astype(state.weight_sum, sd) + weight
+        weight_sum = nx.astype(xp, state.weight_sum, sd) + weight
         positive = weight_sum > 0
-        ck = xp.where(positive, weight / xp.where(positive, weight_sum, s(1.0)), s(0.0))
+        ck = nx.where(xp, positive, weight / nx.where(xp, positive, weight_sum, s(1.0)), s(0.0))
     if x_from_updated_z:
         coef = -(ck * lr_z)  # y <- (1 - c) y + c (z - gamma d)
     else:
@@ -244,8 +241,8 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
     y_new = y + c(ck) * (state.z - y)  # lerp(y, z, c)
     y_new = y_new + c(coef) * u
     z_new = state.z - c(lr_z) * u
-    new = ScheduleFreeState(count, z_new, xp.astype(weight_sum, state.weight_sum.dtype),
-                            xp.astype(lr_max, state.lr_max.dtype), nu)
+    new = ScheduleFreeState(count, z_new, nx.astype(xp, weight_sum, state.weight_sum.dtype),
+                            nx.astype(xp, lr_max, state.lr_max.dtype), nu)
     return finish(xp, y_new, pre.param_dtype), new
 
 
