@@ -75,11 +75,12 @@ class _NumPyTypes:
     ndarray; floats: the float32 and float64 dtypes (the fast paths compare dtypes by identity:
     NumPy's built-in dtypes are singletons, and any other dtype object takes the general path);
     f64: float64; counts: the types of a NumPy step count (0-d array, int64 and int32 scalars);
-    count_tops: (dtype, maximum) of int64 and int32; scalar_floats: the float64 and float32
+    count_tops: (dtype, maximum) of int64 and int32; count_top: the same as a dict; scalar_floats: the float64 and float32
     scalar types (what 0-d NumPy arithmetic returns); xp: NumPy's array-API namespace; bool_:
     the bool scalar type (what a comparison of NumPy scalars returns)."""
 
-    _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), scalar_floats=(),
+    _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), count_top={},
+                  scalar_floats=(),
                   xp=None, asarray=None, bool_=None)
 
     def __getattr__(self, name):
@@ -93,6 +94,7 @@ class _NumPyTypes:
         self.f64 = np.dtype(np.float64)
         self.counts = frozenset((np.ndarray, np.int64, np.int32))
         self.count_tops = tuple((np.dtype(t), int(np.iinfo(t).max)) for t in (np.int64, np.int32))
+        self.count_top = dict(self.count_tops)
         self.scalar_floats = frozenset((np.float64, np.float32))
         self.xp = xp
         self.asarray = np.asarray

@@ -28,10 +28,19 @@ class Prelude(NamedTuple):
 
 
 def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
-    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs."""
+    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs.
+
+    Float32/float64 ``numpy.ndarray`` inputs that pass every check take :func:`_numpy_prelude`
+    (the same checks without namespace or device lookups); anything else, and every input that
+    fails a check, takes the general path, which raises the errors."""
     fast = _numpy_prelude(param, grad, state, state_type)
     if fast is not None:
         return fast
+    return _prelude(op, param, grad, state, state_type, init_name)
+
+
+def _prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
+    """:func:`prelude` for every input: resolves the namespace and raises the errors."""
     if not isinstance(state, state_type):
         got = type(state).__name__
         msg = (f"{op}: state is a {got}, not a {state_type.__name__}; make it with {init_name} "
@@ -61,18 +70,21 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
     return Prelude(xp, pdtype, sdtype_state, sdtype, p, g)
 
 
-_MOMENTS: dict = {}  # state type -> ((field index, optional), ...) of its moment arrays
+_MOMENTS: dict = {}  # state type -> (indices of its moment arrays, indices of optional ones)
 
 
 def _moment_fields(state_type: type) -> tuple:
-    """The fields :func:`prelude` checks as moment arrays: not the count, not ``SCALAR_FIELDS``."""
-    got = _MOMENTS.get(state_type)
-    if got is None:
-        skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
-        optional = state_type._field_defaults
-        got = _MOMENTS[state_type] = tuple(
-            (i, name in optional) for i, name in enumerate(state_type._fields) if name not in skip)
+    """The fields :func:`prelude` checks as moment arrays (not the count, not ``SCALAR_FIELDS``):
+    ``(required indices, optional indices)``; an optional one may be None."""
+    skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
+    optional = state_type._field_defaults
+    names = [(i, n) for i, n in enumerate(state_type._fields) if n not in skip]
+    got = _MOMENTS[state_type] = (tuple(i for i, n in names if n not in optional),
+                                  tuple(i for i, n in names if n in optional))
     return got
+
+
+_new_prelude = tuple.__new__  # Prelude's fields in order, without NamedTuple's Python __new__
 
 
 def _numpy_prelude(param, grad, state, state_type: type):
@@ -92,10 +104,21 @@ def _numpy_prelude(param, grad, state, state_type: type):
     if (pdtype is not f64 and pdtype is not f32) or grad.dtype is not pdtype \
             or grad.shape != shape:
         return None
+    required, optional = _MOMENTS.get(state_type) or _moment_fields(state_type)
     sdtype = None
-    for i, optional in _moment_fields(state_type):
+    for i in required:
         x = state[i]
-        if x is None and optional:
+        if type(x) is not nd or x.shape != shape:
+            return None
+        if sdtype is None:
+            sdtype = x.dtype
+            if sdtype is not f64 and sdtype is not f32:
+                return None
+        elif x.dtype is not sdtype:
+            return None
+    for i in optional:
+        x = state[i]
+        if x is None:
             continue
         if type(x) is not nd or x.shape != shape:
             return None
@@ -108,17 +131,12 @@ def _numpy_prelude(param, grad, state, state_type: type):
     count = state.count
     if type(count) not in _NP.counts or count.ndim != 0:
         return None
-    cdtype = count.dtype
-    for d, top in _NP.count_tops:
-        if cdtype is d:
-            if 0 <= int(count) < top:
-                break
-            return None  # the general path raises check_count's error
-    else:
-        return None
-    xp = _NP.xp
+    top = _NP.count_top.get(count.dtype)
+    if top is None or not 0 <= int(count) < top:
+        return None  # the general path raises check_count's error
     if sdtype is None or sdtype is pdtype:
-        return Prelude(xp, pdtype, pdtype, f64, param, grad)
+        return _new_prelude(Prelude, (_NP.xp, pdtype, pdtype, f64, param, grad))
+    xp = _NP.xp
     return Prelude(xp, pdtype, sdtype, f64, xp.astype(param, sdtype), xp.astype(grad, sdtype))
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from ._checks import NP
 from ._checks import readable as _readable
 
-__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "advance", "bias_correction", "to",
+__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "ones_like", "advance", "bias_correction", "to",
            "factor_dtype", "FACTOR_PRECISIONS", "param_factor_dtype"]
 
 FACTOR_PRECISIONS = ("float64", "param")
@@ -144,6 +144,14 @@ def where(xp, cond, a, b):
     if type(cond) is NP.bool_ and type(a) is type(b) and type(a) in NP.scalar_floats:
         return a if cond else b
     return xp.where(cond, a, b)
+
+
+def ones_like(xp, x):
+    """``xp.ones_like(x)`` for a 0-d ``x``; a NumPy scalar of ``x``'s type for a NumPy scalar
+    (what :func:`where` can choose without ``numpy.where``)."""
+    if type(x) in NP.scalar_floats:
+        return x.dtype.type(1.0)
+    return xp.ones_like(x)
 
 
 def _foreign(xp, value) -> bool:

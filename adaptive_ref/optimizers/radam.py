@@ -139,8 +139,8 @@ def rectifier(xp, beta2, t, beta2_t, threshold, inclusive: bool):
     rectify = rho_t >= threshold if inclusive else rho_t > threshold
     ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
              / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-    one = xp.ones_like(rho_t)
-    return rectify, xp.sqrt(xp.where(rectify, ratio, one))
+    one = nx.ones_like(xp, rho_t)
+    return rectify, xp.sqrt(nx.where(xp, rectify, ratio, one))
 
 
 def _zero(x) -> bool:
