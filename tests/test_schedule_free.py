@@ -143,3 +143,18 @@ def test_fused_paths_decline():
     for name in NAMES:
         assert not hasattr(fused, f"{name}_step")
         assert not hasattr(fused, f"{name}_step_")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_upstream_adapter_answers_partial_cases(name):
+    """The convention diagnosis hands adapters cases that name only some settings: the upstream
+    adapter leaves the others at schedulefree's defaults (no KeyError) and is identified."""
+    pytest.importorskip("schedulefree")
+    pytest.importorskip("torch")
+    from adaptive_ref.conformance.adapters.schedulefree_adapter import (
+        UpstreamScheduleFreeAdapter,
+    )
+    from adaptive_ref.conformance.diagnose import diagnose
+
+    res = diagnose(UpstreamScheduleFreeAdapter(), name)
+    assert res.verdict == "profile" and "upstream" in res.profiles, res.report()

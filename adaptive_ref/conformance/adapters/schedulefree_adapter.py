@@ -17,7 +17,7 @@ import importlib.util
 
 import numpy as np
 
-from .base import Adapter, unsupported
+from .base import ABSENT, Adapter, Given, present, unsupported
 from .torch_optim import one_thread
 
 __all__ = ["UpstreamScheduleFreeAdapter", "VERSION"]
@@ -27,14 +27,21 @@ _CLASSES = {"schedule_free_adamw": "AdamWScheduleFree", "schedule_free_sgd": "SG
 
 
 def _kwargs(opt: str, hp: dict) -> dict:
-    kw = dict(lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]),
-              warmup_steps=int(hp["warmup_steps"]), r=float(hp["r"]),
-              weight_lr_power=float(hp["weight_lr_power"]))
+    """schedulefree keyword arguments for the canonical settings ``hp`` (those ``hp`` does not
+    name are left at the package's defaults)."""
+    hp = Given(hp)
+
+    def num(name, kind=float):
+        return hp[name] if hp[name] is ABSENT else kind(hp[name])
+
+    kw = dict(lr=num("lr"), weight_decay=num("weight_decay"),
+              warmup_steps=num("warmup_steps", int), r=num("r"),
+              weight_lr_power=num("weight_lr_power"))
     if opt == "schedule_free_adamw":
-        kw.update(betas=(float(hp["beta1"]), float(hp["beta2"])), eps=float(hp["eps"]))
+        kw.update(betas=(num("beta1"), num("beta2")), eps=num("eps"))
     else:
-        kw["momentum"] = float(hp["beta1"])
-    return kw
+        kw["momentum"] = num("beta1")
+    return present(kw)
 
 
 class UpstreamScheduleFreeAdapter(Adapter):
@@ -66,8 +73,10 @@ class UpstreamScheduleFreeAdapter(Adapter):
         spec = registry.get(case.optimizer)
         own = spec.profiles["upstream"].settings
         for p in case.params:
-            hp = case.param_hparams(p.name)
+            hp = Given(case.param_hparams(p.name))  # a setting the case does not name: built in
             for knob in spec.knobs:
+                if hp[knob.name] is ABSENT:
+                    continue
                 if knob.name == "factor_precision" and case.dtype == "float64":
                     continue  # 'param' is float64 here: the two values compute the same numbers
                 if knob.name in ("warmup_lag", "warmup_precision") and not hp["warmup_steps"]:
@@ -78,7 +87,7 @@ class UpstreamScheduleFreeAdapter(Adapter):
                     return unsupported(f"schedulefree.{_CLASSES[case.optimizer]} has "
                                        f"{knob.name}={own[knob.name]!r} built in (the case sets "
                                        f"{hp[knob.name]!r})")
-            if float(hp["warmup_steps"]) != int(hp["warmup_steps"]):
+            if hp["warmup_steps"] and float(hp["warmup_steps"]) != int(hp["warmup_steps"]):
                 return unsupported("schedulefree takes an integer warmup_steps")
         return None
 
@@ -98,7 +107,9 @@ class UpstreamScheduleFreeAdapter(Adapter):
             hp = case.param_hparams(k)
             opt = cls([p], **_kwargs(case.optimizer, hp))
             opt.train()
-            h["params"][k], h["opts"][k], h["beta1"][k] = p, opt, float(hp["beta1"])
+            group = opt.param_groups[0]  # beta1: the case's, else the package's default
+            beta1 = group["betas"][0] if "betas" in group else group["momentum"]
+            h["params"][k], h["opts"][k], h["beta1"][k] = p, opt, float(beta1)
         h["dtype"] = dtype
         return h
 
