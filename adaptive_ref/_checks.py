@@ -75,13 +75,13 @@ class _NumPyTypes:
     ndarray; floats: the float32 and float64 dtypes (the fast paths compare dtypes by identity:
     NumPy's built-in dtypes are singletons, and any other dtype object takes the general path);
     f64: float64; counts: the types of a NumPy step count (0-d array, int64 and int32 scalars);
-    count_tops: (dtype, maximum) of int64 and int32; count_top: the same as a dict; scalar_floats: the float64 and float32
-    scalar types (what 0-d NumPy arithmetic returns); xp: NumPy's array-API namespace; bool_:
-    the bool scalar type (what a comparison of NumPy scalars returns)."""
+    count_tops: (dtype, maximum) of int64 and int32; count_top: the same as a dict;
+    scalar_floats: the float64 and float32 scalar types (what 0-d NumPy arithmetic returns);
+    xp: NumPy's array-API namespace; bool_: the bool scalar type (what a comparison of NumPy
+    scalars returns)."""
 
     _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), count_top={},
-                  scalar_floats=(),
-                  xp=None, asarray=None, bool_=None)
+                  scalar_floats=(), xp=None, asarray=None, bool_=None)
 
     def __getattr__(self, name):
         np = sys.modules.get("numpy")

@@ -28,19 +28,10 @@ class Prelude(NamedTuple):
 
 
 def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
-    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs.
-
-    Float32/float64 ``numpy.ndarray`` inputs that pass every check take :func:`_numpy_prelude`
-    (the same checks without namespace or device lookups); anything else, and every input that
-    fails a check, takes the general path, which raises the errors."""
+    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs."""
     fast = _numpy_prelude(param, grad, state, state_type)
     if fast is not None:
         return fast
-    return _prelude(op, param, grad, state, state_type, init_name)
-
-
-def _prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
-    """:func:`prelude` for every input: resolves the namespace and raises the errors."""
     if not isinstance(state, state_type):
         got = type(state).__name__
         msg = (f"{op}: state is a {got}, not a {state_type.__name__}; make it with {init_name} "
@@ -70,17 +61,17 @@ def _prelude(op: str, param, grad, state, state_type: type, init_name: str) -> P
     return Prelude(xp, pdtype, sdtype_state, sdtype, p, g)
 
 
-_MOMENTS: dict = {}  # state type -> (indices of its moment arrays, indices of optional ones)
+_MOMENTS: dict = {}  # state type -> ((field index, optional), ...) of its moment arrays
 
 
 def _moment_fields(state_type: type) -> tuple:
-    """The fields :func:`prelude` checks as moment arrays (not the count, not ``SCALAR_FIELDS``):
-    ``(required indices, optional indices)``; an optional one may be None."""
-    skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
-    optional = state_type._field_defaults
-    names = [(i, n) for i, n in enumerate(state_type._fields) if n not in skip]
-    got = _MOMENTS[state_type] = (tuple(i for i, n in names if n not in optional),
-                                  tuple(i for i, n in names if n in optional))
+    """The fields :func:`prelude` checks as moment arrays: not the count, not ``SCALAR_FIELDS``."""
+    got = _MOMENTS.get(state_type)
+    if got is None:
+        skip = ("count", *getattr(state_type, "SCALAR_FIELDS", ()))
+        optional = state_type._field_defaults
+        got = _MOMENTS[state_type] = tuple(
+            (i, name in optional) for i, name in enumerate(state_type._fields) if name not in skip)
     return got
 
 
@@ -104,21 +95,10 @@ def _numpy_prelude(param, grad, state, state_type: type):
     if (pdtype is not f64 and pdtype is not f32) or grad.dtype is not pdtype \
             or grad.shape != shape:
         return None
-    required, optional = _MOMENTS.get(state_type) or _moment_fields(state_type)
     sdtype = None
-    for i in required:
+    for i, optional in _MOMENTS.get(state_type) or _moment_fields(state_type):
         x = state[i]
-        if type(x) is not nd or x.shape != shape:
-            return None
-        if sdtype is None:
-            sdtype = x.dtype
-            if sdtype is not f64 and sdtype is not f32:
-                return None
-        elif x.dtype is not sdtype:
-            return None
-    for i in optional:
-        x = state[i]
-        if x is None:
+        if x is None and optional:
             continue
         if type(x) is not nd or x.shape != shape:
             return None
@@ -159,7 +139,8 @@ def prepare_grad(xp, g, p, dtype, *, maximize: bool, weight_decay, coupled: bool
 
 def finish(xp, p_new, param_dtype):
     """Cast the updated parameter back to the parameter's dtype."""
-    return p_new if p_new.dtype == param_dtype else xp.astype(p_new, param_dtype)
+    d = p_new.dtype
+    return p_new if d is param_dtype or d == param_dtype else xp.astype(p_new, param_dtype)
 
 
 __all__ += ["check_hparams"]

@@ -34,7 +34,8 @@ from typing import Any
 from ._checks import NP
 from ._checks import readable as _readable
 
-__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "ones_like", "advance", "bias_correction", "to",
+__all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "choose",
+           "ones_like", "advance", "bias_correction", "to",
            "factor_dtype", "FACTOR_PRECISIONS", "param_factor_dtype"]
 
 FACTOR_PRECISIONS = ("float64", "param")
@@ -107,6 +108,8 @@ def new_count(xp, like):
 def as_scalar(xp, value, dtype, like):
     """``value`` (Python number or 0-d array) as a 0-d array of ``dtype`` on ``like``'s device."""
     if isinstance(value, (bool, int, float)):
+        if xp is NP.xp and xp is not None:  # the same 0-d array, without the wrapper and device
+            return NP.asarray(float(value), dtype=dtype)
         return xp.asarray(float(value), dtype=dtype, device=_device_key(like))
     if _foreign(xp, value):
         # e.g. a NumPy scalar lr with torch parameters: read it (it is on the host) and rebuild
@@ -138,17 +141,34 @@ def scalar_maker(xp, dtype, like):
 
 
 def where(xp, cond, a, b):
-    """``xp.where(cond, a, b)`` for 0-d operands; on a NumPy bool scalar ``cond`` choosing
-    between NumPy scalars of one type, the chosen one itself (what ``numpy.where`` returns, as a
-    scalar, without its 1.5 µs on scalars). Traced and lazy values keep ``xp.where``."""
+    """``xp.where(cond, a, b)`` with a 0-d ``cond``. On a NumPy bool scalar ``cond`` (what a
+    readable step count's comparison gives) choosing between two arrays of one shape and dtype,
+    a copy of the chosen one; between two NumPy scalars of one type, the chosen one as a 0-d
+    array: what ``numpy.where`` returns, value and type, without its cost (about 1 µs on small
+    arrays, 1.5 µs on scalars). Anything else (traced and lazy values, broadcasting, mixed
+    dtypes): ``xp.where``."""
+    if type(cond) is NP.bool_:
+        kind = type(a)
+        if kind is type(b):
+            if kind is NP.ndarray and a.shape == b.shape and a.dtype is b.dtype:
+                return (a if cond else b).copy(order="K")
+            if kind in NP.scalar_floats:
+                return NP.asarray(a if cond else b)
+    return xp.where(cond, a, b)
+
+
+def choose(xp, cond, a, b):
+    """:func:`where` for a step's scalar factors, whose result only enters scalar arithmetic:
+    between two NumPy scalars of one type, the chosen one itself (the same value; arithmetic
+    on it gives what it gives on ``numpy.where``'s 0-d array)."""
     if type(cond) is NP.bool_ and type(a) is type(b) and type(a) in NP.scalar_floats:
         return a if cond else b
-    return xp.where(cond, a, b)
+    return where(xp, cond, a, b)
 
 
 def ones_like(xp, x):
     """``xp.ones_like(x)`` for a 0-d ``x``; a NumPy scalar of ``x``'s type for a NumPy scalar
-    (what :func:`where` can choose without ``numpy.where``)."""
+    (what :func:`choose` can choose without ``numpy.where``)."""
     if type(x) in NP.scalar_floats:
         return x.dtype.type(1.0)
     return xp.ones_like(x)
@@ -259,6 +279,7 @@ def _numpy_caster(dtype):
     cache = {}
     asarray = NP.asarray
     floats = NP.scalar_floats
+    ndarray = NP.ndarray
 
     def c(v):
         kind = type(v)
@@ -274,6 +295,8 @@ def _numpy_caster(dtype):
             return a
         if kind in floats:  # a step's factor (NumPy scalar): new every step, not cached
             return asarray(v, dtype=dtype)
+        if kind is ndarray:  # a 0-d factor: to()'s astype, without the wrapper
+            return v.astype(dtype)
         return to(xp, v, dtype)
     return c
 

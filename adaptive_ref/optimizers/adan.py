@@ -124,7 +124,7 @@ def adan_step(param, grad, state: AdanState, /, *, lr=1e-3, beta1=0.98, beta2=0.
         # (x = a * b; x += c * d is a * b + c * d); large NumPy arrays go block by block
         g = prepare_grad(xp, g, p, dtype, maximize=False, weight_decay=weight_decay,
                          coupled=weight_decay_mode == "coupled")
-        d = xp.where(first, xp.zeros_like(g), g - prev)
+        d = nx.where(xp, first, xp.zeros_like(g), g - prev)
         m_new = c(beta1) * m
         m_new += c(1 - beta1) * g
         v_new = c(beta2) * v

@@ -147,7 +147,8 @@ def adopt_step(param, grad, state: AdoptState, /, *, lr=1e-3, beta1=0.9, beta2=0
             u = mu
         q = p if decay is None else p * c(decay)
         u = u * c(lr)
-        return (xp.where(first, p, q - u), xp.where(first, m, mu), xp.where(first, g2, nu))
+        return (nx.where(xp, first, p, q - u), nx.where(xp, first, m, mu),
+                nx.where(xp, first, g2, nu))
 
     p_new, mu, nu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu, state.nu))
     return finish(xp, p_new, pre.param_dtype), AdoptState(count, mu, nu)

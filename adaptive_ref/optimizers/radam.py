@@ -140,7 +140,7 @@ def rectifier(xp, beta2, t, beta2_t, threshold, inclusive: bool):
     ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
              / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
     one = nx.ones_like(xp, rho_t)
-    return rectify, xp.sqrt(nx.where(xp, rectify, ratio, one))
+    return rectify, xp.sqrt(nx.choose(xp, rectify, ratio, one))
 
 
 def _zero(x) -> bool:

@@ -225,7 +225,7 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
             weight = xp.pow(t, s(r)) * weight
         weight_sum = nx.astype(xp, state.weight_sum, sd) + weight
         positive = weight_sum > 0
-        ck = nx.where(xp, positive, weight / nx.where(xp, positive, weight_sum, s(1.0)), s(0.0))
+        ck = nx.choose(xp, positive, weight / nx.choose(xp, positive, weight_sum, s(1.0)), s(0.0))
     if x_from_updated_z:
         coef = -(ck * lr_z)  # y <- (1 - c) y + c (z - gamma d)
     else:

@@ -115,7 +115,7 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
         buf = c(momentum) * b
         buf += c(1 - dampening) * x
         if not dampen_first_step:
-            buf = xp.where(first, x, buf)
+            buf = nx.where(xp, first, x, buf)
         if nesterov:
             direction = c(momentum) * buf
             direction += x  # x + momentum * buf
