@@ -143,3 +143,34 @@ def test_count_is_int64_and_step_index_exact_beyond_float32_range():
 
 # The step-count overflow policy (an error on eager backends, poison under jit, the same for every
 # optimizer) is tested in tests/test_reliability.py.
+
+
+def _same(x, y):
+    """The same value (bits, NaN payload aside), type, dtype and shape."""
+    return (type(x) is type(y) and x.dtype == y.dtype and np.shape(x) == np.shape(y)
+            and np.asarray(x).tobytes() == np.asarray(y).tobytes()
+            or bool(np.all(np.isnan(x)) and np.all(np.isnan(y))) and type(x) is type(y))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_where_choose_and_scalars_equal_numpy(dtype):
+    """The NumPy shortcuts give numpy.where's / as_scalar's values and types (where), or the same
+    values as NumPy scalars (choose, scalar_maker), and fall back elsewhere (broadcasting)."""
+    xp = nx.NP.xp
+    a, b = np.array([1.5, -0.0, np.inf], dtype), np.array([np.nan, 2.0, -3.0], dtype)
+    for cond in (np.bool_(True), np.bool_(False), np.asarray(5) == 0):
+        for x, y in ((a, b), (a[:1].reshape(()), b[:1].reshape(())), (a[0], b[1]),
+                     (a, b[0].reshape(()))):
+            got = nx.where(xp, cond, x, y)
+            assert _same(got, np.where(cond, x, y))
+            if type(x) is type(y) and np.ndim(x) == np.ndim(y):
+                assert got is not x and got is not y  # a new array, as numpy.where's
+        got = nx.choose(xp, cond, a[1], b[1])
+        assert type(got) is dtype and got == np.where(cond, a[1], b[1])
+    s = nx.scalar_maker(xp, np.dtype(dtype), a)
+    for v in (0.1, 3, True, 1e300):
+        with np.errstate(over="ignore"):
+            want = nx.as_scalar(xp, v, np.dtype(dtype), a)
+            assert s(v) == want and s(v).dtype == want.dtype
+    assert _same(nx.ones_like(xp, a[0]), a[0].dtype.type(1.0))
+    assert type(nx.as_scalar(xp, 0.5, np.dtype(dtype), a)) is np.ndarray
