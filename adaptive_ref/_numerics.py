@@ -35,7 +35,7 @@ from ._checks import NP
 from ._checks import readable as _readable
 
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "choose",
-           "ones_like", "advance", "bias_correction", "to",
+           "ones_like", "advance", "power", "powers", "bias_correction", "to",
            "factor_dtype", "FACTOR_PRECISIONS", "param_factor_dtype"]
 
 FACTOR_PRECISIONS = ("float64", "param")
@@ -248,6 +248,22 @@ def power(xp, base, t):
         else:
             base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
     return xp.pow(base, t)
+
+
+def powers(xp, bases, t):
+    """``tuple(power(xp, b, t) for b in bases)``. On NumPy, with a NumPy scalar ``t`` and Python
+    number bases, one ``power`` call on the array of the bases (in ``t``'s dtype), whose
+    elements are the NumPy scalars ``power`` gives one by one: the ufunc computes each element
+    alone (the same SVML or libm routine for one element or many), so the values are the same,
+    bit for bit, for a third of the cost of three calls."""
+    if type(t) in NP.scalar_floats:
+        for b in bases:
+            if not isinstance(b, (int, float)):
+                break
+        else:
+            r = xp.pow(NP.asarray([float(b) for b in bases], dtype=t.dtype), t)
+            return tuple(r[i] for i in range(len(bases)))
+    return tuple(power(xp, b, t) for b in bases)
 
 
 def bias_correction(xp, beta, t):

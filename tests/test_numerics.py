@@ -174,3 +174,21 @@ def test_numpy_where_choose_and_scalars_equal_numpy(dtype):
             assert s(v) == want and s(v).dtype == want.dtype
     assert _same(nx.ones_like(xp, a[0]), a[0].dtype.type(1.0))
     assert type(nx.as_scalar(xp, 0.5, np.dtype(dtype), a)) is np.ndarray
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_powers_equal_power_one_by_one(dtype):
+    """One ufunc call over the bases gives each base's power bit for bit (Adam's, RAdam's,
+    AdaBelief's and Adan's bias corrections rely on it)."""
+    xp = nx.NP.xp
+    rng = np.random.default_rng(0)
+    bases = [0.0, 0.5, 0.9, 0.999, 0.9999, 1.0 - 1e-16, 1.0, 1]
+    bases += rng.uniform(0.0, 1.0, 40).tolist()
+    for t in [1.0, 7.0, 2.0**40, 1e6 + 3, *rng.integers(1, 10**7, 60).tolist()]:
+        t = dtype(t)
+        got = nx.powers(xp, bases, t)
+        for b, g in zip(bases, got, strict=True):
+            want = nx.power(xp, b, t)
+            assert type(g) is type(want) and g.tobytes() == want.tobytes(), (b, t)
+    arr = np.asarray(0.9)  # a 0-d array base: one by one
+    assert nx.powers(xp, (0.9, arr), dtype(3.0))[1] == nx.power(xp, arr, dtype(3.0))

@@ -121,8 +121,8 @@ def adabelief_step(param, grad, state: AdaBeliefState, /, *, lr=1e-3, beta1=0.9,
     coupled = weight_decay_mode == "coupled"
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
-    bc1 = nx.bias_correction(xp, beta1, t)
-    beta2_t = nx.power(xp, beta2, t)
+    beta1_t, beta2_t = nx.powers(xp, (beta1, beta2), t)
+    bc1 = 1.0 - beta1_t
     bc2 = 1.0 - beta2_t  # nx.bias_correction(xp, beta2, t), reusing beta2^t
     bc1_next = nx.bias_correction(xp, beta1, t + 1.0) if nesterov else None
     factor = None if coupled else decoupled_decay_factor(

@@ -112,8 +112,8 @@ def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps
     lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     if bias_correction:
-        bc1 = nx.bias_correction(xp, beta1, t)
-        bc2 = nx.bias_correction(xp, beta2, t)
+        beta1_t, beta2_t = nx.powers(xp, (beta1, beta2), t)
+        bc1, bc2 = 1.0 - beta1_t, 1.0 - beta2_t  # nx.bias_correction of each
     else:
         bc1 = bc2 = 1.0
     if eps_placement == "hat":  # eps on the uncorrected sqrt(v), corrections in the step size

@@ -111,9 +111,10 @@ def adan_step(param, grad, state: AdanState, /, *, lr=1e-3, beta1=0.98, beta2=0.
     count, t = nx.advance(xp, state.count, sd)
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     k = beta2 if diff_coefficient == "beta2" else 1 - beta2
-    coef_m = lr / nx.bias_correction(xp, beta1, t)
-    coef_v = lr * k / nx.bias_correction(xp, beta2, t)
-    bc3 = nx.bias_correction(xp, beta3, t)
+    beta1_t, beta2_t, beta3_t = nx.powers(xp, (beta1, beta2, beta3), t)
+    coef_m = lr / (1.0 - beta1_t)  # lr / nx.bias_correction(xp, beta1, t)
+    coef_v = lr * k / (1.0 - beta2_t)
+    bc3 = 1.0 - beta3_t
     first = state.count == 0  # 0-d bool: the first step has no previous gradient
     decay = None if _is_zero(weight_decay) or weight_decay_mode == "coupled" else (
         1 + lr * weight_decay if weight_decay_mode == "proximal"

@@ -96,8 +96,8 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     decoupled = weight_decay_mode == "decoupled"
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     count, t = nx.advance(xp, state.count, sd)
-    bc1 = nx.bias_correction(xp, beta1, t)
-    beta2_t = nx.power(xp, beta2, t)
+    beta1_t, beta2_t = nx.powers(xp, (beta1, beta2), t)
+    bc1 = 1.0 - beta1_t
     bc2 = 1.0 - beta2_t  # nx.bias_correction(xp, beta2, t), reusing beta2^t
     rectify, rect = rectifier(xp, beta2, t, beta2_t, threshold, threshold_inclusive)
 
