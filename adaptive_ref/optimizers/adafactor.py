@@ -395,7 +395,7 @@ _PAPER = dict(lr=1e-2, decay_rate=0.8, eps1=1e-30, eps2=1e-3, clip_threshold=1.0
 
 ADAFACTOR = OptimizerSpec(
     name="adafactor", title="Adafactor", init=adafactor_init, step=adafactor_step,
-    state_type=AdafactorState, hparams=ADAFACTOR_HPARAMS, elementwise=False,
+    state_type=AdafactorState, hparams=ADAFACTOR_HPARAMS, elementwise=False, coupling="tensor",
     paper="Shazeer & Stern, Adafactor: Adaptive learning rates with sublinear memory cost, "
           "ICML 2018 (arXiv:1804.04235), Algorithms 4-5",
     summary="Factored (row x column) second moment, relative step size scaled by RMS(theta), "
