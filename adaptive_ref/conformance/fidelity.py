@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -689,7 +690,13 @@ def _af_mean(xs, hp: dict) -> mpmath.mpf:
     """The mean of ``xs``: exact, or (mean_precision 'float32', float64 case) the correctly
     rounded float32 mean of the float32-rounded inputs (Keras' float32 ``ops.mean``)."""
     if _af_mean_f32(hp):
-        return _f32(mpmath.fsum(_f32(x) for x in xs) / len(xs))
+        # float32 inputs make their exact mean a float32 tie now and then: it is rounded from
+        # the exact rational (ties to even), not from a working-precision quotient
+        s = sum(Fraction(float(_f32(x))) for x in xs)  # a float32 value is a float exactly
+        num, den = s.numerator, s.denominator * len(xs)
+        with mpmath.workprec(max(num.bit_length(), den.bit_length(), 53) + 8):
+            a, b = mpmath.mpf(num), mpmath.mpf(den)
+        return mpmath.fdiv(a, b, prec=24)
     return mpmath.fsum(xs) / len(xs)
 
 
