@@ -924,8 +924,10 @@ def _tensor_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
 #   'float64' (the golden exact): t^-c by an array or libm pow in the scalar precision P (the
 #   case dtype where that has no float64), |E_p| <= _pow_error, b = 1 - p off by E_p + u_P b, w
 #   (1 - b again, or p itself) by E_b + u_P w, and each cast to the dtype, u b and u w more;
-#   'float32' / 'param' (the golden holds the evaluation in P, correctly rounded): E_p as
-#   above, and b, w each one rounding of their own more (E_p moves p across a boundary).
+#   'float32' / 'param' (the golden holds the evaluation in P, correctly rounded): in float32
+#   b = fl(1 - p') and w = fl(1 - b) are the golden's numbers unless p' (within E_p of the
+#   golden's p) takes 1 - p' across a rounding boundary (_af_b_may_flip: checked exactly per
+#   step); then b, w are off by E_p plus one rounding each (in float64 P always charged).
 #   t = 1: p = 1, b = 0, w = 1 exactly in every implementation.
 AF_UPDATE_ROUNDINGS = 6
 AF_EMA_ROUNDINGS = 3
@@ -952,8 +954,28 @@ def _af_beta2_errors(hp: dict, t: int, dtype: str) -> tuple[float, float, float,
         return b, w, e_b, e_w
     u_p = UNIT["float32"] if prec == "float32" or dtype == "float32" else UNIT["float64"]
     e_p = _pow_error(float(t), -c, (u_p, True))
+    if u_p == UNIT["float32"] and not _af_b_may_flip(t, c, e_p):
+        return b, w, 0.0, 0.0  # b = fl(1 - p) and w = fl(1 - b) are the golden's numbers
     e_b = e_p + _ulp(b, u_p)
     return b, w, e_b, e_b + _ulp(w, u_p)
+
+
+def _af_b_may_flip(t: int, c: float, e_p: float) -> bool:
+    """Whether a float32 power p' within ``e_p`` of the golden's p = fl32(t^-fl32(c)) can give
+    another b = fl32(1 - p') (1 - p' crossing a rounding boundary; then w = fl32(1 - b) moves
+    with it). Otherwise b and w are exactly the golden's, whatever the power's error. p from
+    the float64 power (within 1e-16 of exact): a p near a float32 rounding boundary itself
+    counts as a possible flip."""
+    f32 = np.float32
+    p64 = float(t) ** -float(f32(c))
+    pg = float(f32(p64))
+    if abs(p64 - pg) > 0.5 * _ulp(pg, UNIT["float32"]) - 8 * _ulp(p64, UNIT["float64"]):
+        return True  # p itself near a float32 midpoint: the golden's rounding is not certain
+    x = 1.0 - pg  # exact in float64 (p has 24 bits, 1 - p at most 24 + |log2 p| + 1)
+    bg = f32(x)
+    lo = 0.5 * (float(bg) + float(np.nextafter(bg, f32(-np.inf))))
+    hi = 0.5 * (float(bg) + float(np.nextafter(bg, f32(np.inf))))
+    return min(abs(x - lo), abs(hi - x)) <= e_p
 
 
 def _af_state(pp, old, new, lr):
