@@ -27,8 +27,12 @@ class Prelude(NamedTuple):
     g: Any  # grad in the compute dtype
 
 
-def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Prelude:
-    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs."""
+def prelude(op: str, param, grad, state, state_type: type, init_name: str, *,
+            own_shape: tuple = ()) -> Prelude:
+    """Validate ``param``, ``grad`` and ``state``; return the namespace and the cast inputs.
+
+    ``own_shape``: state fields whose shape is not the parameter's (Adafactor's factors); their
+    namespace and dtype are checked here, their shapes by the caller."""
     fast = _numpy_prelude(param, grad, state, state_type)
     if fast is not None:
         return fast
@@ -52,8 +56,9 @@ def prelude(op: str, param, grad, state, state_type: type, init_name: str) -> Pr
         key = f"state.{name}"
         arrays[key] = value
         moment_names.append(key)
+    same = [m for m in moment_names if m[6:] not in own_shape]
     xp, pdtype, sdtype_state = check_arrays(
-        op, arrays, same_shape=["grad", *moment_names], state_dtype_names=moment_names)
+        op, arrays, same_shape=["grad", *same], state_dtype_names=moment_names)
     check_count(op, xp, state.count)
     sdtype = nx.scalar_dtype(xp, param, sdtype_state)
     p = param if sdtype_state == pdtype else xp.astype(param, sdtype_state)

@@ -66,6 +66,13 @@ LONG = [c for c in ALL if "base" in c.tags and c.steps == 200]
 # radam[optax,float32,base] at step 200, optax-jit 7.6 ULP), so a smaller change of the update
 # is indistinguishable from a legitimate way of computing it.
 UNMET = {("radam", "optax", "float32"): 2e-4, ("radam", "optax", "float64"): 3e-13}
+# Adafactor's float64 runs under a float32 convention: optax's beta2_hat = 1 - t^-c in float32
+# (AF2; the golden holds it, but any float32 power is allowed: 1.5 ULP + 4 |c ln t| u32, which
+# can move b = fl32(1 - p) by one float32 ULP on most steps, a relative 4e-6 of the EMA weight
+# 1 - b at t = 200), and Keras' float32 means (AF6, charged in float32 units): a smaller change
+# of the update is indistinguishable from a legitimate float32 evaluation
+# (measured: 5.8e-6 and 2.3e-7)
+UNMET.update({("adafactor", "optax", "float64"): 1e-5, ("adafactor", "keras", "float64"): 3e-7})
 
 
 def _delta(case) -> float:

@@ -70,7 +70,9 @@ def test_committed_goldens_are_the_exact_trajectory(case):
                                  "adagrad[optax,float32,schedule]",
                                  "nadam[torch,float32,groups]",
                                  # per-tensor (full per-parameter Jacobian, shared ratio terms)
-                                 "lars[optax,float32,schedule]", "lamb[keras,float64,groups]"])
+                                 "lars[optax,float32,schedule]", "lamb[keras,float64,groups]",
+                                 # per-tensor with factored fields of their own shapes
+                                 "adafactor[torch,float32,groups]"])
 def test_error_record_reproduces(cid):
     old = COMMITTED[cid]
     rec = error_model.propagate(old)

@@ -114,3 +114,24 @@ def test_float32_inputs_are_representable(cases):
             for p in c.params:
                 np.testing.assert_array_equal(p.init.astype(np.float32).astype(np.float64),
                                               p.init)
+
+
+def test_state_fields_of_their_own_shapes_round_trip(cases):
+    """Adafactor's factors: stored flat with the parameter's ``state_shapes``, read back in
+    those shapes; a field whose length does not match its shape, or a malformed shape, is an
+    error naming it."""
+    case = next(c for c in cases if c.id == "adafactor[torch,float64,base]")
+    c = next(p for p in case.params if p.name == "c")
+    assert c.state_shapes == {"v_row": (3, 1), "v_col": (1, 5)}
+    d = json.loads(json.dumps(fmt.case_to_dict(case)))
+    back = fmt.case_from_dict(d)
+    snap = back.expected[200]["state"]["c"]
+    assert snap["v_row"].shape == (3, 1) and snap["v_col"].shape == (1, 5)
+    np.testing.assert_array_equal(snap["v_row"], case.expected[200]["state"]["c"]["v_row"])
+    d["expected"]["1"]["state"]["c"]["v_col"].append(1.0)
+    with pytest.raises(fmt.FormatError, match=r"state\.c\.v_col"):
+        fmt.case_from_dict(d)
+    d = fmt.case_to_dict(case)
+    d["params"][2]["state_shapes"] = {"v_row": [3, "1"]}
+    with pytest.raises(fmt.FormatError, match=r"state_shapes\.v_row must be a list of integers"):
+        fmt.case_from_dict(d)

@@ -85,3 +85,21 @@ def test_the_unchanged_reference_passes_the_same_cases():
     for cid in ("adam[torch,float64,base]", "nadam[torch,float64,base]",
                 "sgd[torch,float32,base]"):
         assert run_case(ReferenceAdapter(Backend.NUMPY), _case(cid)).status == "pass"
+
+
+@pytest.mark.parametrize(("cid", "change"), [
+    # Keras' parameter scale (AF4) under torch's convention, with weight decay
+    ("adafactor[torch,float64,weight_decay=0.01]", {"param_scale_from": "after_decay"}),
+    # Keras' float32 means (AF6) in a float64 run
+    ("adafactor[torch,float64,base]", {"mean_precision": "float32"}),
+    # torch's eps1 clamp at eps1 = 1e-3 where the golden adds it
+    ("adafactor[paper,float32,eps1_mode=clamp]", {"eps1_mode": "add"}),
+])
+def test_a_wrong_adafactor_convention_is_caught(cid, change):
+    """Per-tensor goldens with factored state (issue 12): another convention fails the case,
+    and the unchanged reference passes it."""
+    case = _case(cid)
+    assert run_case(ReferenceAdapter(Backend.NUMPY), case).status == "pass"
+    res = run_case(_Mutant("adafactor-" + "-".join(change.values()), **change), case)
+    assert res.status == "fail", res.report()
+    assert "first divergence" in res.report()

@@ -24,12 +24,14 @@ expected values.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 
 import numpy as np
 
 from . import objectives
+from .fidelity import STATE_SHAPES
 from .format import GoldenCase, ParamSpec
 from .rng import uniform
 
@@ -96,6 +98,17 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     ("lars", "lr_placement"): {"_schedule": True},
     ("lars", "trust_denominator"): {"weight_decay": 1e-2},
 }
+# Adafactor (per-tensor): the decay knobs need a decay; eps1's placement acts on the O(1e-6)
+# gradients of "b" with eps1 = 1e-3 (at 1e-30 'add' and torch's clamps differ only where G^2 is
+# below ~1e-30 or the machine epsilon, which no catalogue gradient reaches); rho_t = min(lr,
+# 1/sqrt(t)) differs from lr only once 1/sqrt(t) < lr: lr 0.5 from step 5 on
+KNOB_CONTEXT.update({("adafactor", "weight_decay_mode"): {"weight_decay": 1e-2},
+                     ("adafactor", "param_scale_from"): {"weight_decay": 1e-2},
+                     ("adafactor", "decay_scaling"): {"weight_decay": 1e-2},
+                     ("adafactor", "eps1_mode"): {"eps1": 1e-3},
+                     ("adafactor", "relative_step"): {"lr": 0.5},
+                     # optax factors nothing below 128: 'factored' acts from a lower threshold
+                     ("adafactor", "factored"): {"min_dim_size_to_factor": 0}})
 # Adan: (p - lr u)/(1 + lr wd) and p (1 - lr wd) - lr u differ by about lr^2 wd |u| per step;
 # at wd = 1e-2 (lr 1e-3) that is below a float32 rounding of p, at 0.1 it is not
 KNOB_CONTEXT[("adan", "weight_decay_mode")] = {"weight_decay": 0.1}
@@ -118,6 +131,9 @@ FLOAT32_ONLY_KNOBS = frozenset({"factor_precision", "ema_weight_precision"})
 # lr (or its factor) to float32, which in a float32 case is within a float32 rounding of the
 # other values (below the budget), so their knob cases exist for float64 only.
 FLOAT64_ONLY_KNOBS = frozenset({"warmup_precision"})
+# Adafactor's mean_precision='float32' computes the means of float64 parameters in float32; a
+# float32 parameter's means are float32 under either value
+FLOAT64_ONLY_KNOBS |= {"mean_precision"}
 
 # Knobs that cannot change an exact trajectory, with the proof's summary (docs/conformance.md,
 # "Coverage"); the catalogue has no case for them, since such a case would equal its base.
@@ -129,6 +145,10 @@ UNOBSERVABLE: dict[tuple[str, str], str] = {
         "the goldens hold schedule-free's scalars (warm-up, weights, their sum, c_t) exactly for "
         "both values (their float32 rounding is charged by the error model), and SGD has no "
         "1 - beta^t: both values give the same golden",
+    ("adafactor", "factor_axes"):
+        "on the catalogue's matrices, (3, 5) and (8, 16), the last axis is the largest, so "
+        "'last_two' and 'two_largest' factor the same two axes (a0 = 1, a1 = 0); "
+        "tests/test_adafactor.py checks the rule on an (8, 2, 3) tensor against optax",
 }
 # Knobs that change the exact trajectory by no more than the budget's own allowance for rounding
 # the hyperparameters to the case dtype, with the reason: their cases are kept (each
@@ -145,6 +165,15 @@ WITHIN_BUDGET: dict[tuple[str, str], str] = {
         "hyperparameter-rounding shift allows: optax (1 - fl32(beta)) passes every "
         "upstream-profile (1 - beta) float32 golden; the knob makes the reference bit-identical "
         "to optax",
+    ("adafactor", "beta2_precision"):
+        "a float32 beta2_hat = 1 - t^-c (AF2: 1.1e-8 to 2.4e-7 from the float64 one) is inside "
+        "the allowance for the float32 power every implementation may use (error_model "
+        "_pow_error: 1.5 ULP + 4 |c ln t| u32, 17 u32 at t = 200), and in float32 cases 'param' "
+        "and 'float32' are the same numbers; each implementation still runs under its own value",
+    ("adafactor", "mean_precision"):
+        "'float32' goldens hold Keras' float32 means (AF6) and allow any float32 summation order "
+        "(error_model: (N + ...)/3 u32^2 per mean), which contains the float64 mean; the other "
+        "way round a float32 mean fails a float64 golden (tests/test_conformance_mutants.py)",
 }
 
 # Algorithm variants that are not convention knobs but change the code path.
@@ -158,6 +187,7 @@ EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
     # each profile's own warm-up (optax: lagged, float32), and upstream's polynomial weights
     "schedule_free_adamw": (("warmup", {"warmup_steps": 5.0}), ("r=1", {"r": 1.0})),
     "schedule_free_sgd": (("warmup", {"warmup_steps": 5.0}), ("r=1", {"r": 1.0})),
+    "adafactor": (("momentum", {"beta1": 0.9}),),  # optax's momentum (torch and Keras: none)
 }
 
 WEIGHT_DECAY = 1e-2
@@ -170,6 +200,11 @@ WEIGHT_DECAY = 1e-2
 FINDING_CASES: dict[str, tuple[tuple[str, str, dict, str], ...]] = {
     "adadelta": (("optax", "FINDING:optax-default-lr=None-ascends", {"lr": 1.0,
                   "maximize": True}, "optax_default_lr_none"),),
+    # AF5: keras.optimizers.Adafactor(relative_step=False) still applies rho_t = min(lr,
+    # 1/sqrt(t)): the reference's relative_step=True (the keras profile's) at lr 0.5, where the
+    # two differ from step 5 on; the adapter passes relative_step=False
+    "adafactor": (("keras", "FINDING:keras-relative_step=False-ignored", {"lr": 0.5},
+                   "keras_relative_step_false"),),
 }
 
 # Lion's step is lr*sign(c): where c is within rounding of 0 the golden is ill-posed (another
@@ -284,6 +319,9 @@ def _make(spec, profile: str, dtype: str, variant: str, overrides: dict, *, step
     sched = _schedule(lr, steps) if schedule or overrides.get("_schedule") else None
     if spec.name in WELL_POSED:
         params = WELL_POSED[spec.name](params, settings, steps, dtype)
+    if spec.name in STATE_SHAPES:  # state fields of other shapes (Adafactor's factors)
+        params = tuple(dataclasses.replace(p, state_shapes=STATE_SHAPES[spec.name](
+            {**settings, **p.hparams}, p.shape)) for p in params)
     return GoldenCase(
         id=f"{spec.name}[{profile},{dtype},{variant}]", optimizer=spec.name, profile=profile,
         dtype=dtype, kind="replay", hparams=settings, overrides=over, steps=steps,

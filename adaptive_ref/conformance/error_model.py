@@ -271,7 +271,12 @@ def _float_fields(st) -> list[str]:
 
 
 def _arr(v, shape):
-    return np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(np.float64)
+    """A state field as float64: a field of a shape of its own (Adafactor's factors: as many
+    axes as the parameter, some of size 1) keeps it; a 0-d one is broadcast to ``shape``."""
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim and a.ndim == len(shape) and a.shape != tuple(shape):
+        return a.copy()
+    return np.broadcast_to(a, shape).astype(np.float64)
 
 
 class _Param:
@@ -357,8 +362,7 @@ def propagate(case) -> dict:
         dim = sum(n for _, _, n in slots)
         cov, bnd = np.zeros((dim, dim)), np.zeros(dim)
     elif tensor:  # per-tensor norms couple a parameter's elements: one system per parameter
-        dims = [len(pp.fields) * (int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1)
-                for pp in prm]
+        dims = [sum(v.size for v in pp.values().values()) for pp in prm]
         cov, bnd = [np.zeros((d, d)) for d in dims], [np.zeros(d) for d in dims]
     else:
         cov = [np.zeros((int(np.prod(pp.shape, dtype=np.int64)) if pp.shape else 1,
@@ -391,9 +395,9 @@ def propagate(case) -> dict:
             shared = _shared_cov(case, prm, olds, news, lr, joint=False)
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
                 jac = _tensor_jacobian(pp, old, new, grads[pp.name], t, lr)
-                cov[j] = (jac @ cov[j] @ jac.T + np.diag(local[j][0].T.reshape(-1))
+                cov[j] = (jac @ cov[j] @ jac.T + np.diag(_flat_local(local[j][0]))
                           + shared[j])
-                bnd[j] = np.abs(jac) @ bnd[j] + local[j][1].T.reshape(-1)
+                bnd[j] = np.abs(jac) @ bnd[j] + _flat_local(local[j][1])
         else:
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
                 jac = _jacobian(pp, old, new, grads[pp.name], t, lr)
@@ -458,9 +462,18 @@ def _const_error(c: float, dtype: str) -> float:
     return abs(float(np.asarray(c, dtype=dtype)) - c) / abs(c) if c else 0.0
 
 
+def _flat_local(x: np.ndarray) -> np.ndarray:
+    """A parameter's local errors in the per-tensor (field-major) layout: ``_local``'s (element,
+    field) array transposed and flattened; a TENSOR_LOCAL result is that vector already."""
+    return x if x.ndim == 1 else x.T.reshape(-1)
+
+
 def _local(case, opt, pp, old, new, t, lr, fp, u) -> tuple[np.ndarray, np.ndarray]:
     """Per element and field, this step's new errors: the variance of the independent
-    roundings (units u**2) and a bound on the systematic ones (units u)."""
+    roundings (units u**2) and a bound on the systematic ones (units u). A per-tensor optimizer
+    with fields of their own shapes (TENSOR_LOCAL) gives them field-major as one vector."""
+    if opt in TENSOR_LOCAL:
+        return TENSOR_LOCAL[opt](case, pp, old, new, t, lr, u)
     n = old["p"].size
     var = np.zeros((n, len(pp.fields)))
     bound = np.zeros((n, len(pp.fields)))
@@ -668,7 +681,9 @@ def _record(prm, news, cov, bnd, shifts, closed, u) -> dict:
                 var, b = np.diag(cov)[off:off + n], bnd[off:off + n]
                 off += n
             elif cov[j].ndim == 2:  # per-tensor: one (field, element) system per parameter
-                var, b = np.diag(cov[j])[a * n:(a + 1) * n], bnd[j][a * n:(a + 1) * n]
+                lo = sum(news[j][f2].size for f2 in pp.fields[:a])  # fields of their own size
+                hi = lo + news[j][f].size
+                var, b = np.diag(cov[j])[lo:hi], bnd[j][lo:hi]
             else:
                 var, b = cov[j][:, a, a], bnd[j][:, a]
             if shifts is not None:
@@ -727,9 +742,9 @@ def _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u):
                 col[off + a * n: off + (a + 1) * n] = (res[f] - news[j][f]).reshape(-1) / hg
             k_g = 2 * n + 4
             gvar += col ** 2 * k_g * terms[pp.name].reshape(-1)[i] ** 2 / 3.0
-    loc = np.concatenate([local[j][0].T.reshape(-1) for j in range(len(prm))])
+    loc = np.concatenate([_flat_local(local[j][0]) for j in range(len(prm))])
     loc = loc + gvar * (UNIT["float64"] / u) ** 2
-    b = np.concatenate([local[j][1].T.reshape(-1) for j in range(len(prm))])
+    b = np.concatenate([_flat_local(local[j][1]) for j in range(len(prm))])
     return jac @ cov @ jac.T + np.diag(loc), np.abs(jac) @ bnd + b
 
 
@@ -839,7 +854,7 @@ def _shared_cov(case, prm, olds, news, lr, *, joint: bool):
     per-parameter layout) or embedded in the closed loop's one state vector."""
     out = []
     for pp, old, new in zip(prm, olds, news, strict=True):
-        dim = len(pp.fields) * old["p"].size
+        dim = sum(old[f].size for f in pp.fields)
         c = np.zeros((dim, dim))
         for dirs, var in SHARED_SCALARS[case.optimizer](pp, old, new, lr):
             v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
@@ -861,12 +876,12 @@ def _tensor_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
     one column per perturbed entry (the step is not elementwise). A perturbation that leaves the
     step's domain is taken from the other side; where both fail the entry is 0."""
     fields = pp.fields
-    n = old["p"].size
     newvec = np.concatenate([new[f].reshape(-1) for f in fields])
     jac = np.zeros((newvec.size, newvec.size))
-    for a, f in enumerate(fields):
+    off = 0  # the field's first column (fields of their own sizes: Adafactor's factors)
+    for f in fields:
         hs = _perturbation(old[f], new[f]).reshape(-1)
-        for i in range(n):
+        for i in range(old[f].size):
             for sign in (1.0, -1.0):
                 arr = old[f].copy().reshape(-1)
                 arr[i] += sign * hs[i]
@@ -878,5 +893,215 @@ def _tensor_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
                         / (sign * hs[i])
                 if np.all(np.isfinite(col)):
                     break
-            jac[:, a * n + i] = np.where(np.isfinite(col), col, 0.0)
+            jac[:, off + i] = np.where(np.isfinite(col), col, 0.0)
+        off += old[f].size
     return jac
+
+
+# ---- Adafactor (per-tensor; the row and column factors have shapes of their own) -----------
+# One step (adaptive_ref.optimizers.adafactor): theta' = theta (1 - s wd); alpha = max(eps2,
+# RMS(theta or theta')) rho; Q = G^2 (+ eps1); R = b R + w mean_a0(Q), C = b C + w mean_a1(Q)
+# (or v = b v + w Q); V_hat = R C / N, N = mean_a1(R) (one per slice); U = G / sqrt(V_hat);
+# x = (alpha / max(1, RMS(U)/d)) U; (mu = b1 mu + (1 - b1) x); theta_new = theta' - x (or mu).
+# Its roundings, in units u of the case dtype (u_m for a mean: u32 under mean_precision
+# 'float32' in a float64 case, whose means are float32 in the golden and in Keras):
+# * a mean of N non-negative terms (G^2, R): N - 1 additions on partial sums <= the sum, the
+#   division and the inputs' own k_q roundings (G^2, + eps1; coupled L2: g's 2, doubled by the
+#   square): relative variance <= (N + k_q)/3 u_m^2; torch's norm(dim).square().div(N) adds
+#   the scaled norm's extra operations (NORM_EXTRA, four times through the square) and its two
+#   own: (N + 18 + k_q)/3, the bound used. Under float32 means, a float64 input within a few
+#   ULP of a float32 rounding boundary may round to the neighbour: 2 u32 per input, 4/3 more.
+#   These are each factor entry's own (independent per entry); the EMA adds 3 on (|old| + |new|).
+# * the normaliser N and alpha/denom are one number per slice / per parameter: rank-one terms
+#   (SHARED_SCALARS). alpha: RMS(theta) (a 2-norm-like reduction, _norm_var(n) + 2/3 for
+#   torch's norm/sqrt(n)), times rho; denom: RMS(U) likewise plus U's own 4 roundings per
+#   element (weighted as in _ratio_term), / d. Uniform scaling of U cancels in U/RMS(U), so
+#   the normaliser's error reaches the step only where clipping is off (then x ~ N^(1/2): its
+#   direction is x/2), RMS(U)'s only where it is on.
+# * per element of the update: R C, / N, sqrt, G / (torch: rsqrt, *), * (alpha/denom): 6; the
+#   subtraction and decay multiply as for every optimizer; momentum's EMA 3.
+# * beta2_hat = b and 1 - b = w, one number per step, shared (systematic, added linearly):
+#   'float64' (the golden exact): t^-c by an array or libm pow in the scalar precision P (the
+#   case dtype where that has no float64), |E_p| <= _pow_error, b = 1 - p off by E_p + u_P b, w
+#   (1 - b again, or p itself) by E_b + u_P w, and each cast to the dtype, u b and u w more;
+#   'float32' / 'param' (the golden holds the evaluation in P, correctly rounded): in float32
+#   b = fl(1 - p') and w = fl(1 - b) are the golden's numbers unless p' (within E_p of the
+#   golden's p) takes 1 - p' across a rounding boundary (_af_b_may_flip: checked exactly per
+#   step); then b, w are off by E_p plus one rounding each (in float64 P always charged).
+#   t = 1: p = 1, b = 0, w = 1 exactly in every implementation.
+AF_UPDATE_ROUNDINGS = 6
+AF_EMA_ROUNDINGS = 3
+AF_TORCH_MEAN_EXTRA = 18  # torch's per-axis means: norm, square, divide (see above)
+
+
+def _af_hp(pp) -> dict:
+    return {**pp.hp, "_case_dtype": pp.case.dtype, "_shape": tuple(pp.shape)}
+
+
+def _af_beta2_errors(hp: dict, t: int, dtype: str) -> tuple[float, float, float, float]:
+    """``(b, w, E_b, E_w)``: beta2_hat, its complement, and bounds on their absolute errors."""
+    c, prec = float(hp["decay_rate"]), hp["beta2_precision"]
+    p = float(t) ** -c
+    b, w = 1.0 - p, p
+    if t == 1:
+        return b, w, 0.0, 0.0
+    u_d = UNIT[dtype]
+    if prec == "float64":
+        u_p = UNIT["float64"] if dtype == "float64" else u_d  # no float64 scalars: the dtype's
+        e_p = _pow_error(float(t), -c, (u_p, True))
+        e_b = e_p + u_p * b + (u_d * b if dtype == "float32" else 0.0)
+        e_w = e_p + u_p * (b + w) + (u_d * w if dtype == "float32" else 0.0)
+        return b, w, e_b, e_w
+    u_p = UNIT["float32"] if prec == "float32" or dtype == "float32" else UNIT["float64"]
+    e_p = _pow_error(float(t), -c, (u_p, True))
+    if u_p == UNIT["float32"] and not _af_b_may_flip(t, c, e_p):
+        return b, w, 0.0, 0.0  # b = fl(1 - p) and w = fl(1 - b) are the golden's numbers
+    e_b = e_p + _ulp(b, u_p)
+    return b, w, e_b, e_b + _ulp(w, u_p)
+
+
+def _af_b_may_flip(t: int, c: float, e_p: float) -> bool:
+    """Whether a float32 power p' within ``e_p`` of the golden's p = fl32(t^-fl32(c)) can give
+    another b = fl32(1 - p') (1 - p' crossing a rounding boundary; then w = fl32(1 - b) moves
+    with it). Otherwise b and w are exactly the golden's, whatever the power's error. p from
+    the float64 power (within 1e-16 of exact): a p near a float32 rounding boundary itself
+    counts as a possible flip."""
+    f32 = np.float32
+    p64 = float(t) ** -float(f32(c))
+    pg = float(f32(p64))
+    if abs(p64 - pg) > 0.5 * _ulp(pg, UNIT["float32"]) - 8 * _ulp(p64, UNIT["float64"]):
+        return True  # p itself near a float32 midpoint: the golden's rounding is not certain
+    x = 1.0 - pg  # exact in float64 (p has 24 bits, 1 - p at most 24 + |log2 p| + 1)
+    bg = f32(x)
+    lo = 0.5 * (float(bg) + float(np.nextafter(bg, f32(-np.inf))))
+    hi = 0.5 * (float(bg) + float(np.nextafter(bg, f32(np.inf))))
+    return min(abs(x - lo), abs(hi - x)) <= e_p
+
+
+def _af_state(pp, old, new, lr):
+    """What the local and the shared terms read: ``(hp, axes, x, alpha, clip_on, k_q)`` with x
+    the step's new update alpha*U_hat (before momentum) per element."""
+    from . import fidelity
+
+    hp = _af_hp(pp)
+    axes = fidelity._af_axes(hp, tuple(pp.shape))
+    lr = float(lr if lr is not None else hp["lr"])
+    wd = float(hp["weight_decay"])
+    coupled = hp["weight_decay_mode"] == "coupled"
+    p = old["p"]
+    p_dec = p if coupled else p * (1.0 - (lr if hp["decay_scaling"] == "lr" else 1.0) * wd)
+    if "mu" in new:
+        x = (new["mu"] - float(hp["beta1"]) * old["mu"]) / (1.0 - float(hp["beta1"]))
+    else:
+        x = p_dec - new["p"]
+    rho = min(lr, 1.0 / np.sqrt(pp_t(pp))) if hp["relative_step"] else lr
+    alpha = rho
+    if hp["multiply_by_parameter_scale"]:
+        src = p if hp["param_scale_from"] == "before_decay" else p_dec
+        alpha = max(float(hp["eps2"]), float(np.sqrt(np.mean(src ** 2)))) * rho
+    d = float(hp["clip_threshold"])
+    rms_x = float(np.sqrt(np.mean(x ** 2)))
+    clip_on = alpha > 0 and rms_x >= alpha * d * (1.0 - 1e-6)  # RMS(U_hat) = d: clipped
+    k_q = (1 if hp["eps1_mode"] != "add" else 2) + (4 if coupled and wd else 0)
+    return hp, axes, x, alpha, clip_on, k_q
+
+
+def pp_t(pp) -> int:
+    """The 1-based step the parameter's reference state is about to take."""
+    return int(np.asarray(pp.st.count)) + 1
+
+
+def _af_mean_units(hp: dict, dtype: str) -> float:
+    """(u_m / u)^2 and the extra variance of float32 means (their inputs' rounding)."""
+    f32 = hp["mean_precision"] == "float32" and dtype == "float64"
+    return (UNIT["float32"] / UNIT[dtype]) ** 2 if f32 else 1.0, (4.0 if f32 else 0.0)
+
+
+def _adafactor_local(case, pp, old, new, t, lr, u) -> tuple[np.ndarray, np.ndarray]:
+    """Adafactor's new errors of this step, field-major over pp.fields (see the block above)."""
+    hp, axes, x, alpha, clip_on, k_q = _af_state(pp, old, new, lr)
+    dtype = case.dtype
+    b, w, e_b, e_w = _af_beta2_errors(hp, t, dtype)
+    scale_m, flips = _af_mean_units(hp, dtype)
+    wd = float(hp["weight_decay"])
+    coupled = hp["weight_decay_mode"] == "coupled" and wd != 0.0
+    decoupled = wd != 0.0 and not coupled
+    var, bound = {}, {}
+    pold, pnew = np.abs(old["p"]), np.abs(new["p"])
+    delta = np.abs(old["p"] - new["p"])
+    k_upd = AF_UPDATE_ROUNDINGS + (2 if coupled else 0) + (AF_EMA_ROUNDINGS if "mu" in new
+                                                           else 0)
+    var["p"] = (pnew ** 2 + decoupled * pold ** 2 + k_upd * delta ** 2) / 3.0
+    bound["p"] = np.zeros_like(pnew)
+    if decoupled:  # p * (1 - s wd): one constant, rounded once
+        s = float(lr if lr is not None else hp["lr"]) if hp["decay_scaling"] == "lr" else 1.0
+        c = 1.0 - s * wd
+        c_in = 1.0 - float(np.asarray(s, dtype=dtype)) * float(np.asarray(wd, dtype=dtype))
+        bound["p"] = (max(_const_error(c, dtype), abs(c_in - c) / c + u) / u) * pold
+    shape = tuple(pp.shape)
+    for f in pp.fields[1:]:
+        xo, xn = np.abs(old[f]), np.abs(new[f])
+        if f == "mu":
+            var[f] = (AF_EMA_ROUNDINGS * (xo + xn) ** 2 + k_upd * (xn - float(hp["beta1"])
+                                                                   * xo) ** 2) / 3.0
+            bound[f] = np.zeros_like(xn)
+            continue
+        fresh = np.abs(new[f] - b * old[f])  # w * mean(Q) (or w * Q)
+        if f == "v":
+            n_terms = 1
+        else:
+            n_terms = shape[axes[0] if f == "v_row" else axes[1]]
+        if f == "v":
+            mean_var = k_q
+        else:
+            mean_var = scale_m * (n_terms + AF_TORCH_MEAN_EXTRA + k_q + flips)
+        var[f] = (AF_EMA_ROUNDINGS * (xo + xn) ** 2 + mean_var * fresh ** 2) / 3.0
+        bound[f] = (e_b * b * xo + (e_w / w if w else 0.0) * fresh) / u
+    return (np.concatenate([var[f].reshape(-1) for f in pp.fields]),
+            np.concatenate([bound[f].reshape(-1) for f in pp.fields]))
+
+
+def _adafactor_scalars(pp, old, new, lr) -> list:
+    """alpha/denom (one per parameter) and the normaliser N (one per slice, factored): rank-one
+    terms with their relative variances (units u**2; see the block above)."""
+    from . import fidelity
+
+    hp, axes, x, alpha, clip_on, _ = _af_state(pp, old, new, lr)
+    if not np.any(x):
+        return []
+    n = x.size
+    scale_m, flips = _af_mean_units(hp, pp.case.dtype)
+    b1 = float(hp.get("beta1", 0.0))
+
+    def dirs(v):
+        out = {f: np.zeros_like(new[f]) for f in pp.fields}
+        if "mu" in new:
+            out["mu"], out["p"] = (1.0 - b1) * v, -(1.0 - b1) * v
+        else:
+            out["p"] = -v
+        return out
+
+    rms_var = scale_m * (_norm_var(n) + 2.0 / 3.0 + flips / 3.0)
+    var = 1.0 / 3.0  # alpha/denom's division
+    if hp["multiply_by_parameter_scale"]:
+        var += rms_var + 1.0 / 3.0  # RMS(theta), times rho
+    s2 = float(np.sum(x ** 2))
+    if clip_on:
+        var += rms_var + 4.0 / 3.0 * float(np.sum(x ** 4)) / s2 ** 2 + 1.0 / 3.0
+    out = [(dirs(x), var)]
+    if axes is not None and not (clip_on and float(hp["clip_threshold"]) != np.inf):
+        # N = mean over a1 of R, one per slice of the other axes: its own error, the step ~ N^1/2
+        a0, a1 = axes
+        shape, rshape = tuple(pp.shape), fidelity._keep(tuple(pp.shape), a0)
+        n1 = shape[a1]
+        nvar = scale_m * (n1 + 1 + flips) / 3.0  # the R's own errors come by the Jacobian
+        slices = np.array([fidelity._af_index(rshape, fidelity._af_index(shape, i, a0), a1)
+                           for i in range(n)])
+        for k in np.unique(slices):
+            part = np.where((slices == k).reshape(shape), 0.5 * x, 0.0)
+            out.append((dirs(part), nvar))
+    return out
+
+
+TENSOR_LOCAL = {"adafactor": _adafactor_local}
+SHARED_SCALARS["adafactor"] = _adafactor_scalars

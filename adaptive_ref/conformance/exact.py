@@ -68,12 +68,12 @@ def trajectory(case, digits: int) -> dict:
             hp = fidelity.case_hparams(case, p.name)
             hps[p.name] = hp
             flat = np.asarray(p.init, dtype=np.float64).reshape(-1)
-            elems[p.name] = [fidelity._Elem(mpmath.mpf(float(x)), fidelity._init_fields(opt, hp))
-                             for x in flat]
+            elems[p.name] = fidelity.tensor_of(opt, hp, [
+                fidelity._Elem(mpmath.mpf(float(x)), fidelity._init_fields(opt, hp))
+                for x in flat])
             shared[p.name] = {}
         scale = {"params": {k: _absmax(e.p for e in v) for k, v in elems.items()},
-                 "state": {k: {f: _absmax(e.s[f] for e in v) for f in v[0].s} if v else {}
-                           for k, v in elems.items()}}
+                 "state": {k: {f: _absmax(x) for f, x in _fields(v)} for k, v in elems.items()}}
         out = {}
         cps = set(case.checkpoints)
         for t in range(1, case.steps + 1):
@@ -102,12 +102,18 @@ def trajectory(case, digits: int) -> dict:
                     fidelity._step(opt, e, g, t, hp, lr, shared[p.name])
             for k, v in elems.items():
                 scale["params"][k] = max(scale["params"][k], _absmax(e.p for e in v))
-                for f in (v[0].s if v else {}):
-                    scale["state"][k][f] = max(scale["state"][k].get(f, 0.0),
-                                               _absmax(e.s[f] for e in v))
+                for f, x in _fields(v):
+                    scale["state"][k][f] = max(scale["state"][k].get(f, 0.0), _absmax(x))
             if t in cps:
                 out[t] = _snapshot(case, elems, t, scale)
         return out
+
+
+def _fields(es):
+    """``(field, values)`` of a parameter's state: the per-element fields, then (per-tensor
+    optimizers) the fields of other shapes, flat in C order."""
+    out = [(f, [e.s[f] for e in es]) for f in (es[0].s if es else {})]
+    return out + list(getattr(es, "own", {}).items())
 
 
 def _snapshot(case, elems, t, scale) -> dict:
@@ -116,11 +122,11 @@ def _snapshot(case, elems, t, scale) -> dict:
         es = elems[p.name]
         params[p.name] = [float(e.p) for e in es]
         fields = {"count": t}
-        for f in (es[0].s if es else {}):
+        for f, xs in _fields(es):
             if is_scalar_field(f):  # one scalar per parameter (NAdam's running product)
-                fields[f] = float(es[0].s[f])
+                fields[f] = float(xs[0])
             else:
-                fields[f] = [float(e.s[f]) for e in es]
+                fields[f] = [float(x) for x in xs]
         state[p.name] = fields
     return {"params": params, "state": state,
             "scale": {"params": dict(scale["params"]),
@@ -155,12 +161,14 @@ def expected_values(case) -> tuple[dict, list[str]]:
     failures (an empty list when every value is certified)."""
     traj, bad = certified(case)
     shapes = {p.name: p.shape for p in case.params}
+    own = {p.name: dict(p.state_shapes or {}) for p in case.params}
     out = {}
     for t, snap in traj.items():
         state = {}
         for k, fields in snap["state"].items():
             state[k] = {f: (v if f == "count" or is_scalar_field(f)
-                            else np.asarray(v, dtype=np.float64).reshape(shapes[k]))
+                            else np.asarray(v, dtype=np.float64).reshape(
+                                own[k].get(f, shapes[k])))
                         for f, v in fields.items()}
         out[t] = {"params": {k: np.asarray(v, dtype=np.float64).reshape(shapes[k])
                              for k, v in snap["params"].items()},

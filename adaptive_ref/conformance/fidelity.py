@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -86,6 +87,8 @@ _PARAM = object()  # an initial state field equal to the parameter (schedule-fre
 
 def _init_fields(opt: str, hp: dict) -> dict:
     z = mpmath.mpf(0)
+    if opt in TENSOR_FIELD_FNS:
+        return TENSOR_FIELD_FNS[opt](hp)
     if opt in TENSOR_FIELDS:
         return {f: z for f in TENSOR_FIELDS[opt]}
     if opt == "sgd":
@@ -631,6 +634,200 @@ def _lars_tensor(es, gs, t: int, hp: dict, lr) -> None:
 TENSOR_STEPS = {"lamb": _lamb_tensor, "lars": _lars_tensor}
 
 
+# ---- Adafactor (Shazeer & Stern 2018, Algorithms 4-5): a per-tensor step whose factored state
+# fields (the row and column factors) have shapes of their own. ``es`` is then a _Tensor: the
+# elements (p, and the full v / momentum mu where present) plus ``own`` fields, each a flat
+# C-order list of mpf of shape ``own_shapes[f]`` (the reference's: the parameter's shape with
+# the averaged axis of size 1). The factoring rule, the means, RMS values, beta2_hat and the
+# clamps are written out again from the paper and the knobs' definitions (not from the
+# reference).
+
+class _Tensor(list):
+    """A parameter's elements (_Elem) and its state fields of other shapes (``own``)."""
+
+    def __init__(self, elems, own_shapes=None):
+        super().__init__(elems)
+        self.own_shapes = dict(own_shapes or {})
+        self.own = {f: [mpmath.mpf(0)] * int(np.prod(s, dtype=np.int64))
+                    for f, s in self.own_shapes.items()}
+
+
+def _af_axes(hp: dict, shape: tuple):
+    """The factored axes ``(a0, a1)`` (a0: the row factor averages over it) or None: tensors
+    of order >= 2 when ``factored``; 'last_two' = (ndim-1, ndim-2), 'two_largest' = the largest
+    and second largest axis, ties to the later one; both at least min_dim_size_to_factor."""
+    if not hp["factored"] or len(shape) < 2:
+        return None
+    if hp["factor_axes"] == "last_two":
+        a0, a1 = len(shape) - 1, len(shape) - 2
+    else:
+        order = sorted(range(len(shape)), key=lambda i: (shape[i], i))
+        a0, a1 = order[-1], order[-2]
+    if min(shape[a0], shape[a1]) < float(hp["min_dim_size_to_factor"]):
+        return None
+    return a0, a1
+
+
+def _keep(shape: tuple, axis: int) -> tuple:
+    return tuple(1 if i == axis else n for i, n in enumerate(shape))
+
+
+def adafactor_state_shapes(hp: dict, shape: tuple) -> dict:
+    """``{field: shape}`` of the factored fields of a parameter of ``shape`` (empty if it is not
+    factored): what a golden records as the parameter's ``state_shapes``."""
+    axes = _af_axes(hp, tuple(shape))
+    if axes is None:
+        return {}
+    return {"v_row": _keep(tuple(shape), axes[0]), "v_col": _keep(tuple(shape), axes[1])}
+
+
+def _af_mean_f32(hp: dict) -> bool:
+    """mean_precision='float32' acts on float64 parameters only (a float32 one is float32)."""
+    return hp["mean_precision"] == "float32" and hp.get("_case_dtype") == "float64"
+
+
+def _af_mean(xs, hp: dict) -> mpmath.mpf:
+    """The mean of ``xs``: exact, or (mean_precision 'float32', float64 case) the correctly
+    rounded float32 mean of the float32-rounded inputs (Keras' float32 ``ops.mean``)."""
+    if _af_mean_f32(hp):
+        # float32 inputs make their exact mean a float32 tie now and then: it is rounded from
+        # the exact rational (ties to even), not from a working-precision quotient
+        s = sum(Fraction(float(_f32(x))) for x in xs)  # a float32 value is a float exactly
+        num, den = s.numerator, s.denominator * len(xs)
+        with mpmath.workprec(max(num.bit_length(), den.bit_length(), 53) + 8):
+            a, b = mpmath.mpf(num), mpmath.mpf(den)
+        return mpmath.fdiv(a, b, prec=24)
+    return mpmath.fsum(xs) / len(xs)
+
+
+def _af_rms(xs, hp: dict) -> mpmath.mpf:
+    return _sqrt(_af_mean([x * x for x in xs], hp))
+
+
+def _f64(x) -> mpmath.mpf:
+    with mpmath.workprec(53):
+        return +mpmath.mpf(x)
+
+
+def _af_beta2(t: int, hp: dict) -> tuple:
+    """``(beta2_hat_t, 1 - beta2_hat_t)``: exact ('float64'), or evaluated in precision P
+    ('float32': always float32, optax; 'param': the case dtype, Keras) as those do it, every
+    operation correctly rounded: c rounded to P, p = fl(t^-c), b = fl(1 - p), w = fl(1 - b)."""
+    prec = hp["beta2_precision"]
+    c = _m(hp["decay_rate"])
+    if prec == "float64":
+        p = mpmath.mpf(t) ** -c
+        return 1 - p, p
+    r = _f32 if prec == "float32" or hp.get("_case_dtype") == "float32" else _f64
+    p = r(mpmath.mpf(t) ** -r(c))
+    b = r(1 - p)
+    return b, r(1 - b)
+
+
+def _af_eps1(hp: dict):
+    """``(clamp, eps1)``: eps1_mode 'add' adds eps1 to G^2; 'clamp' clamps with eps1;
+    'clamp_machine_eps' with the machine epsilon of the case dtype."""
+    mode = hp["eps1_mode"]
+    if mode == "clamp_machine_eps":
+        return True, mpmath.mpf(2) ** (-52 if hp.get("_case_dtype") == "float64" else -23)
+    return mode == "clamp", _m(hp["eps1"])
+
+
+def _af_index(shape: tuple, i: int, axis: int) -> int:
+    """The flat index, in the kept-axis shape, of element ``i`` of ``shape`` (axis -> 0)."""
+    idx = list(np.unravel_index(i, shape))
+    idx[axis] = 0
+    return int(np.ravel_multi_index(idx, _keep(shape, axis)))
+
+
+def _af_groups(shape: tuple, axis: int) -> list:
+    """For each entry of the kept-axis shape, the flat indices of ``shape`` it averages."""
+    out = [[] for _ in range(int(np.prod(_keep(shape, axis), dtype=np.int64)))]
+    for i in range(int(np.prod(shape, dtype=np.int64))):
+        out[_af_index(shape, i, axis)].append(i)
+    return out
+
+
+def _adafactor_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    """One exact Adafactor step of a whole parameter (adaptive_ref.optimizers.adafactor's
+    docstring): decay, alpha from RMS(theta) before or after it, the factored (or full) second
+    moment, U = G/sqrt(V_hat), clipping by RMS(U)/d, momentum, theta' - update."""
+    shape = tuple(hp["_shape"])
+    lr, wd, T = _m(lr), _m(hp["weight_decay"]), mpmath.mpf(t)
+    g = [-x for x in gs] if hp["maximize"] else list(gs)
+    coupled = hp["weight_decay_mode"] == "coupled"
+    p = [e.p for e in es]
+    if coupled:
+        g = [gi + wd * pi for gi, pi in zip(g, p, strict=True)]
+        p_dec = p
+    else:
+        s = lr if hp["decay_scaling"] == "lr" else mpmath.mpf(1)
+        p_dec = [pi * (1 - s * wd) for pi in p]
+    rho = min(lr, 1 / _sqrt(T)) if hp["relative_step"] else lr
+    alpha = rho
+    if hp["multiply_by_parameter_scale"]:
+        src = p if hp["param_scale_from"] == "before_decay" else p_dec
+        alpha = max(_m(hp["eps2"]), _af_rms(src, hp)) * rho
+    b, w = _af_beta2(t, hp)
+    clamp, e1 = _af_eps1(hp)
+    q = [gi * gi if clamp else gi * gi + e1 for gi in g]
+    axes = _af_axes(hp, shape)
+    if axes is None:
+        vhat = []
+        for e, qi in zip(es, q, strict=True):
+            e.s["v"] = b * e.s["v"] + w * qi
+            vhat.append(max(e.s["v"], e1 * e1) if clamp else e.s["v"])
+    else:
+        a0, a1 = axes
+        R, C = es.own["v_row"], es.own["v_col"]
+        for name, axis in (("v_row", a0), ("v_col", a1)):
+            old = es.own[name]
+            es.own[name] = [b * old[k] + w * _af_mean([q[i] for i in grp], hp)
+                            for k, grp in enumerate(_af_groups(shape, axis))]
+        R, C = es.own["v_row"], es.own["v_col"]
+        rshape = _keep(shape, a0)
+        norm = [_af_mean([R[i] for i in grp], hp) for grp in _af_groups(rshape, a1)]
+        vhat = []
+        for i in range(len(es)):
+            ir, ic = _af_index(shape, i, a0), _af_index(shape, i, a1)
+            nk = norm[_af_index(rshape, ir, a1)]
+            if clamp:
+                vhat.append(max(R[ir] * C[ic] / max(nk, e1), e1 * e1))
+            else:
+                vhat.append(R[ir] * C[ic] / nk)
+    u = [gi / _sqrt(vh) for gi, vh in zip(g, vhat, strict=True)]
+    denom = max(mpmath.mpf(1), _af_rms(u, hp) / _m(hp["clip_threshold"]))
+    b1 = _m(hp["beta1"])
+    for e, pd, ui in zip(es, p_dec, u, strict=True):
+        upd = alpha * ui / denom
+        if "mu" in e.s:
+            e.s["mu"] = b1 * e.s["mu"] + (1 - b1) * upd
+            upd = e.s["mu"]
+        e.p = pd - upd
+
+
+def _adafactor_fields(hp: dict) -> dict:
+    """Adafactor's per-element fields: the full v (unfactored) and the momentum (beta1 > 0)."""
+    z = mpmath.mpf(0)
+    out = {} if _af_axes(hp, tuple(hp["_shape"])) else {"v": z}
+    if float(hp["beta1"]) > 0:
+        out["mu"] = z
+    return out
+
+
+TENSOR_STEPS["adafactor"] = _adafactor_tensor
+#: per-tensor optimizers whose fields depend on the parameter (shape, settings)
+TENSOR_FIELD_FNS = {"adafactor": _adafactor_fields}
+#: state fields of shapes other than the parameter's: (hp, shape) -> {field: shape}
+STATE_SHAPES = {"adafactor": adafactor_state_shapes}
+
+
+def tensor_of(opt: str, hp: dict, elems: list) -> _Tensor:
+    """A parameter's elements with its fields of other shapes (zeros, as after init)."""
+    fn = STATE_SHAPES.get(opt)
+    return _Tensor(elems, fn(hp, tuple(hp["_shape"])) if fn else None)
+
+
 def _grad_mp(objective: dict, params: dict) -> dict:
     name = objective["name"]
     if name == "quadratic":
@@ -667,7 +864,8 @@ def case_hparams(case, name: str) -> dict:
     """The settings :func:`_init_fields`, :func:`_step` and :func:`_nadam_shared` take for
     parameter ``name`` of ``case``: its hyperparameters, defaults for the fields some optimizers
     lack, and the case dtype (``"_case_dtype"``, read by ``factor_precision="param"``)."""
-    out = {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype}
+    out = {**_FILL, **case.param_hparams(name), "_case_dtype": case.dtype,
+           "_shape": next(tuple(p.shape) for p in case.params if p.name == name)}
     if case.optimizer == "lion" and case.kind == "closed_loop":
         out["_lion_g_units"] = LION_LOOP_G_UNITS
     return out

@@ -66,6 +66,8 @@ class ParamSpec:
     init: np.ndarray  # float64, already rounded to the case dtype
     grad: dict | None = None  # replay: the rng.gradient spec; closed loop: None
     hparams: dict = field(default_factory=dict)  # per-parameter (per-group) overrides
+    # state fields whose shape is not the parameter's (Adafactor's factors): {field: shape}
+    state_shapes: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,8 @@ def case_from_dict(d: dict) -> GoldenCase:
                 if key not in grad:
                     msg = f"{pw}: grad is missing {key!r}"
                     raise FormatError(msg)
-        params.append(ParamSpec(name, shape, init, grad, _opt(p, "hparams", dict, pw)))
+        params.append(ParamSpec(name, shape, init, grad, _opt(p, "hparams", dict, pw),
+                                _state_shapes(p, pw)))
     sched = d.get("lr_schedule")
     if sched is not None:
         sched = tuple(_floats(sched, steps, f"{where} lr_schedule").tolist())
@@ -249,6 +252,7 @@ def case_from_dict(d: dict) -> GoldenCase:
             raise FormatError(msg)
     expected = {}
     shapes = {p.name: p.shape for p in params}
+    own = {p.name: p.state_shapes for p in params}
     for key, snap in _opt(d, "expected", dict, where).items():
         sw = f"{where} expected[{key}]"
         if not key.isdigit() or int(key) not in cps:
@@ -280,9 +284,10 @@ def case_from_dict(d: dict) -> GoldenCase:
                         is_scalar_field(fname):
                     out_s[name][fname] = _floats(vals, 1, f"{sw} state.{name}.{fname}")[0]
                 else:
-                    n = int(np.prod(shapes[name], dtype=np.int64)) if shapes[name] else 1
+                    fshape = own[name].get(fname, shapes[name])
+                    n = int(np.prod(fshape, dtype=np.int64)) if fshape else 1
                     out_s[name][fname] = _floats(vals, n, f"{sw} state.{name}.{fname}").reshape(
-                        shapes[name])
+                        fshape)
         rec = {"params": out_p, "state": out_s}
         for record in ("scale", "error"):  # per-array records, passed through as they are
             if record not in snap:
@@ -300,6 +305,18 @@ def case_from_dict(d: dict) -> GoldenCase:
     return GoldenCase(cid, opt, prof, dtype, kind, dict(hp), _opt(d, "overrides", dict, where),
                       steps, tuple(cps), tuple(params), sched, objective, tuple(tags),
                       expected, d.get("fidelity"))
+
+
+def _state_shapes(p: dict, where: str) -> dict:
+    """A parameter's optional ``state_shapes``: ``{field: [int, ...]}`` (as tuples)."""
+    out = {}
+    for f, shp in _opt(p, "state_shapes", dict, where).items():
+        if not isinstance(shp, list) or any(isinstance(s, bool) or not isinstance(s, int)
+                                            or s < 0 for s in shp):
+            msg = f"{where}: state_shapes.{f} must be a list of integers >= 0, got {shp!r:.80}"
+            raise FormatError(msg)
+        out[f] = tuple(shp)
+    return out
 
 
 def _opt(d: dict, key: str, tp: type, where: str):
@@ -320,7 +337,9 @@ def case_to_dict(c: GoldenCase) -> dict:
         "checkpoints": list(c.checkpoints), "tags": list(c.tags),
         "params": [{"name": p.name, "shape": list(p.shape), "init": _flat(p.init),
                     **({"grad": p.grad} if p.grad is not None else {}),
-                    **({"hparams": p.hparams} if p.hparams else {})} for p in c.params],
+                    **({"hparams": p.hparams} if p.hparams else {}),
+                    **({"state_shapes": {f: list(v) for f, v in p.state_shapes.items()}}
+                       if p.state_shapes else {})} for p in c.params],
     }
     if c.lr_schedule is not None:
         out["lr_schedule"] = list(c.lr_schedule)

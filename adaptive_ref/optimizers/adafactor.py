@@ -7,11 +7,12 @@ arXiv:1804.04235 (Algorithm 4: matrices, Algorithm 5: vectors; Sections 5-7 for
 Not elementwise: for a factored parameter the second moment is kept as a row factor and a column
 factor (means of :math:`G^2` over one axis each, kept with that axis of size 1), and the update
 divides by the RMS of the whole update and multiplies by the RMS of the whole parameter (0-d
-arrays, no host reads: the step runs under ``jax.jit``). ``elementwise=False``: the exact-golden
-catalogue (elementwise replay cases) does not cover it yet; the per-tensor goldens come with the
-per-tensor golden infrastructure. Until then it is checked against a float64 transcription of
-Algorithms 4/5, an mpmath evaluation and the installed torch, optax and Keras implementations
-(``tests/test_adafactor.py``).
+arrays, no host reads: the step runs under ``jax.jit``). ``elementwise=False``,
+``coupling="tensor"``: its exact goldens (``adaptive-ref conform --optimizer adafactor``) come
+from a per-tensor oracle (``conformance.fidelity._adafactor_tensor``) whose row and column factors
+are state fields of their own shapes (the golden's ``state_shapes``); ``tests/test_adafactor.py``
+also checks it against a float64 transcription of Algorithms 4/5, an mpmath evaluation and the
+installed torch, optax and Keras implementations.
 
 The frameworks differ in almost every convention; each is a knob here (see :func:`adafactor_step`
 and the ``torch``, ``optax``, ``keras`` and ``paper`` profiles).
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, check_count, is_array
+from .._checks import is_array
 from .._common import (
     WEIGHT_DECAY_MODE,
     check_hparams,
@@ -33,6 +34,7 @@ from .._common import (
     finish,
     init_number,
     init_zeros,
+    prelude,
     prepare_grad,
     scalars,
 )
@@ -187,34 +189,22 @@ def adafactor_init(param, /, *, beta1=0.0, factored=True, factor_axes="last_two"
     return AdafactorState(count, v_row=v_row, v_col=v_col, mu=mu)
 
 
-def _check_state(op, param, grad, state, axes):
-    """Namespace, dtypes and the state layout (which fields, their shapes) for ``axes``."""
-    if not isinstance(state, AdafactorState):
-        msg = (f"{op}: state is a {type(state).__name__}, not an AdafactorState; make it with "
-               f"adafactor_init")
-        raise TypeError(msg)
+def _check_layout(op, param, state, axes) -> None:
+    """The state layout (which fields, their shapes) for the factored ``axes``; the namespace,
+    dtypes and count are :func:`prelude`'s."""
     shape = tuple(param.shape)
     want = {"v": shape if axes is None else None,
             "v_row": None if axes is None else _keep(shape, axes[0]),
             "v_col": None if axes is None else _keep(shape, axes[1])}
     for name, expect in want.items():
         got = getattr(state, name)
-        if (got is None) != (expect is None) or (got is not None and not is_array(got)) or \
-                (got is not None and tuple(got.shape) != expect):
+        if (got is None) != (expect is None) or (got is not None and tuple(got.shape) != expect):
             have = None if got is None else tuple(getattr(got, "shape", ()))
             msg = (f"{op}: state.{name} has shape {have} but a parameter of shape {shape} with "
                    f"these factoring settings (factored axes {axes}) needs {expect}; pass the "
                    f"same factored/factor_axes/min_dim_size_to_factor to adafactor_init and "
                    f"adafactor_step")
             raise ValueError(msg)
-    arrays = {"param": param, "grad": grad}
-    moments = [f"state.{n}" for n in ("v_row", "v_col", "v", "mu")
-               if getattr(state, n) is not None]
-    arrays.update({m: getattr(state, m[6:]) for m in moments})
-    same = ["grad"] + (["state.mu"] if state.mu is not None else [])
-    xp, pdtype, dtype = check_arrays(op, arrays, same_shape=same, state_dtype_names=moments)
-    check_count(op, xp, state.count)
-    return xp, pdtype, dtype
 
 
 def _mean(xp, x, precision, axis=None):
@@ -300,7 +290,7 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
       decayed :math:`\theta`, :math:`\hat\beta_{2t}` in the variable dtype, last two axes.
     * ``paper``: the defaults above.
 
-    Not in the exact-golden catalogue yet (``elementwise=False``). Returns
+    In the exact-golden catalogue as a per-tensor optimizer (``coupling="tensor"``). Returns
     ``(new_param, new_state)``; the inputs are not modified.
     """
     op = "adafactor_step"
@@ -312,17 +302,18 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     min_dim = _check_min_dim(op, min_dim_size_to_factor)
     axes = factored_axes(param.shape if is_array(param) else (), factored=factored,
                          factor_axes=factor_axes, min_dim_size_to_factor=min_dim)
-    xp, pdtype, dtype = _check_state(op, param, grad, state, axes)
+    pre = prelude(op, param, grad, state, AdafactorState, "adafactor_init",
+                  own_shape=("v_row", "v_col"))
+    _check_layout(op, param, state, axes)
+    xp, pdtype, dtype, sd = pre.xp, pre.param_dtype, pre.dtype, pre.sdtype
     if state.mu is None and not (isinstance(beta1, (int, float)) and beta1 == 0):
         msg = (f"{op}: beta1={beta1!r} asks for momentum but the state has no momentum buffer; "
                f"make it with adafactor_init(param, beta1={beta1!r})")
         raise ValueError(msg)
-    sd = nx.scalar_dtype(xp, param, dtype)
     c = nx.caster(xp, dtype)
-    g = grad if grad.dtype == dtype else xp.astype(grad, dtype)
-    p = param if param.dtype == dtype else xp.astype(param, dtype)
+    p = pre.p
     coupled = weight_decay_mode == "coupled"
-    g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=weight_decay,
+    g = prepare_grad(xp, pre.g, p, dtype, maximize=maximize, weight_decay=weight_decay,
                      coupled=coupled)
     count, t = nx.advance(xp, state.count, sd)  # t NaN after an unreadable count overflowed
 
@@ -352,18 +343,22 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
     e1 = float(xp.finfo(dtype).eps) if eps1_mode == "clamp_machine_eps" else scalars(
         xp, sd, param, eps1)[0]  # a NumPy scalar eps1 is read once, as every hyperparameter
     q = g * g if clamp else g * g + c(e1)
+    # eps1^2 formed in the scalar precision and rounded to the dtype once (torch's Python-float
+    # eps1 * eps1): c(e1) * c(e1) would square the rounded eps1 on NumPy (whose caster gives a
+    # 0-d array of the dtype) but not on the others (a Python float), 1 ULP apart in float32
+    e1sq = c(e1 * e1) if clamp else None
     b2, w = c(beta2), c(one_minus_beta2)
     v_row = v_col = v = None
     if axes is None:
         v = b2 * state.v + w * q
-        v_hat = xp.maximum(v, c(e1) * c(e1)) if clamp else v
+        v_hat = xp.maximum(v, e1sq) if clamp else v
     else:
         a0, a1 = axes
         v_row = b2 * state.v_row + w * _mean(xp, q, mean_precision, a0)
         v_col = b2 * state.v_col + w * _mean(xp, q, mean_precision, a1)
         norm = _mean(xp, v_row, mean_precision, a1)
         if clamp:
-            v_hat = xp.maximum(v_row * v_col / xp.maximum(norm, c(e1)), c(e1) * c(e1))
+            v_hat = xp.maximum(v_row * v_col / xp.maximum(norm, c(e1)), e1sq)
         else:
             v_hat = v_row * v_col / norm
     u = g / xp.sqrt(v_hat)
@@ -395,7 +390,7 @@ _PAPER = dict(lr=1e-2, decay_rate=0.8, eps1=1e-30, eps2=1e-3, clip_threshold=1.0
 
 ADAFACTOR = OptimizerSpec(
     name="adafactor", title="Adafactor", init=adafactor_init, step=adafactor_step,
-    state_type=AdafactorState, hparams=ADAFACTOR_HPARAMS, elementwise=False,
+    state_type=AdafactorState, hparams=ADAFACTOR_HPARAMS, elementwise=False, coupling="tensor",
     paper="Shazeer & Stern, Adafactor: Adaptive learning rates with sublinear memory cost, "
           "ICML 2018 (arXiv:1804.04235), Algorithms 4-5",
     summary="Factored (row x column) second moment, relative step size scaled by RMS(theta), "

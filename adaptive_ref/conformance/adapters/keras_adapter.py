@@ -85,6 +85,31 @@ KERAS_CLASSES["schedule_free_adamw"] = "ScheduleFreeAdamW"
 FIELDS["schedule_free_adamw"] = [("_momentums", "z", 1), ("_velocities", "nu", 1)]
 _ARGS["schedule_free_adamw"] = {"lr": "learning_rate", "beta1": "beta_1", "beta2": "beta_2",
                                 "eps": "epsilon", "warmup_steps": "warmup_steps"}
+# Adafactor (keras/src/optimizers/adafactor.py): the factors _r (shape[:-1]) and _c (shape[:-2] +
+# shape[-1:]) are reported in the reference's kept-axis shapes; _v is the full v of a vector (a
+# matrix's _v holds V_hat, no state of the reference, and is left out). beta_2_decay = -c.
+# relative_step is not passed: Keras applies rho_t = min(lr, 1/sqrt(t)) whatever it says
+# (finding AF5; the FINDING case passes relative_step=False)
+KERAS_CLASSES["adafactor"] = "Adafactor"
+FIELDS["adafactor"] = [("_r", "v_row", 1), ("_c", "v_col", 1), ("_v", "v", 1)]
+_ARGS["adafactor"] = {"lr": "learning_rate", "decay_rate": "beta_2_decay", "eps1": "epsilon_1",
+                      "eps2": "epsilon_2", "clip_threshold": "clip_threshold"}
+
+
+def _adafactor_fields(params: dict, state: dict) -> dict:
+    """Keras' Adafactor slots in the reference's layout (see FIELDS["adafactor"])."""
+    for k, fields in state.items():
+        shape = tuple(np.shape(params[k]))
+        if len(shape) >= 2:
+            fields.pop("v", None)
+            fields["v_row"] = np.reshape(fields["v_row"], shape[:-1] + (1,))
+            fields["v_col"] = np.reshape(fields["v_col"], shape[:-2] + (1, shape[-1]))
+        else:
+            fields.pop("v_row", None)
+            fields.pop("v_col", None)
+    return state
+
+
 _TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
 
 
@@ -123,6 +148,8 @@ def _kwargs(opt: str, hp: dict) -> dict:
                           else v) for k, v in hp.items() if k in _ARGS[opt]}
     if opt == "amsgrad":
         kw["amsgrad"] = True
+    if opt == "adafactor":
+        kw["beta_2_decay"] = -kw["beta_2_decay"]
     wd = float(hp.get("weight_decay", 0.0))
     # None turns Keras' decay off; AdamW requires a number (0 leaves p unchanged)
     kw["weight_decay"] = wd if wd or opt == "adamw" else None
@@ -204,6 +231,7 @@ class KerasAdapter(Adapter):
         self.name = f"keras-{backend}"
         self.description = f"keras.optimizers (Keras 3) on the {backend} backend, CPU"
         self._worker: _Worker | None = None
+        self._optimizer: str | None = None  # the optimizer of the case built last
 
     def missing(self):
         for mod, what in (("keras", "Keras 3"), (self.backend, f"its {self.backend} backend")):
@@ -249,6 +277,8 @@ class KerasAdapter(Adapter):
         kwargs = {}
         for k in params:
             kw = _kwargs(opt, case.param_hparams(k))
+            if "keras_relative_step_false" in case.tags:  # finding AF5: Keras' own flag
+                kw["relative_step"] = False
             key = tuple(sorted(kw.items()))
             groups.setdefault(key, []).append(k)
             kwargs[key] = kw
@@ -258,6 +288,7 @@ class KerasAdapter(Adapter):
                 "fields": FIELDS[opt], "scalar_fields": SCALAR_FIELDS.get(opt, [])}
         w = self.worker()
         w.call("build", spec)
+        self._optimizer = opt
         return w
 
     def step(self, w, grads, lr):
@@ -272,10 +303,16 @@ class KerasAdapter(Adapter):
         w = self.build(case)
         steps = [(_contiguous(case.gradients(t)), case.lr_at(t))
                  for t in range(1, case.steps + 1)]
-        return w.call("run", steps, sorted(set(case.checkpoints)))
+        out = w.call("run", steps, sorted(set(case.checkpoints)))
+        if case.optimizer == "adafactor":
+            out = {t: (p, _adafactor_fields(p, s)) for t, (p, s) in out.items()}
+        return out
 
     def read_params(self, w):
         return w.call("read_params")
 
     def read(self, w):
-        return w.call("read")
+        params, state = w.call("read")
+        if self._optimizer == "adafactor":
+            state = _adafactor_fields(params, state)
+        return params, state

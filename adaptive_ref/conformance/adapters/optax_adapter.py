@@ -167,6 +167,8 @@ def _transform(opt: str, hp: dict, schedule):
         return _adan_transform(hp, lr)
     if opt in _TRUST:
         return _trust_transform(opt, hp, lr)
+    if opt == "adafactor":
+        return _adafactor_transform(hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -340,7 +342,9 @@ class OptaxAdapter(Adapter):
             table = jnp.asarray(np.asarray(case.lr_schedule, dtype=np.float64), dtype=case.dtype)
             schedule = lambda count: table[count]  # noqa: E731
         params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
-        txs = {k: _transform(case.optimizer, case.param_hparams(k), schedule) for k in params}
+        # "_dtype": the case dtype, for the accumulators optax would otherwise make float32
+        txs = {k: _transform(case.optimizer, {**case.param_hparams(k), "_dtype": case.dtype},
+                             schedule) for k in params}
         if "optax_default_lr_none" in case.tags:  # the finding: optax's own default lr
             txs = {k: _default_lr_alias(case.optimizer, case.param_hparams(k)) for k in params}
         states = {k: txs[k].init(params[k]) for k in params}
@@ -354,7 +358,8 @@ class OptaxAdapter(Adapter):
 
         fn = jax.jit(update) if self.jit else update
         return {"params": params, "states": states, "update": fn, "dtype": case.dtype,
-                "optimizer": case.optimizer}
+                "optimizer": case.optimizer,
+                "hp": {k: case.param_hparams(k) for k in params}}
 
     def step(self, h, grads, lr):
         import jax.numpy as jnp
@@ -370,6 +375,9 @@ class OptaxAdapter(Adapter):
     def read(self, h):
         fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
         state = {k: fields_of(s) for k, s in h["states"].items()}
+        if h["optimizer"] == "adafactor":
+            state = {k: _adafactor_state(s, h["params"][k], h["hp"][k])
+                     for k, s in h["states"].items()}
         if h["optimizer"] in _SCHEDULE_FREE:
             for k, s in h["states"].items():
                 state[k].update(_schedule_free_fields(s, h["params"][k]))
@@ -410,3 +418,89 @@ def _adan_state(state) -> dict:
 
 
 _NEWER["adan"] = _adan_why_not
+
+
+# ---- Adafactor (optax.adafactor: optax/_src/alias.py adafactor, factorized.py) -----------------
+# chain(scale_by_factored_rms, clip_by_block_rms(d), scale_by_learning_rate(lr, flip_sign=False),
+# scale_by_param_block_rms(), ema(momentum), add_decayed_weights(wd), scale(-1)); coupled L2 is
+# add_decayed_weights(wd) chained before it, maximize scale(-1) before that.
+
+def _adafactor_why_not(hp, need) -> list:
+    out = [need("relative_step", False, "optax.adafactor has no relative step (rho_t = lr)"),
+           need("eps1_mode", "add", "optax.adafactor adds eps to G^2"),
+           need("beta2_precision", "float32", "optax computes beta2_hat_t = 1 - t^-c in "
+                "float32 (factorized.py _decay_rate_pow; finding AF2)"),
+           need("mean_precision", "compute", "optax takes its means in the parameter dtype"),
+           need("param_scale_from", "before_decay", "optax scales by the RMS of the "
+                "undecayed parameter"),
+           need("factor_axes", "two_largest", "optax factors the two largest axes"),
+           need("eps2", 1e-3, "optax.adafactor's scale_by_param_block_rms has min_scale 1e-3 "
+                "built in")]
+    if hp.get("weight_decay", 0.0) and hp.get("weight_decay_mode") == "decoupled":
+        out.append(need("decay_scaling", "none", "optax.adafactor adds wd*theta after the lr "
+                        "scaling: theta (1 - wd), not multiplied by lr"))
+    return out
+
+
+_NEWER["adafactor"] = _adafactor_why_not
+
+
+def _adafactor_transform(hp, lr):
+    """optax.adafactor itself (with coupled L2 and maximize chained before it)."""
+    import optax
+
+    wd = hp.get("weight_decay", 0.0)
+    coupled = hp.get("weight_decay_mode") == "coupled"
+    d = hp["clip_threshold"]
+    b1 = hp["beta1"]
+    core = optax.adafactor(lr, **present(dict(
+        min_dim_size_to_factor=(int(hp["min_dim_size_to_factor"])
+                                if hp["min_dim_size_to_factor"] is not ABSENT else ABSENT),
+        decay_rate=hp["decay_rate"], eps=hp["eps1"], factored=hp["factored"],
+        multiply_by_parameter_scale=hp["multiply_by_parameter_scale"],
+        weight_decay_rate=(wd or None) if not coupled else None)),
+        clipping_threshold=None if d is not ABSENT and d == float("inf") else (
+            1.0 if d is ABSENT else d),
+        # the momentum accumulator in the parameter dtype (optax's default float32 is finding
+        # AF7, not a knob)
+        momentum=b1 or None, dtype_momentum=hp["_dtype"])
+    pre = []
+    if hp.get("maximize"):
+        pre.append(optax.scale(-1.0))
+    if wd and coupled:
+        pre.append(optax.add_decayed_weights(wd))
+    return optax.chain(*pre, core)
+
+
+def _adafactor_state(state, param, hp) -> dict:
+    """v_row / v_col reshaped to the reference's kept-axis shapes (optax drops the averaged
+    axis), or v; the momentum (ema) as mu; optax's (1,) placeholders left out."""
+    from ...optimizers.adafactor import factored_axes
+
+    out = {}
+
+    def walk(s):
+        if isinstance(s, tuple) and hasattr(s, "_fields"):
+            if "v_row" in s._fields:
+                out["count"] = int(np.asarray(s.count))
+                out.update(v_row=np.asarray(s.v_row), v_col=np.asarray(s.v_col),
+                           v=np.asarray(s.v))
+            elif "ema" in s._fields:
+                out["mu"] = np.asarray(s.ema)
+            return
+        if isinstance(s, (tuple, list)):
+            for x in s:
+                walk(x)
+
+    walk(state)
+    shape = tuple(np.shape(param))
+    axes = factored_axes(shape, factored=hp["factored"], factor_axes="two_largest",
+                         min_dim_size_to_factor=int(hp["min_dim_size_to_factor"]))
+    if axes is None:
+        out.pop("v_row", None)
+        out.pop("v_col", None)
+    else:
+        out.pop("v", None)
+        for f, a in (("v_row", axes[0]), ("v_col", axes[1])):
+            out[f] = out[f].reshape(tuple(1 if i == a else n for i, n in enumerate(shape)))
+    return out

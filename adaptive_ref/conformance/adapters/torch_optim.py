@@ -43,12 +43,22 @@ _FIXED = {
 _FIXED["amsgrad"] = _FIXED["adam"]
 _FIXED["lazy_adam"] = {"eps_placement": "hat", "bias_correction": True, "absent_rows": "lazy"}
 _FIXED["sparse_adagrad"] = {"eps_placement": "outside"}
+# torch.optim.Adafactor (torch/optim/_adafactor.py): the paper's relative step and parameter
+# scale (from the undecayed parameter), beta2_hat from Python floats, the last two axes always
+# factored, decoupled decay p (1 - lr wd), eps1 a clamp, no momentum
+_FIXED["adafactor"] = {"relative_step": True, "multiply_by_parameter_scale": True,
+                       "param_scale_from": "before_decay", "beta2_precision": "float64",
+                       "mean_precision": "compute", "decay_scaling": "lr", "beta1": 0.0,
+                       "factored": True, "factor_axes": "last_two",
+                       "min_dim_size_to_factor": 0.0}
+TORCH_CLASSES["adafactor"] = "Adafactor"
 
 _STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "sum": "sum",
           "square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum_buffer",
           "exp_inf": "nu", "mu_product": "mu_product", "step": "count",
           "exp_avg_var": "nu",  # adabelief-pytorch (adapters/adabelief_pytorch.py)
-          "acc_delta": "acc_delta"}
+          "acc_delta": "acc_delta",
+          "row_var": "v_row", "col_var": "v_col", "variance": "v"}  # Adafactor
 
 
 def _kwargs(opt: str, hp: dict) -> dict:
@@ -91,6 +101,13 @@ def _kwargs(opt: str, hp: dict) -> dict:
                   decoupled_weight_decay=hp["weight_decay_mode"] == "decoupled")
     elif opt == "adadelta":
         kw.update(rho=hp["rho"], eps=hp["eps"], weight_decay=hp["weight_decay"])
+    elif opt == "adafactor":
+        # eps=(eps1, eps2): eps1 None is the machine epsilon (eps1_mode='clamp_machine_eps')
+        e1 = None if hp["eps1_mode"] == "clamp_machine_eps" else hp["eps1"]
+        kw.update(beta2_decay=-hp["decay_rate"], d=hp["clip_threshold"],
+                  weight_decay=hp["weight_decay"])
+        if e1 is not ABSENT and hp["eps2"] is not ABSENT:
+            kw["eps"] = (e1, hp["eps2"])
     return present(kw)
 
 
@@ -110,6 +127,11 @@ def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
     if opt in _COUPLED_ONLY and hp.get("weight_decay_mode", "coupled") != "coupled" \
             and hp.get("weight_decay", 0.0) != 0:
         return f"torch.optim.{TORCH_CLASSES[opt]} has coupled L2 weight decay only"
+    if opt == "adafactor":
+        if hp.get("eps1_mode", "clamp_machine_eps") == "add":
+            return "torch.optim.Adafactor clamps with eps1 (eps1_mode='clamp'), it does not add it"
+        if hp.get("weight_decay_mode", "decoupled") != "decoupled" and hp.get("weight_decay"):
+            return "torch.optim.Adafactor has decoupled weight decay only"
     hp = Given(hp)
     if opt == "sgd" and hp["momentum"] and hp["lr_placement"] not in ("outside", ABSENT):
         return "torch.optim.SGD keeps lr outside the momentum buffer"
