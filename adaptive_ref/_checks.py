@@ -105,13 +105,39 @@ class _NumPyTypes:
 NP = _NumPyTypes()
 
 
+_NAMESPACES: dict = {}  # array type -> its namespace (array_namespace, looked up once per type)
+
+
 def _namespace(x: Any):
-    return aac.array_namespace(x)
+    """``array_namespace(x)``, remembered per array type: every array type the namespace
+    helpers know maps to one namespace (array-api-strict's ``__array_namespace__`` alone costs
+    several microseconds per call). NumPy arrays are not remembered: JAX's float0 gradients are
+    NumPy arrays of another namespace."""
+    kind = type(x)
+    xp = _NAMESPACES.get(kind)
+    if xp is None:
+        xp = aac.array_namespace(x)
+        if not aac.is_numpy_array(x):
+            _NAMESPACES[kind] = xp
+    return xp
+
+
+_PLAIN_DEVICE: dict = {}  # array type -> whether array_api_compat.device(x) is x.device
 
 
 def _device(x: Any):
+    """``array_api_compat.device(x)``, or None where ``x`` reports no device (traced JAX
+    arrays). For the array types whose device is their ``device`` attribute (all but NumPy, Dask,
+    JAX and pydata/sparse arrays, which ``device`` treats apart: a per-type fact, remembered),
+    the attribute is read directly, without ``device``'s checks of every other library."""
+    kind = type(x)
+    plain = _PLAIN_DEVICE.get(kind)
+    if plain is None:
+        plain = _PLAIN_DEVICE[kind] = not (
+            aac.is_numpy_array(x) or aac.is_dask_array(x) or aac.is_jax_array(x)
+            or aac.is_pydata_sparse_array(x))
     try:
-        return aac.device(x)
+        return x.device if plain else aac.device(x)
     except Exception:  # traced JAX arrays may not report a device
         return None
 

@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from ._checks import NP
+from ._checks import _device as _checks_device
 from ._checks import readable as _readable
 
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "choose",
@@ -81,12 +82,7 @@ def scalar_dtype(xp, like, fallback):
 
 
 def _device_key(x):
-    import array_api_compat as aac
-
-    try:
-        return aac.device(x)
-    except Exception:
-        return None
+    return _checks_device(x)
 
 
 @lru_cache(maxsize=64)
@@ -189,6 +185,8 @@ def to(xp, value, dtype):
         # A NumPy float64 scalar (what 0-d NumPy arithmetic returns) subclasses float but is
         # not weakly typed under NEP 50: float32 array * np.float64 would compute in float64.
         return float(value) if hasattr(value, "dtype") else value
+    if value.dtype == dtype:  # already an operand of dtype: astype would only copy it
+        return value
     return xp.astype(value, dtype)
 
 
