@@ -117,7 +117,7 @@ SOAP_HPARAMS = (
            "'float64' (the reference; the state dtype where the namespace has no float64) or "
            "'float32' (upstream: GG.float() and Q.float() even for float64 parameters, cast back)",
            kind="choice", choices=EIGH_DTYPES, knob=True),
-    HParam("degenerate_tol", 100.0, "a factor is degenerate when two adjacent eigenvalues "
+    HParam("degenerate_tol", 1.0, "a factor is degenerate when two adjacent eigenvalues "
            "differ by at most degenerate_tol * n * eps(eigh dtype) * max|eigenvalue|", low=0.0),
     HParam("on_degenerate", "warn", "what a degenerate spectrum does where it can be read: "
            "'warn' (SoapDegenerateSpectrumWarning), 'raise' (SoapDegenerateSpectrumError) or "
@@ -230,7 +230,7 @@ def _eigh_dtype(xp, name: str, like, dtype):
     return xp.float32 if name == "float32" else nx.scalar_dtype(xp, like, dtype)
 
 
-def soap_eigenbasis(gg, *, eigh_dtype: str = "float64", degenerate_tol=100.0):
+def soap_eigenbasis(gg, *, eigh_dtype: str = "float64", degenerate_tol=1.0):
     r"""``(Q, lam, degenerate)``: the eigenvectors of ``gg + 1e-30 I`` (symmetrised) as columns
     sorted by decreasing eigenvalue, computed in ``eigh_dtype`` and cast to ``gg``'s dtype; the
     eigenvalues (in ``eigh_dtype``); and a 0-d bool, True when two adjacent eigenvalues differ by
@@ -320,7 +320,7 @@ def soap_step(param, grad, state: SoapState, /, *, lr=3e-3, beta1=0.95, beta2=0.
               shampoo_beta=-1.0, eps=1e-8, weight_decay=0.01, precondition_frequency=10,
               max_precond_dim=10000, merge_dims=False, precondition_1d=False,
               normalize_grads=False, correct_bias=True, eigh_dtype="float64",
-              degenerate_tol=100.0, on_degenerate="warn"):
+              degenerate_tol=1.0, on_degenerate="warn"):
     r"""One SOAP step (Vyas et al. 2024, Algorithm 3; nikhilvyas/SOAP ``SOAP.step``).
 
     With :math:`G` the gradient in the layout's shape (:func:`soap_layout`), :math:`Q_i` the
