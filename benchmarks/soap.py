@@ -1,0 +1,301 @@
+"""SOAP: time optimizer steps on a model-like tree, side by side with Adam and Muon.
+
+Run (the OpenBLAS variables this machine sets slow NumPy's BLAS: unset them for this command
+only, never in tests or CI)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.soap \
+        [--upstream /path/outside/the/repo/soap.py]
+
+torch, optax and Keras have no SOAP (optax PRs #1617, #1692 are open), so the reference's SOAP is
+compared with the upstream torch code (nikhilvyas/SOAP ``soap.py``, loaded from ``--upstream``:
+a scratch copy outside the repository; never commit it; skipped when not given) and with an
+Adam step and a Muon step on the same tree. The tree: matrices (256, 256) x 2, (256, 1024),
+(1024, 256) and a bias per matrix, float32 (a transformer block at a quarter of
+``benchmarks.muon``'s width: SOAP's statistics are n x n per dimension, up to 1024 x 1024 here).
+
+SOAP variants (lr 3e-3, betas (0.95, 0.95), wd 0.01, precondition_frequency 10, the ``upstream``
+profile: float32 eigh and QR, as upstream; biases take SOAP's Adam path, as upstream):
+
+* ``ref numpy``, ``ref torch``: the reference on NumPy / torch tensors. Where the step count is
+  readable the first-call ``eigh`` and the refresh run only when due (as upstream);
+* ``ref jax jit``: the reference under ``jax.jit``; the count is traced, so *every* step computes
+  the ``eigh`` and the QR refresh and selects with ``where`` (the price of no host syncs);
+* ``upstream torch``: ``SOAP`` from ``--upstream``.
+
+Time per step is the mean over ``--windows`` windows of ``precondition_frequency`` steps (each
+window holds one refresh), after the first call (the eigh) and one warm-up window (jit
+compilation). Adam (``torch.optim.Adam``, ``optax.adam`` under jit, the reference's ``adam`` on
+NumPy) and Muon (``torch.optim.Muon`` + AdamW, ``optax.contrib.muon`` under jit, the reference's
+routed Muon on NumPy in float32) are timed the same way on the same tree. The BLAS that ran
+(threadpoolctl) is printed with the times; results go to ``benchmarks/results/soap-<UTC>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.muon import _blas_info, _block, _grads, _map, _tree
+
+SHAPES = [(256, 256), (256, 256), (256, 1024), (1024, 256)]
+FREQ = 10
+SOAP_HP = dict(lr=3e-3, beta1=0.95, beta2=0.95, weight_decay=0.01, eps=1e-8,
+               precondition_frequency=FREQ)
+# the benchmark's random gradients are rank-deficient on the first call (a 256 x 1024 matrix):
+# the report is about the trajectory, not the time, so it is switched off here
+QUIET = dict(on_degenerate="ignore")
+
+
+def _stepper(step_fn, params, grads):
+    box = [params]
+
+    def step():
+        box[0] = step_fn(box[0], grads)
+        return box[0]
+    return step
+
+
+def ref_soap(asarray):
+    def make(params):
+        from adaptive_ref import make as make_opt
+
+        opt = make_opt("soap", profile="upstream", **SOAP_HP, **QUIET)
+        p = _map(asarray, params)
+        g = _map(asarray, _grads(params))
+        box = [p, opt.init(p)]
+
+        def step():
+            box[0], box[1] = opt.step(box[0], g, box[1])
+        return step
+    return make
+
+
+def _jax_opt_step(opt):
+    import jax
+    import jax.numpy as jnp
+
+    def make(params):
+        p = _map(jnp.asarray, params)
+        g = _map(jnp.asarray, _grads(params))
+        box = [p, opt.init(p)]
+        jstep = jax.jit(opt.step)
+
+        def step():
+            box[0], box[1] = jstep(box[0], g, box[1])
+            return box[0]
+        return step
+    return make
+
+
+def ref_soap_jax(params):
+    from adaptive_ref import make as make_opt
+
+    return _jax_opt_step(make_opt("soap", profile="upstream", **SOAP_HP, **QUIET))(params)
+
+
+def _torch_params(params):
+    import torch
+
+    grads = _grads(params)
+    out = []
+    for k, v in params.items():
+        for n, a in v.items():
+            t = torch.nn.Parameter(torch.tensor(a))
+            t.grad = torch.tensor(grads[k][n])
+            out.append(t)
+    return out
+
+
+def upstream_soap(path: Path):
+    def make(params):
+        spec = importlib.util.spec_from_file_location("soap_upstream_scratch", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        ps = _torch_params(params)
+        opt = mod.SOAP(ps, lr=SOAP_HP["lr"], betas=(0.95, 0.95), weight_decay=0.01,
+                       precondition_frequency=FREQ)
+        return opt.step
+    return make
+
+
+def torch_adam(params):
+    import torch
+
+    return torch.optim.Adam(_torch_params(params), lr=1e-3).step
+
+
+def optax_adam(params):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    tx = optax.adam(1e-3)
+    p = _map(jnp.asarray, params)
+    g = _map(jnp.asarray, _grads(params))
+    box = [p, tx.init(p)]
+
+    @jax.jit
+    def jstep(p, s):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    def step():
+        box[0], box[1] = jstep(box[0], box[1])
+        return box[0]
+    return step
+
+
+def ref_adam_numpy(params):
+    from adaptive_ref import make as make_opt
+
+    opt = make_opt("adam", lr=1e-3)
+    g = _grads(params)
+    box = [params, opt.init(params)]
+
+    def step():
+        box[0], box[1] = opt.step(box[0], g, box[1])
+    return step
+
+
+def torch_muon(params):
+    import torch
+
+    ps = _torch_params(params)
+    mats = [p for p in ps if p.ndim == 2]
+    rest = [p for p in ps if p.ndim != 2]
+    muon = torch.optim.Muon(mats, lr=0.02, weight_decay=0.1, momentum=0.95)
+    adamw = torch.optim.AdamW(rest, lr=0.02)
+
+    def step():
+        muon.step()
+        adamw.step()
+    return step
+
+
+def optax_muon(params):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    tx = optax.contrib.muon(learning_rate=0.02, weight_decay=0.1, beta=0.95)
+    p = _map(jnp.asarray, params)
+    g = _map(jnp.asarray, _grads(params))
+    box = [p, tx.init(p)]
+
+    @jax.jit
+    def jstep(p, s):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    def step():
+        box[0], box[1] = jstep(box[0], box[1])
+        return box[0]
+    return step
+
+
+def ref_muon_numpy(params):
+    from adaptive_ref.routing import make_routed
+
+    opt = make_routed("muon", profile="torch", lr=0.02, weight_decay=0.1, momentum=0.95,
+                      ns_dtype="float32")
+    g = _grads(params)
+    box = [params, opt.init(params)]
+
+    def step():
+        box[0], box[1] = opt.step(box[0], g, box[1])
+    return step
+
+
+def _time(make, params, windows: int):
+    """Mean seconds per step over ``windows`` windows of FREQ steps (one refresh each), after
+    the first call and one warm-up window; also the slowest single step seen."""
+    step = make(params)
+    _block(step())  # the first call (SOAP: accumulate + eigh; jit: compilation)
+    for _ in range(FREQ):
+        _block(step())
+    per_step, worst = [], 0.0
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        for _ in range(FREQ):
+            s0 = time.perf_counter()
+            _block(step())
+            worst = max(worst, time.perf_counter() - s0)
+        per_step.append((time.perf_counter() - t0) / FREQ)
+    return float(np.mean(per_step)), worst
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--windows", type=int, default=2)
+    ap.add_argument("--upstream", type=Path, default=None,
+                    help="a scratch copy of nikhilvyas/SOAP soap.py, outside the repository")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import jax
+    import torch
+
+    jax.config.update("jax_enable_x64", True)  # the reference's float64 scalars, as in tests
+    params = _tree(SHAPES)
+    variants = {
+        "SOAP ref numpy": ref_soap(np.asarray),
+        "SOAP ref torch": ref_soap(torch.tensor),
+        "SOAP ref jax jit": ref_soap_jax,
+    }
+    if args.upstream is not None:
+        variants["SOAP upstream torch"] = upstream_soap(args.upstream)
+    variants.update({
+        "Adam ref numpy": ref_adam_numpy,
+        "torch.optim.Adam": torch_adam,
+        "optax.adam jit": optax_adam,
+        "Muon ref numpy f32": ref_muon_numpy,
+        "torch.optim.Muon + AdamW": torch_muon,
+        "optax.contrib.muon jit": optax_muon,
+    })
+    results = {}
+    for name, make in variants.items():
+        results[name] = _time(make, params, args.windows)
+        print(f"{name:26s} {results[name][0] * 1e3:9.1f} ms/step  slowest "
+              f"{results[name][1] * 1e3:9.1f} ms", flush=True)
+    ratios = [("SOAP ref numpy", "SOAP upstream torch"), ("SOAP ref torch", "SOAP upstream torch"),
+              ("SOAP ref jax jit", "SOAP upstream torch"),
+              ("SOAP ref numpy", "Adam ref numpy"), ("SOAP ref numpy", "Muon ref numpy f32"),
+              ("SOAP upstream torch", "torch.optim.Adam"),
+              ("SOAP upstream torch", "torch.optim.Muon + AdamW"),
+              ("SOAP ref jax jit", "optax.adam jit"), ("SOAP ref jax jit", "optax.contrib.muon jit")]
+    ratios = [(a, b) for a, b in ratios if a in results and b in results]
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%MZ")
+    env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                     "OMP_NUM_THREADS")}
+    lines = [f"# SOAP step benchmark ({stamp})", "",
+             f"Tree: matrices {SHAPES} + one bias each, float32. SOAP: lr 3e-3, betas (0.95, "
+             f"0.95), wd 0.01, precondition_frequency {FREQ}, float32 eigh/QR (profile "
+             f"upstream). Mean ms per step over {args.windows} windows of {FREQ} steps (one "
+             f"refresh each) after the first call and a warm-up window; 'slowest': the slowest "
+             f"single step seen (a refresh).", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+             f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
+             f"threads), jax {jax.__version__}.",
+             f"Environment: {env}.", "", "BLAS (threadpoolctl.threadpool_info()):", ""]
+    lines += [f"- {x}" for x in _blas_info()]
+    lines += ["", "| variant | ms per step | slowest step ms |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v[0] * 1e3:.1f} | {v[1] * 1e3:.1f} |" for k, v in results.items()]
+    lines += ["", "| ratio | per step |", "|---|---:|"]
+    lines += [f"| {a} / {b} | {results[a][0] / results[b][0]:.2f}x |" for a, b in ratios]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = args.out or Path(__file__).parent / "results" / f"soap-{stamp}.md"
+    out.write_text(text, encoding="utf-8")
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
