@@ -33,16 +33,23 @@ routed Muon on NumPy in float32) are timed the same way on the same tree. The BL
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.util
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.muon import _blas_info, _block, _grads, _map, _tree
+from benchmarks.muon import (
+    _block,
+    _grads,
+    _map,
+    _tree,
+    optax_muon,
+    optax_variant,
+    ref_variant,
+    torch_muon,
+    write_report,
+)
 
 SHAPES = [(256, 256), (256, 256), (256, 1024), (1024, 256)]
 FREQ = 10
@@ -51,15 +58,6 @@ SOAP_HP = dict(lr=3e-3, beta1=0.95, beta2=0.95, weight_decay=0.01, eps=1e-8,
 # the benchmark's random gradients are rank-deficient on the first call (a 256 x 1024 matrix):
 # the report is about the trajectory, not the time, so it is switched off here
 QUIET = dict(on_degenerate="ignore")
-
-
-def _stepper(step_fn, params, grads):
-    box = [params]
-
-    def step():
-        box[0] = step_fn(box[0], grads)
-        return box[0]
-    return step
 
 
 def ref_soap(asarray):
@@ -131,80 +129,13 @@ def torch_adam(params):
     return torch.optim.Adam(_torch_params(params), lr=1e-3).step
 
 
-def optax_adam(params):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    tx = optax.adam(1e-3)
-    p = _map(jnp.asarray, params)
-    g = _map(jnp.asarray, _grads(params))
-    box = [p, tx.init(p)]
-
-    @jax.jit
-    def jstep(p, s):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    def step():
-        box[0], box[1] = jstep(box[0], box[1])
-        return box[0]
-    return step
+optax_adam = optax_variant(lambda optax: optax.adam(1e-3))
 
 
 def ref_adam_numpy(params):
     from adaptive_ref import make as make_opt
 
     opt = make_opt("adam", lr=1e-3)
-    g = _grads(params)
-    box = [params, opt.init(params)]
-
-    def step():
-        box[0], box[1] = opt.step(box[0], g, box[1])
-    return step
-
-
-def torch_muon(params):
-    import torch
-
-    ps = _torch_params(params)
-    mats = [p for p in ps if p.ndim == 2]
-    rest = [p for p in ps if p.ndim != 2]
-    muon = torch.optim.Muon(mats, lr=0.02, weight_decay=0.1, momentum=0.95)
-    adamw = torch.optim.AdamW(rest, lr=0.02)
-
-    def step():
-        muon.step()
-        adamw.step()
-    return step
-
-
-def optax_muon(params):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    tx = optax.contrib.muon(learning_rate=0.02, weight_decay=0.1, beta=0.95)
-    p = _map(jnp.asarray, params)
-    g = _map(jnp.asarray, _grads(params))
-    box = [p, tx.init(p)]
-
-    @jax.jit
-    def jstep(p, s):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    def step():
-        box[0], box[1] = jstep(box[0], box[1])
-        return box[0]
-    return step
-
-
-def ref_muon_numpy(params):
-    from adaptive_ref.routing import make_routed
-
-    opt = make_routed("muon", profile="torch", lr=0.02, weight_decay=0.1, momentum=0.95,
-                      ns_dtype="float32")
     g = _grads(params)
     box = [params, opt.init(params)]
 
@@ -255,7 +186,7 @@ def main(argv=None) -> int:
         "Adam ref numpy": ref_adam_numpy,
         "torch.optim.Adam": torch_adam,
         "optax.adam jit": optax_adam,
-        "Muon ref numpy f32": ref_muon_numpy,
+        "Muon ref numpy f32": ref_variant(np.asarray, ns_dtype="float32"),
         "torch.optim.Muon + AdamW": torch_muon,
         "optax.contrib.muon jit": optax_muon,
     })
@@ -264,36 +195,21 @@ def main(argv=None) -> int:
         results[name] = _time(make, params, args.windows)
         print(f"{name:26s} {results[name][0] * 1e3:9.1f} ms/step  slowest "
               f"{results[name][1] * 1e3:9.1f} ms", flush=True)
-    ratios = [("SOAP ref numpy", "SOAP upstream torch"), ("SOAP ref torch", "SOAP upstream torch"),
+    ratios = [("SOAP ref numpy", "SOAP upstream torch"),
+              ("SOAP ref torch", "SOAP upstream torch"),
               ("SOAP ref jax jit", "SOAP upstream torch"),
               ("SOAP ref numpy", "Adam ref numpy"), ("SOAP ref numpy", "Muon ref numpy f32"),
               ("SOAP upstream torch", "torch.optim.Adam"),
               ("SOAP upstream torch", "torch.optim.Muon + AdamW"),
               ("SOAP ref jax jit", "optax.adam jit"), ("SOAP ref jax jit", "optax.contrib.muon jit")]
     ratios = [(a, b) for a, b in ratios if a in results and b in results]
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%MZ")
-    env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                     "OMP_NUM_THREADS")}
-    lines = [f"# SOAP step benchmark ({stamp})", "",
-             f"Tree: matrices {SHAPES} + one bias each, float32. SOAP: lr 3e-3, betas (0.95, "
+    setup = (f"Tree: matrices {SHAPES} + one bias each, float32. SOAP: lr 3e-3, betas (0.95, "
              f"0.95), wd 0.01, precondition_frequency {FREQ}, float32 eigh/QR (profile "
              f"upstream). Mean ms per step over {args.windows} windows of {FREQ} steps (one "
              f"refresh each) after the first call and a warm-up window; 'slowest': the slowest "
-             f"single step seen (a refresh).", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-             f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
-             f"threads), jax {jax.__version__}.",
-             f"Environment: {env}.", "", "BLAS (threadpoolctl.threadpool_info()):", ""]
-    lines += [f"- {x}" for x in _blas_info()]
-    lines += ["", "| variant | ms per step | slowest step ms |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v[0] * 1e3:.1f} | {v[1] * 1e3:.1f} |" for k, v in results.items()]
-    lines += ["", "| ratio | per step |", "|---|---:|"]
-    lines += [f"| {a} / {b} | {results[a][0] / results[b][0]:.2f}x |" for a, b in ratios]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = args.out or Path(__file__).parent / "results" / f"soap-{stamp}.md"
-    out.write_text(text, encoding="utf-8")
-    print(f"written: {out}")
+             f"single step seen (a refresh).")
+    write_report("soap", "SOAP step benchmark", setup, results, ratios, args.out,
+                 ("ms per step", "slowest step ms", "per step"))
     return 0
 
 

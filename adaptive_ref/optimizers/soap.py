@@ -44,8 +44,8 @@ from typing import Any, NamedTuple
 import array_api_compat as aac
 
 from .. import _numerics as nx
-from .._checks import check_arrays, check_count, check_finite, is_array, readable
-from .._common import check_hparams, decoupled_decay_factor, finish
+from .._checks import check_arrays, check_count, check_finite, readable
+from .._common import check_hparams, decoupled_decay_factor, finish, init_zeros
 from .._spec import HParam, OptimizerSpec, Profile
 from .shampoo import mode_product
 
@@ -172,28 +172,19 @@ def soap_init(param, /, *, max_precond_dim=10000, merge_dims=False, precondition
     """Zero moments of ``param``'s shape, a zero statistic and an identity basis per
     preconditioned dimension (:func:`soap_layout`), count 0, ``degenerate`` 0; ``state_dtype``
     (default: the param's)."""
-    if not is_array(param):
-        msg = f"soap_init: param must be an array, got {type(param).__name__}"
-        raise TypeError(msg)
     check_hparams("soap_init", _INIT, (max_precond_dim, merge_dims, precondition_1d))
     _int_param("soap_init", "max_precond_dim", max_precond_dim)
-    xp = aac.array_namespace(param)
-    dtype = param.dtype if state_dtype is None else state_dtype
-    for what, d in (("param", param.dtype), ("state_dtype", dtype)):
-        if not xp.isdtype(d, "real floating"):
-            msg = f"soap_init: {what} has dtype {d}; only real floating dtypes are accepted"
-            raise TypeError(msg)
-    dev = aac.device(param)
+    xp, z, count = init_zeros("soap_init", param, state_dtype)
+    dtype, dev = z.dtype, aac.device(z)
     dims, active = soap_layout(param.shape, max_precond_dim=max_precond_dim,
                                merge_dims=merge_dims, precondition_1d=precondition_1d)
     gg = tuple(xp.zeros((n, n), dtype=dtype, device=dev) if a else None
                for n, a in zip(dims, active, strict=True))
     q = tuple(xp.eye(n, dtype=dtype, device=dev) if a else None
               for n, a in zip(dims, active, strict=True))
-    z = xp.zeros(param.shape, dtype=dtype, device=dev)
     sd = nx.scalar_dtype(xp, param, dtype)
-    return SoapState(nx.new_count(xp, param), z, xp.zeros(param.shape, dtype=dtype, device=dev),
-                     gg, q, xp.zeros((), dtype=sd, device=dev))
+    return SoapState(count, z, xp.zeros(param.shape, dtype=dtype, device=dev), gg, q,
+                     xp.zeros((), dtype=sd, device=dev))
 
 
 def _mT(xp, x):
