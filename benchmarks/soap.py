@@ -4,7 +4,7 @@ Run (the OpenBLAS variables this machine sets slow NumPy's BLAS: unset them for 
 only, never in tests or CI)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.soap \
-        [--upstream /path/outside/the/repo/soap.py]
+        [--upstream /path/outside/the/repo/soap.py] [--threads 1]
 
 torch, optax and Keras have no SOAP (optax PRs #1617, #1692 are open), so the reference's SOAP is
 compared with the upstream torch code (nikhilvyas/SOAP ``soap.py``, loaded from ``--upstream``:
@@ -23,10 +23,11 @@ profile: float32 eigh and QR, as upstream; biases take SOAP's Adam path, as upst
 * ``upstream torch``: ``SOAP`` from ``--upstream``.
 
 Time per step is the mean over ``--windows`` windows of ``precondition_frequency`` steps (each
-window holds one refresh), after the first call (the eigh) and one warm-up window (jit
-compilation). Adam (``torch.optim.Adam``, ``optax.adam`` under jit, the reference's ``adam`` on
-NumPy) and Muon (``torch.optim.Muon`` + AdamW, ``optax.contrib.muon`` under jit, the reference's
-routed Muon on NumPy in float32) are timed the same way on the same tree. The BLAS that ran
+window holds one refresh), after the first call (the eigh) and one warm-up window; under ``jit``
+the mean of ``--jit-steps`` steps after the first call (every step costs the same there).
+Adam (``torch.optim.Adam``, ``optax.adam`` under jit, the reference's ``adam`` on NumPy) and
+Muon (``torch.optim.Muon`` + AdamW, ``optax.contrib.muon`` under jit, the reference's routed
+Muon on NumPy in float32) are timed the same way on the same tree. The BLAS that ran
 (threadpoolctl) is printed with the times; results go to ``benchmarks/results/soap-<UTC>.md``.
 """
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import time
 from pathlib import Path
 
@@ -144,11 +146,20 @@ def ref_adam_numpy(params):
     return step
 
 
-def _time(make, params, windows: int):
+def _time(make, params, windows: int, single: int | None = None):
     """Mean seconds per step over ``windows`` windows of FREQ steps (one refresh each), after
-    the first call and one warm-up window; also the slowest single step seen."""
+    the first call and one warm-up window; also the slowest single step seen. With ``single``
+    (a step whose cost does not depend on the phase: SOAP under ``jit`` computes the eigh and
+    the refresh on every step), the mean of that many steps after the first call."""
     step = make(params)
     _block(step())  # the first call (SOAP: accumulate + eigh; jit: compilation)
+    if single is not None:
+        times = []
+        for _ in range(single):
+            s0 = time.perf_counter()
+            _block(step())
+            times.append(time.perf_counter() - s0)
+        return float(np.mean(times)), max(times)
     for _ in range(FREQ):
         _block(step())
     per_step, worst = [], 0.0
@@ -168,10 +179,28 @@ def main(argv=None) -> int:
     ap.add_argument("--upstream", type=Path, default=None,
                     help="a scratch copy of nikhilvyas/SOAP soap.py, outside the repository")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--jit-steps", type=int, default=3,
+                    help="steps timed for the reference under jit (each computes the eigh and "
+                         "the QR refresh, whatever the phase)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="limit BLAS/LAPACK (threadpoolctl), torch and XLA to this many threads "
+                         "(on a shared, oversubscribed machine spinning BLAS threads make "
+                         "LAPACK 10-20x slower)")
     args = ap.parse_args(argv)
 
+    if args.threads is not None:  # before jax starts its thread pool
+        multi = "true" if args.threads > 1 else "false"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_cpu_multi_thread_eigen={multi}"
+                                   f" intra_op_parallelism_threads={args.threads}")
     import jax
     import torch
+
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
 
     jax.config.update("jax_enable_x64", True)  # the reference's float64 scalars, as in tests
     params = _tree(SHAPES)
@@ -192,7 +221,8 @@ def main(argv=None) -> int:
     })
     results = {}
     for name, make in variants.items():
-        results[name] = _time(make, params, args.windows)
+        single = args.jit_steps if name == "SOAP ref jax jit" else None
+        results[name] = _time(make, params, args.windows, single)
         print(f"{name:26s} {results[name][0] * 1e3:9.1f} ms/step  slowest "
               f"{results[name][1] * 1e3:9.1f} ms", flush=True)
     ratios = [("SOAP ref numpy", "SOAP upstream torch"),
@@ -201,13 +231,16 @@ def main(argv=None) -> int:
               ("SOAP ref numpy", "Adam ref numpy"), ("SOAP ref numpy", "Muon ref numpy f32"),
               ("SOAP upstream torch", "torch.optim.Adam"),
               ("SOAP upstream torch", "torch.optim.Muon + AdamW"),
-              ("SOAP ref jax jit", "optax.adam jit"), ("SOAP ref jax jit", "optax.contrib.muon jit")]
+              ("SOAP ref jax jit", "optax.adam jit"),
+              ("SOAP ref jax jit", "optax.contrib.muon jit")]
     ratios = [(a, b) for a, b in ratios if a in results and b in results]
-    setup = (f"Tree: matrices {SHAPES} + one bias each, float32. SOAP: lr 3e-3, betas (0.95, "
-             f"0.95), wd 0.01, precondition_frequency {FREQ}, float32 eigh/QR (profile "
-             f"upstream). Mean ms per step over {args.windows} windows of {FREQ} steps (one "
-             f"refresh each) after the first call and a warm-up window; 'slowest': the slowest "
-             f"single step seen (a refresh).")
+    threads = f"{args.threads} thread(s) per library" if args.threads else "default threads"
+    setup = (f"Tree: matrices {SHAPES} + one bias each, float32, {threads}. SOAP: lr 3e-3, "
+             f"betas (0.95, 0.95), wd 0.01, precondition_frequency {FREQ}, float32 eigh/QR "
+             f"(profile upstream). Mean ms per step over {args.windows} windows of {FREQ} steps "
+             f"(one refresh each) after the first call and a warm-up window (under jit: the "
+             f"mean of {args.jit_steps} steps after the first call, each computing eigh and "
+             f"QR); the slowest single step seen is also given (a refresh).")
     write_report("soap", "SOAP step benchmark", setup, results, ratios, args.out,
                  ("ms per step", "slowest step ms", "per step"))
     return 0

@@ -291,7 +291,7 @@ def _where(xp, cond, a, b):
     return None if a is None else xp.where(cond, a, b)
 
 
-def _report(xp, count, degenerate, dims, on_degenerate: str) -> None:
+def _report(degenerate, dims, on_degenerate: str) -> None:
     if on_degenerate == "ignore" or not readable(degenerate):
         return
     k = int(float(degenerate))
@@ -406,11 +406,11 @@ def soap_step(param, grad, state: SoapState, /, *, lr=3e-3, beta1=0.95, beta2=0.
     first = state.count == 0
     refresh = (state.count % precondition_frequency == 0) & ~first
     s = xp.maximum(t - 1.0, xp.ones_like(t))  # the Adam step (clamped: t = 1 takes no step)
-    if not isinstance(shampoo_beta, (int, float)):
-        sb = xp.where(nx.as_scalar(xp, shampoo_beta, sd, param) >= 0,
-                      nx.as_scalar(xp, shampoo_beta, sd, param), nx.as_scalar(xp, beta2, sd, param))
-    else:
+    if isinstance(shampoo_beta, (int, float)):
         sb = shampoo_beta if shampoo_beta >= 0 else beta2
+    else:  # a 0-d array (traced under jit): negative means beta2
+        b = nx.as_scalar(xp, shampoo_beta, sd, param)
+        sb = xp.where(b >= 0, b, nx.as_scalar(xp, beta2, sd, param))
     g = xp.reshape(grad if grad.dtype == dtype else xp.astype(grad, dtype), dims)
     p = param if param.dtype == dtype else xp.astype(param, dtype)
     qs = state.q
@@ -463,7 +463,7 @@ def soap_step(param, grad, state: SoapState, /, *, lr=3e-3, beta1=0.95, beta2=0.
         q_new, degenerate = _select(xp, first, eigen, lambda: (q_new, state.degenerate))
     m_new = soap_project(m_orig, q_new)
     if readable(first) and bool(first):
-        _report(xp, count, degenerate, dims, on_degenerate)
+        _report(degenerate, dims, on_degenerate)
     new = SoapState(count, xp.reshape(m_new, param.shape), xp.reshape(v, param.shape), gg,
                     tuple(q_new), degenerate)
     return finish(xp, p_new, pdtype), new
