@@ -57,37 +57,41 @@ def _map(fn, tree):
     return {k: {n: fn(a) for n, a in v.items()} for k, v in tree.items()}
 
 
-def ref_variant(asarray, **settings):
-    from adaptive_ref.routing import make_routed
-
+def opt_variant(make_opt, asarray=None):
+    """A variant stepping the tree with the reference optimizer ``make_opt()`` (an object with
+    ``init`` and ``step`` over trees): eagerly on ``asarray``'s arrays, or, without ``asarray``,
+    under ``jax.jit`` on JAX arrays."""
     def make(params):
-        opt = make_routed("muon", profile="torch", **HP, **settings)
-        box = [_map(asarray, params)]
-        grads = _map(asarray, _grads(params))
-        box.append(opt.init(box[0]))
+        opt = make_opt()
+        if asarray is None:
+            import jax
+            import jax.numpy as jnp
+
+            to, step_fn = jnp.asarray, jax.jit(opt.step)
+        else:
+            to, step_fn = asarray, opt.step
+        p = _map(to, params)
+        g = _map(to, _grads(params))
+        box = [p, opt.init(p)]
 
         def step():
-            box[0], box[1] = opt.step(box[0], grads, box[1])
+            box[0], box[1] = step_fn(box[0], g, box[1])
+            return box[0] if asarray is None else None
         return step
     return make
 
 
-def ref_jax(params):
-    import jax
-    import jax.numpy as jnp
-
+def _routed_muon(**settings):
     from adaptive_ref.routing import make_routed
 
-    opt = make_routed("muon", profile="torch", **HP, ns_dtype="float32")
-    p = _map(jnp.asarray, params)
-    g = _map(jnp.asarray, _grads(params))
-    box = [p, opt.init(p)]
-    jstep = jax.jit(opt.step)
+    return lambda: make_routed("muon", profile="torch", **HP, **settings)
 
-    def step():
-        box[0], box[1] = jstep(box[0], g, box[1])
-        return box[0]
-    return step
+
+def ref_variant(asarray, **settings):
+    return opt_variant(_routed_muon(**settings), asarray)
+
+
+ref_jax = opt_variant(_routed_muon(ns_dtype="float32"))
 
 
 def torch_muon(params):
