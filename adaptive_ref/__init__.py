@@ -90,3 +90,7 @@ from .optimizers.lion import LionState, lion_init, lion_step  # noqa: E402
 __all__ += ["AdoptState", "adopt_init", "adopt_step", "AdaBeliefState", "adabelief_init",
             "adabelief_step", "AdanState", "adan_init", "adan_step", "AdadeltaState",
             "adadelta_init", "adadelta_step", "LionState", "lion_init", "lion_step"]
+
+from .optimizers.soap import SoapState, soap_init, soap_step  # noqa: E402
+
+__all__ += ["SoapState", "soap_init", "soap_step"]

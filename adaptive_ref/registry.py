@@ -27,6 +27,7 @@ from .optimizers.rootfree import ROOTFREE
 from .optimizers.schedule_free import SCHEDULE_FREE_ADAMW, SCHEDULE_FREE_SGD
 from .optimizers.sgd import SGD
 from .optimizers.shampoo import SHAMPOO
+from .optimizers.soap import SOAP
 from .optimizers.von import VON
 from .sparse import LAZY_ADAM, ROWWISE_ADAGRAD, SPARSE_ADAGRAD
 
@@ -42,6 +43,7 @@ _SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
 _SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
 _SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
 _SPECS += (ADAFACTOR,)  # not elementwise; no exact goldens yet (per-tensor oracle: pending)
+_SPECS += (SOAP,)  # not elementwise: eigh/QR eigenbases (Dask: no linalg.eigh); no goldens yet
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

@@ -69,9 +69,10 @@ def state_to_dict(state: Any, *, to_numpy: bool = False) -> dict[str, Any]:
         if to_numpy and value is not None:
             import numpy as np
 
-            # a tuple field (Shampoo: one statistic per mode) is converted leaf by leaf
-            value = (tuple(np.asarray(v) for v in value) if isinstance(value, tuple)
-                     else np.asarray(value))
+            # a tuple field (Shampoo: one statistic per mode) is converted leaf by leaf; None
+            # entries (SOAP: a dimension without a statistic) stay None
+            value = (tuple(None if v is None else np.asarray(v) for v in value)
+                     if isinstance(value, tuple) else np.asarray(value))
         out[field] = value
     return out
 
@@ -114,7 +115,7 @@ def state_from_dict(d: dict[str, Any], *, like: Any = None) -> Any:
 
         xp = aac.array_namespace(like)
         dev = aac.device(like)
-        move = lambda v: xp.asarray(v, device=dev)  # noqa: E731
+        move = lambda v: None if v is None else xp.asarray(v, device=dev)  # noqa: E731
         values = {f: (None if v is None else tuple(map(move, v)) if isinstance(v, tuple)
                       else move(v)) for f, v in values.items()}
     return tp(**values)

@@ -57,37 +57,41 @@ def _map(fn, tree):
     return {k: {n: fn(a) for n, a in v.items()} for k, v in tree.items()}
 
 
-def ref_variant(asarray, **settings):
-    from adaptive_ref.routing import make_routed
-
+def opt_variant(make_opt, asarray=None):
+    """A variant stepping the tree with the reference optimizer ``make_opt()`` (an object with
+    ``init`` and ``step`` over trees): eagerly on ``asarray``'s arrays, or, without ``asarray``,
+    under ``jax.jit`` on JAX arrays."""
     def make(params):
-        opt = make_routed("muon", profile="torch", **HP, **settings)
-        box = [_map(asarray, params)]
-        grads = _map(asarray, _grads(params))
-        box.append(opt.init(box[0]))
+        opt = make_opt()
+        if asarray is None:
+            import jax
+            import jax.numpy as jnp
+
+            to, step_fn = jnp.asarray, jax.jit(opt.step)
+        else:
+            to, step_fn = asarray, opt.step
+        p = _map(to, params)
+        g = _map(to, _grads(params))
+        box = [p, opt.init(p)]
 
         def step():
-            box[0], box[1] = opt.step(box[0], grads, box[1])
+            box[0], box[1] = step_fn(box[0], g, box[1])
+            return box[0] if asarray is None else None
         return step
     return make
 
 
-def ref_jax(params):
-    import jax
-    import jax.numpy as jnp
-
+def _routed_muon(**settings):
     from adaptive_ref.routing import make_routed
 
-    opt = make_routed("muon", profile="torch", **HP, ns_dtype="float32")
-    p = _map(jnp.asarray, params)
-    g = _map(jnp.asarray, _grads(params))
-    box = [p, opt.init(p)]
-    jstep = jax.jit(opt.step)
+    return lambda: make_routed("muon", profile="torch", **HP, **settings)
 
-    def step():
-        box[0], box[1] = jstep(box[0], g, box[1])
-        return box[0]
-    return step
+
+def ref_variant(asarray, **settings):
+    return opt_variant(_routed_muon(**settings), asarray)
+
+
+ref_jax = opt_variant(_routed_muon(ns_dtype="float32"))
 
 
 def torch_muon(params):
@@ -109,26 +113,33 @@ def torch_muon(params):
     return step
 
 
-def optax_muon(params):
-    import jax
-    import jax.numpy as jnp
-    import optax
+def optax_variant(make_tx):
+    """A variant stepping the tree with the optax transformation ``make_tx(optax)`` under
+    ``jax.jit`` (float32)."""
+    def make(params):
+        import jax
+        import jax.numpy as jnp
+        import optax
 
-    tx = optax.contrib.muon(learning_rate=HP["lr"], weight_decay=HP["weight_decay"],
-                            beta=HP["momentum"])
-    p = _map(jnp.asarray, params)
-    g = _map(jnp.asarray, _grads(params))
-    box = [p, tx.init(p)]
+        tx = make_tx(optax)
+        p = _map(jnp.asarray, params)
+        g = _map(jnp.asarray, _grads(params))
+        box = [p, tx.init(p)]
 
-    @jax.jit
-    def jstep(p, s):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
+        @jax.jit
+        def jstep(p, s):
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s
 
-    def step():
-        box[0], box[1] = jstep(box[0], box[1])
-        return box[0]
-    return step
+        def step():
+            box[0], box[1] = jstep(box[0], box[1])
+            return box[0]
+        return step
+    return make
+
+
+optax_muon = optax_variant(lambda optax: optax.contrib.muon(
+    learning_rate=HP["lr"], weight_decay=HP["weight_decay"], beta=HP["momentum"]))
 
 
 def _block(x):
@@ -163,6 +174,36 @@ def _blas_info() -> list[str]:
     return lines
 
 
+def write_report(kind: str, title: str, setup: str, results: dict, ratios: list,
+                 out: Path | None, columns: tuple[str, str, str]) -> Path:
+    """Print and write ``benchmarks/results/<kind>-<UTC time>.md`` (or ``out``): the setup, the
+    machine, the OpenBLAS variables, the BLAS that ran (threadpoolctl), a table of ``results``
+    (name -> (seconds, seconds), headed by ``columns[:2]``) and the ``ratios`` (pairs of names,
+    of the first value, headed by ``columns[2]``)."""
+    import jax
+    import torch
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%MZ")
+    env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                     "OMP_NUM_THREADS")}
+    lines = [f"# {title} ({stamp})", "", setup, "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+             f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
+             f"threads), jax {jax.__version__}.",
+             f"Environment: {env}.", "", "BLAS (threadpoolctl.threadpool_info()):", ""]
+    lines += [f"- {x}" for x in _blas_info()]
+    lines += ["", f"| variant | {columns[0]} | {columns[1]} |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v[0] * 1e3:.1f} | {v[1] * 1e3:.1f} |" for k, v in results.items()]
+    lines += ["", f"| ratio | {columns[2]} |", "|---|---:|"]
+    lines += [f"| {a} / {b} | {results[a][0] / results[b][0]:.2f}x |" for a, b in ratios]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = out or Path(__file__).parent / "results" / f"{kind}-{stamp}.md"
+    out.write_text(text, encoding="utf-8")
+    print(f"written: {out}")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -192,26 +233,10 @@ def main(argv=None) -> int:
               ("ref jax jit f32", "optax.contrib.muon jit"),
               ("ref torch bf16", "torch.optim.Muon (bf16)"),
               ("ref torch f32", "torch.optim.Muon (bf16)")]
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%MZ")
-    env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                     "OMP_NUM_THREADS")}
-    lines = [f"# Muon step benchmark ({stamp})", "",
-             f"Tree: matrices {SHAPES} + one bias each, float32; lr 0.02, wd 0.1, momentum 0.95, "
-             f"5 Newton-Schulz steps. Median of {args.rounds} steps after one warm-up.", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-             f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
-             f"threads), jax {jax.__version__}.",
-             f"Environment: {env}.", "", "BLAS (threadpoolctl.threadpool_info()):", ""]
-    lines += [f"- {x}" for x in _blas_info()]
-    lines += ["", "| variant | median ms | min ms |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v[0] * 1e3:.1f} | {v[1] * 1e3:.1f} |" for k, v in results.items()]
-    lines += ["", "| ratio | median |", "|---|---:|"]
-    lines += [f"| {a} / {b} | {results[a][0] / results[b][0]:.2f}x |" for a, b in ratios]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = args.out or Path(__file__).parent / "results" / f"muon-{stamp}.md"
-    out.write_text(text, encoding="utf-8")
-    print(f"written: {out}")
+    setup = (f"Tree: matrices {SHAPES} + one bias each, float32; lr 0.02, wd 0.1, momentum "
+             f"0.95, 5 Newton-Schulz steps. Median of {args.rounds} steps after one warm-up.")
+    write_report("muon", "Muon step benchmark", setup, results, ratios, args.out,
+                 ("median ms", "min ms", "median"))
     return 0
 
 

@@ -48,6 +48,7 @@ import pytest
 
 from adaptive_ref import registry
 from adaptive_ref._spec import OptimizerSpec
+from adaptive_ref.optimizers.soap import SoapDegenerateSpectrumWarning
 
 STEPS = 10
 SHAPE = (2, 3)
@@ -59,6 +60,13 @@ RTOL_MATRIX = {"float64": 1e-8, "float32": 1e-3}
 FLOAT32_INSIDE = {"muon": lambda s: "float32" in (s.get("ns_dtype"), s.get("norm_precision"))}
 # Adafactor's Keras profile takes its means in float32 (mean_precision), summed in another order.
 FLOAT32_INSIDE["adafactor"] = lambda s: s.get("mean_precision") == "float32"
+# SOAP's upstream eigh/QR cast (eigh_dtype='float32'): float32 LAPACKs differ in their rounding.
+FLOAT32_INSIDE["soap"] = lambda s: s.get("eigh_dtype") == "float32"
+# Cases whose problem is ill-posed here and which the step reports (a warning, an error under
+# filterwarnings=error): SOAP's merge_dims turns the (2, 3) parameter into one 6-vector, whose
+# first statistic g g^T has rank 1, a five-fold zero eigenvalue; the basis inside it, and the
+# trajectory, are each eigensolver's own choice (tests/test_soap.py checks the report).
+ILL_POSED = (SoapDegenerateSpectrumWarning,)
 
 # Values a knob needs beside itself to have any effect (only names the spec has are used).
 COMPANIONS = {
@@ -251,6 +259,8 @@ def test_backend_matches_numpy(backend, request, name, overrides, profile):
                 pytest.skip(f"no NumPy result to compare with ({err}); bfloat16 is checked "
                             f"against the frameworks in tests/test_muon.py")
             raise
+        except ILL_POSED as err:
+            pytest.skip(f"ill-posed on this problem, and reported by the step: {err}")
         _, grads_np = _problem(dtype)
         p0 = backend.asarray(p0_np)
         grads = [backend.asarray(g) for g in grads_np]

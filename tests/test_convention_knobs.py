@@ -37,6 +37,8 @@ def test_every_framework_optimizer_with_weight_decay_has_weight_decay_mode():
     # schedule-free: weight_decay_form ('direction': wd*y in the step of z and y, upstream and
     # optax; 'y': Keras' y - lr*wd*y, which the interpolation toward z partly undoes)
     own_form = ("adamw", "lion", "muon", "schedule_free_adamw", "schedule_free_sgd")
+    # SOAP: decoupled decay after the update (upstream's only form; no framework has SOAP)
+    own_form += ("soap",)
     lacking = [n for n, s in REGISTRY.items() if "weight_decay" in s.hparam_names
                and s.profiles and n not in own_form and n not in WD_MODE
                and not set(s.hparam_names) & set(OWN_DECAY_KNOB.get(n, ()))]

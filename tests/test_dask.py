@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_backends import knob_cases
+from test_backends import ILL_POSED, knob_cases
 
 from adaptive_ref import registry
 from adaptive_ref.testing.backends import Backend
@@ -73,6 +73,8 @@ def test_dask_steps_stay_lazy_and_match_numpy(name, overrides, profile):
         if "has no bfloat16" in str(err):
             pytest.skip(f"numpy and dask: {err}")
         raise
+    except ILL_POSED as err:  # reported by the step (SOAP), and Dask has no eigh anyway
+        pytest.skip(f"ill-posed on this problem, and reported by the step: {err}")
 
     # Dask, with computing forbidden.
     b = Backend.DASK

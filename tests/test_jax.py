@@ -23,6 +23,8 @@ float32 scalars, since float64 does not exist there.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -135,18 +137,33 @@ def test_jit_static_hyperparameters(name, profile):
     jstep = jax.jit(step)
     pe = pj = p0
     se = sj = _committed(spec.init(p0, **spec.init_kwargs(settings)))
-    for g in grads:
-        pe, se = spec.step(pe, g, se, **settings)
-        pj, sj = jstep(pj, g, sj)
+    with _ill_posed_skips():
+        for g in grads:
+            pe, se = spec.step(pe, g, se, **settings)
+            pj, sj = jstep(pj, g, sj)
     assert len(traces) == 1
     assert jstep._cache_size() == 1
     _assert_close(name, settings, p0, (pe, se), (pj, sj))
+
+
+@contextlib.contextmanager
+def _ill_posed_skips():
+    """Skip a case whose problem the eager step reports as ill-posed (test_backends.ILL_POSED:
+    SOAP's float32 eigh cannot separate this problem's eigenvalues 1e-8 and 0)."""
+    from test_backends import ILL_POSED
+
+    try:
+        yield
+    except ILL_POSED as err:
+        pytest.skip(f"ill-posed on this problem, and reported by the eager step: {err}")
 
 
 # Real hyperparameters that stay Python values under jit, with the reason.
 STATIC_ONLY = {
     ("shampoo", "update_freq"): "an integer period, validated as a Python int by shampoo_step",
     ("muon", "ns_steps"): "the number of Newton-Schulz iterations, a Python int (a loop count)",
+    ("soap", "precondition_frequency"): "an integer period, validated as a Python int by "
+                                        "soap_step",
 }
 
 
@@ -177,9 +194,10 @@ def test_jit_traced_hyperparameters_and_schedule(name, profile):
     hp = _committed({k: jnp.asarray(float(v), dtype=jnp.float64) for k, v in arrays.items()})
     pe = pj = p0
     se = sj = _committed(spec.init(p0, **spec.init_kwargs(settings)))
-    for g in grads:
-        pe, se = step(pe, g, se, hp)  # eager, with the same 0-d arrays
-        pj, sj = jstep(pj, g, sj, hp)
+    with _ill_posed_skips():
+        for g in grads:
+            pe, se = step(pe, g, se, hp)  # eager, with the same 0-d arrays
+            pj, sj = jstep(pj, g, sj, hp)
     assert len(traces) == 1 + STEPS  # one trace for jit, then one eager call per step
     assert jstep._cache_size() == 1
     _assert_close(name, settings, p0, (pe, se), (pj, sj))

@@ -21,6 +21,8 @@ def test_profiles_run(backend, name):
         except TypeError as err:  # Muon's torch/upstream profiles: bfloat16 (torch, JAX only)
             if "has no bfloat16" in str(err):
                 continue  # the documented error on a namespace without bfloat16
+            if "has no linalg" in str(err):
+                continue  # SOAP on Dask: the documented error of a namespace without eigh
             raise
         out = backend.to_numpy(p)
         assert out.shape == (3, 2)
