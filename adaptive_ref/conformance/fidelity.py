@@ -825,7 +825,10 @@ STATE_SHAPES = {"adafactor": adafactor_state_shapes}
 def tensor_of(opt: str, hp: dict, elems: list) -> _Tensor:
     """A parameter's elements with its fields of other shapes (zeros, as after init)."""
     fn = STATE_SHAPES.get(opt)
-    return _Tensor(elems, fn(hp, tuple(hp["_shape"])) if fn else None)
+    out = _Tensor(elems, fn(hp, tuple(hp["_shape"])) if fn else None)
+    if opt in OWN_INIT:  # fields of their own shape that do not start at zero (SOAP's bases)
+        OWN_INIT[opt](out)
+    return out
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:
@@ -869,3 +872,180 @@ def case_hparams(case, name: str) -> dict:
     if case.optimizer == "lion" and case.kind == "closed_loop":
         out["_lion_g_units"] = LION_LOOP_G_UNITS
     return out
+
+
+# ---- SOAP (Vyas et al. 2024, Algorithm 3; adaptive_ref.optimizers.soap's docstring): a
+# per-tensor step in the layout's (merged) shape. Per-element fields: the moments exp_avg and
+# exp_avg_sq (in the rotated basis); fields of their own shape: gg<i> and q<i> (n_i x n_i, flat
+# C order) for each preconditioned dimension i. Written out again from the paper and the knobs'
+# definitions with numpy object arrays of mpf (every sum and product at the working precision):
+# eigh by mpmath.eigsy (Jacobi), QR by mpmath.qr (Householder). The canonical choices of the
+# reference are the oracle's too: eigenvector columns by decreasing eigenvalue, each signed so
+# that its entry of largest magnitude is positive; QR with R's diagonal >= 0. The eigenvectors
+# are those of GG_i itself (the reference's + 1e-30 I moves no eigenvector). Only well-posed
+# spectra give a golden: ``es.gaps`` collects, at every eigh and refresh, the smallest relative
+# separation the step depends on (see :func:`soap_well_posed`).
+
+def _soap_layout(hp: dict, shape: tuple) -> tuple:
+    """``(dims, active)``: upstream's merge_dims (consecutive dimensions multiplied while the
+    product stays <= max_precond_dim) and which dimensions have a statistic."""
+    mpd = int(hp["max_precond_dim"])
+    if len(shape) == 0:
+        return (), ()
+    if len(shape) == 1:
+        return tuple(shape), (bool(hp["precondition_1d"]) and shape[0] <= mpd,)
+    dims = list(shape)
+    if hp["merge_dims"]:
+        dims, cur = [], 1
+        for n in shape:
+            if cur * n <= mpd:
+                cur *= n
+            elif cur > 1:
+                dims, cur = [*dims, cur], n
+            else:
+                dims.append(n)
+        if cur > 1 or not dims:
+            dims.append(cur)
+    return tuple(dims), tuple(n <= mpd for n in dims)
+
+
+def soap_state_shapes(hp: dict, shape: tuple) -> dict:
+    """``{"gg<i>": (n, n), "q<i>": (n, n)}`` for each preconditioned dimension of the layout."""
+    dims, active = _soap_layout(hp, tuple(shape))
+    return {f"{f}{i}": (n, n) for i, (n, a) in enumerate(zip(dims, active, strict=True)) if a
+            for f in ("gg", "q")}
+
+
+def _soap_init_own(es) -> None:
+    for f, s in es.own_shapes.items():  # the bases start as the identity (soap_init)
+        if f.startswith("q"):
+            es.own[f] = [mpmath.mpf(int(k // s[0] == k % s[0])) for k in range(s[0] * s[0])]
+
+
+def _mode(x, mat, i: int):
+    """``x`` with ``mat`` applied along axis ``i`` (object arrays)."""
+    return np.moveaxis(np.tensordot(mat, x, axes=([1], [i])), 0, i)
+
+
+def _soap_eigh(a) -> tuple:
+    """Eigenvectors of the symmetric object array ``a``: columns by decreasing eigenvalue, each
+    with its largest-magnitude entry positive; and the smallest relative gap."""
+    n = a.shape[0]
+    lam, vec = mpmath.eigsy(mpmath.matrix(a.tolist()))
+    order = sorted(range(n), key=lambda j: -lam[j])
+    q = np.empty((n, n), dtype=object)
+    for c, j in enumerate(order):
+        col = [vec[r, j] for r in range(n)]
+        sign = 1 if max(col) >= -min(col) else -1
+        for r in range(n):
+            q[r, c] = sign * col[r]
+    ls = [lam[j] for j in order]
+    top = max(abs(x) for x in ls)
+    gap = min((ls[k] - ls[k + 1] for k in range(n - 1)), default=top) / top if top else 0
+    return q, gap
+
+
+def _soap_refresh(a, q, v, axis: int) -> tuple:
+    """Re-sort by diag(Q^T GG Q) (decreasing; v's slices along ``axis`` with it), then
+    Q <- qr(GG Q) with R's diagonal >= 0. Returns (Q, v, smallest relative gap of the sorted
+    estimates, smallest |R_jj| / max |R_jj|)."""
+    n = a.shape[0]
+    power = a.dot(q)
+    est = [mpmath.fsum(q[r, j] * power[r, j] for r in range(n)) for j in range(n)]
+    order = sorted(range(n), key=lambda j: -est[j])  # stable: ties keep their order
+    v = np.take(v, order, axis=axis)
+    qn, r = mpmath.qr(mpmath.matrix(power[:, order].tolist()))
+    out = np.empty((n, n), dtype=object)
+    for j in range(n):
+        sign = -1 if r[j, j] < 0 else 1
+        for i in range(n):
+            out[i, j] = sign * qn[i, j]
+    es_ = [est[j] for j in order]
+    top = max(abs(x) for x in es_)
+    gap = min((es_[k] - es_[k + 1] for k in range(n - 1)), default=top) / top if top else 0
+    rd = [abs(r[j, j]) for j in range(n)]
+    return out, v, gap, min(rd) / max(rd) if max(rd) else 0
+
+
+def _soap_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    """One exact SOAP step of a whole parameter (call ``t``; Adam step s = t - 1)."""
+    shape = tuple(hp["_shape"])
+    dims, active = _soap_layout(hp, shape)
+    if not hasattr(es, "gaps"):
+        es.gaps = []
+    lr, wd, eps = _m(lr), _m(hp["weight_decay"]), _m(hp["eps"])
+    b1, b2 = _m(hp["beta1"]), _m(hp["beta2"])
+    sb = _m(hp["shampoo_beta"]) if float(hp["shampoo_beta"]) >= 0 else b2
+    g = np.array(list(gs), dtype=object).reshape(dims)
+    own = {f: np.array(x, dtype=object).reshape(es.own_shapes[f]) for f, x in es.own.items()}
+    qs = [own.get(f"q{i}") for i in range(len(dims))]
+
+    def project(x, back=False):
+        for i, q in enumerate(qs):
+            if q is not None:
+                x = _mode(x, q if back else q.T, i)
+        return x
+
+    m = np.array([e.s["exp_avg"] for e in es], dtype=object).reshape(dims)
+    v = np.array([e.s["exp_avg_sq"] for e in es], dtype=object).reshape(dims)
+    if t >= 2:  # the first call only accumulates
+        s = mpmath.mpf(t - 1)
+        gt = project(g)
+        m = b1 * m + (1 - b1) * gt
+        v = b2 * v + (1 - b2) * gt * gt
+        u = project(m / (np.vectorize(_sqrt, otypes=[object])(v) + eps), back=True).reshape(-1)
+        if hp["normalize_grads"]:
+            u = u / (mpmath.mpf(1e-30) + _sqrt(mpmath.fsum(x * x for x in u) / len(u)))
+        size = lr * _sqrt(1 - b2 ** s) / (1 - b1 ** s) if hp["correct_bias"] else lr
+        for e, ui in zip(es, u, strict=True):
+            e.p = (e.p - size * ui) * (1 - lr * wd)  # decoupled decay after the update
+        m = project(m, back=True)  # in the identity basis until the new bases are known
+    refresh = t >= 2 and (t - 1) % int(hp["precondition_frequency"]) == 0
+    for i, a in enumerate(active):
+        if not a:
+            continue
+        others = [k for k in range(g.ndim) if k != i]
+        stat = np.multiply.outer(g, g) if g.ndim == 1 else np.tensordot(g, g, axes=(others,
+                                                                                    others))
+        gg = own[f"gg{i}"]
+        gg = gg + (1 - sb) * (stat - gg)
+        own[f"gg{i}"] = gg
+        if t == 1:
+            qs[i], gap = _soap_eigh(gg)
+            es.gaps.append(("eigh", t, i, gap))
+        elif refresh:
+            qs[i], v, gap, rmin = _soap_refresh(gg, qs[i], v, i)
+            es.gaps += [("refresh", t, i, gap), ("qr", t, i, rmin)]
+        own[f"q{i}"] = qs[i]
+    if t >= 2:
+        m = project(m)
+    for e, mi, vi in zip(es, m.reshape(-1), v.reshape(-1), strict=True):
+        e.s["exp_avg"], e.s["exp_avg_sq"] = mi, vi
+    for f, x in own.items():
+        es.own[f] = list(x.reshape(-1))
+
+
+TENSOR_STEPS["soap"] = _soap_tensor
+TENSOR_FIELDS["soap"] = ("exp_avg", "exp_avg_sq")
+STATE_SHAPES["soap"] = soap_state_shapes
+OWN_INIT = {"soap": _soap_init_own}
+
+
+def soap_well_posed(grads: list, shape: tuple, hp: dict, *, tol: float = 1e-3,
+                    digits: int = 20) -> bool:
+    """Whether SOAP's trajectory under the gradients ``grads`` (one array per call) is
+    well-posed: at every eigh the eigenvalues, at every refresh the sorted estimates
+    diag(Q^T GG Q), separated by more than ``tol`` relative to the largest, and every QR's R
+    diagonal at least ``tol`` times its largest (full rank). The trajectory depends on the basis
+    inside a repeated eigenvalue and on the order of tied estimates: an ill-posed case has no
+    golden (docs/conformance.md, S2)."""
+    hp = {**hp, "_shape": tuple(shape)}
+    with mpmath.workdps(digits):
+        es = _Tensor([_Elem(mpmath.mpf(0), _init_fields("soap", hp))
+                      for _ in range(int(np.prod(shape, dtype=np.int64)))],
+                     soap_state_shapes(hp, shape))
+        _soap_init_own(es)
+        for t, gr in enumerate(grads, 1):
+            _soap_tensor(es, [mpmath.mpf(float(x)) for x in np.asarray(gr).reshape(-1)], t, hp,
+                         hp["lr"])
+        return all(x > tol for *_, x in getattr(es, "gaps", []))
