@@ -267,14 +267,51 @@ def _nadam_mu_errors(hp: dict, t: int, prod: float, fp) -> tuple[float, float]:
 
 
 def _float_fields(st) -> list[str]:
-    return [f for f, v in zip(st._fields, st, strict=True) if f != "count" and v is not None]
+    """The state's float fields; a tuple field (one array per dimension: SOAP's gg, q) is one
+    field ``name<i>`` per array; counters (UNTRACKED: SOAP's degenerate) are not fields."""
+    out = []
+    for f, v in zip(st._fields, st, strict=True):
+        if f == "count" or v is None or f in UNTRACKED:
+            continue
+        out += ([f"{f}{i}" for i, x in enumerate(v) if x is not None]
+                if isinstance(v, tuple) else [f])
+    return out
+
+
+UNTRACKED = frozenset({"degenerate"})
+
+
+def _part(st, f: str):
+    """``(tuple field, index)`` when ``f`` names one array of a tuple field, else None."""
+    if hasattr(st, f):
+        return None
+    name = f.rstrip("0123456789")
+    return name, int(f[len(name):])
+
+
+def _get(st, f: str):
+    part = _part(st, f)
+    return getattr(st, f) if part is None else getattr(st, part[0])[part[1]]
+
+
+def _replaced(st, values: dict):
+    """``st`` with its fields (tuple fields' arrays included) set from ``values``."""
+    plain, parts = {}, {}
+    for f, v in values.items():
+        part = _part(st, f)
+        if part is None:
+            plain[f] = v
+        else:
+            parts.setdefault(part[0], list(getattr(st, part[0])))[part[1]] = v
+    return st._replace(**plain, **{k: tuple(v) for k, v in parts.items()})
 
 
 def _arr(v, shape):
     """A state field as float64: a field of a shape of its own (Adafactor's factors: as many
     axes as the parameter, some of size 1) keeps it; a 0-d one is broadcast to ``shape``."""
     a = np.asarray(v, dtype=np.float64)
-    if a.ndim and a.ndim == len(shape) and a.shape != tuple(shape):
+    if a.ndim and a.shape != tuple(shape) and (a.ndim == len(shape) or a.ndim == 2):
+        # (SOAP's n x n statistics and bases)
         return a.copy()
     return np.broadcast_to(a, shape).astype(np.float64)
 
@@ -294,7 +331,7 @@ class _Param:
         self.observables = dict(spec.observables)
         self.fields = ["p"] + _float_fields(self.st) + list(self.observables)
         self.scalar = {f for f in self.fields[1:] if f not in self.observables
-                       and np.ndim(getattr(self.st, f)) == 0
+                       and np.ndim(_get(self.st, f)) == 0
                        and pspec.shape != ()}
         self.lazy = (pspec.grad is not None and pspec.grad.get("row_fraction") is not None)
 
@@ -307,14 +344,14 @@ class _Param:
         out = {"p": np.asarray(self.x, dtype=np.float64)}
         for f in self.fields[1:]:
             if f not in self.observables:
-                out[f] = _arr(getattr(self.st, f), self.shape)
+                out[f] = _arr(_get(self.st, f), self.shape)
         return self._observe(out, self.x, self.st)
 
     def step(self, values: dict, g, t: int, lr) -> tuple[dict, object]:
         kw = dict(self.hp)
         if lr is not None:
             kw["lr"] = lr
-        st = self.st._replace(**{f: (np.float64(np.asarray(values[f]).reshape(-1)[0])
+        st = _replaced(self.st, {f: (np.float64(np.asarray(values[f]).reshape(-1)[0])
                                      if f in self.scalar else values[f])
                                  for f in self.fields[1:] if f not in self.observables})
         garr = g
@@ -329,7 +366,7 @@ class _Param:
         out = {"p": np.asarray(p, dtype=np.float64)}
         for f in self.fields[1:]:
             if f not in self.observables:
-                out[f] = _arr(getattr(st2, f), out["p"].shape)
+                out[f] = _arr(_get(st2, f), out["p"].shape)
         return self._observe(out, p, st2), st2
 
 
@@ -1105,3 +1142,199 @@ def _adafactor_scalars(pp, old, new, lr) -> list:
 
 TENSOR_LOCAL = {"adafactor": _adafactor_local}
 SHARED_SCALARS["adafactor"] = _adafactor_scalars
+
+
+# ---- SOAP (per-tensor; statistics gg<i> and bases q<i> of shapes (n_i, n_i)) ----------------
+# One call t (adaptive_ref.optimizers.soap; Adam step s = t - 1; Q_i old bases, R_i new):
+#   s >= 1: G~ = G x_i Q_i^T; m = b1 m + (1-b1) G~; v = b2 v + (1-b2) G~^2;
+#           U = (m / (sqrt v + eps)) x_i Q_i; (U /= 1e-30 + rms(U)); theta = (theta - a U) c,
+#           a = lr sqrt(1 - b2^s)/(1 - b1^s) (or lr), c = 1 - lr wd;
+#   GG_i = GG_i + w (G_(i) G_(i)^T - GG_i); t = 1: R_i = eigh(GG_i); refresh: v re-sorted,
+#   R_i = qr(GG_i Q_i[:, order]); stored m = (m x_i Q_i) x_i R_i^T.
+# Roundings (units u of float64; the random model of the module docstring, variance u^2/3 per
+# rounding on the size of the quantity rounded). The errors in the old state (m, v, GG, Q, p)
+# travel by the Jacobian (finite differences of the float64 reference over the whole state:
+# that carries an error in Q or GG through the gap-dependent eigh / QR); here only this step's
+# new roundings:
+# * a mode product y = x x_i M: each entry an n_i-term dot product, n_i products and n_i - 1
+#   additions on terms / partial sums bounded by (|x| x_i |M|): (2 n_i - 1)/3 (|x| x_i |M|)^2;
+#   a whole projection chains them, an earlier error passing through the later |M|: bounded by
+#   k_P = sum_i (2 n_i - 1) roundings on the chained magnitude |x| x_1 |M_1| ... x_k |M_k|;
+#   independent input errors pass with the squares: var(y) = var(x) x_i M^2 (elementwise).
+# * m, v: their EMAs' 3 and 4 roundings on |old| + |new|, plus G~'s projection error times
+#   (1 - b1) (m) or (1 - b2) 2 |G~| (v); v's re-sort moves its entries (no rounding).
+# * U: m / (sqrt v + eps) 3 roundings per entry, then the back projection; normalize_grads
+#   divides (1 more) by an RMS (a shared scalar below); a U: 1; the subtraction and the decay
+#   multiply one each on |theta|; the bias-corrected step size: FACTORS' bound (_factor_error
+#   of 1 - b1^s, half that of 1 - b2^s) times the step, and its own 5 roundings (two powers'
+#   subtractions, sqrt, product, division) as a shared scalar; the decay constant once rounded
+#   (bound, as for every decoupled decay).
+# * the stored m: back with Q_i, into R_i: two projections (2 k_P on the chained magnitudes).
+# * GG_i: the statistic is a k-term dot product per entry (k = N / n_i): (2k - 1)/3
+#   (|G_(i)| |G_(i)|^T)^2 times w^2; the lerp's 3 roundings on |old| + |new|.
+# * eigh (t = 1): backward stable (Householder tridiagonalisation and the QR / divide and
+#   conquer iteration of every LAPACK): R is the exact eigenbasis of GG + E with each entry of
+#   the symmetric E of size n ||GG||_2 u (O(n) rotations or reflections per entry, each
+#   rounding on terms <= ||GG||), and orthogonal to n u per entry ((I + F) R, F ~ n u). E
+#   moves R by dR/dE (|dR/dE| ~ 1/gap: the catalogue's gaps are >= SOAP_GAP relative); the
+#   derivative is taken by finite differences of the reference's soap_eigenbasis.
+# * QR refresh: A = GG Q (n-term dot products: (2n - 1)/3 (|GG||Q|)^2 per entry), Householder
+#   QR backward stable column by column (each entry of column j moved by n ||A_j||_2 u) and
+#   orthogonal to n u per entry; moved by dR/dA (finite differences of the sign-fixed QR;
+#   ~ 1 / sigma_min(R) relative, screened).
+SOAP_EMA_ROUNDINGS = {"exp_avg": 3, "exp_avg_sq": 4}
+SOAP_LERP_ROUNDINGS = 3
+SOAP_RATIO_ROUNDINGS = 3
+SOAP_SIZE_ROUNDINGS = 5
+
+
+def _soap_chain(x, qs, *, back: bool, square: bool = False):
+    """``x`` through every basis (x_i |Q_i|^T, or x_i |Q_i| with ``back``; squared entries with
+    ``square``, for the variance of independent errors)."""
+    from adaptive_ref.optimizers.shampoo import mode_product
+
+    for i, q in enumerate(qs):
+        if q is not None:
+            m = np.abs(q) if not square else q * q
+            x = mode_product(x, m if back else m.T, i)
+    return x
+
+
+def _soap_basis_var(fn, a, var_in, n: int) -> np.ndarray:
+    """Variance (units u^2) of ``fn(a)`` (an n x n basis) for independent errors of the
+    entries of ``a`` with variance ``var_in`` (units u^2), plus the loss of orthogonality n u
+    per entry; dR/da by one-sided finite differences (relative step 2^-20 of ||a||)."""
+    r0 = fn(a)
+    h = ETA * max(float(np.max(np.abs(a))), 1e-300)
+    out = np.full((n, n), float(n) ** 2)
+    for i in range(n):
+        for j in range(n):
+            if var_in[i, j] == 0:
+                continue
+            b = a.copy()
+            b[i, j] += h
+            out += ((fn(b) - r0) / h) ** 2 * var_in[i, j]
+    return out
+
+
+def _soap_local(case, pp, old, new, t, lr, u) -> tuple[np.ndarray, np.ndarray]:
+    """SOAP's new errors of this step, field-major over pp.fields (see the block above)."""
+    from adaptive_ref.optimizers.soap import (soap_eigenbasis, soap_layout, soap_project,
+                                              soap_project_back)
+
+    hp = pp.hp
+    dims, active = soap_layout(pp.shape, max_precond_dim=hp["max_precond_dim"],
+                               merge_dims=hp["merge_dims"], precondition_1d=hp["precondition_1d"])
+    g = np.asarray(case.gradients(t)[pp.name], dtype=np.float64).reshape(dims)
+    qo = [old[f"q{i}"] if a else None for i, a in enumerate(active)]
+    qn = [new[f"q{i}"] if a else None for i, a in enumerate(active)]
+    k_p = sum(2 * n - 1 for n, a in zip(dims, active, strict=True) if a)
+    var = {f: np.zeros_like(new[f]) for f in pp.fields}
+    bound = {f: np.zeros_like(new[f]) for f in pp.fields}
+    lr = float(lr if lr is not None else hp["lr"])
+    wd, b1, b2 = float(hp["weight_decay"]), float(hp["beta1"]), float(hp["beta2"])
+    sb = float(hp["shampoo_beta"]) if float(hp["shampoo_beta"]) >= 0 else b2
+    refresh = t >= 2 and (t - 1) % int(hp["precondition_frequency"]) == 0
+    order = {}
+    for i, a in enumerate(active):  # the refresh's re-sort of the columns
+        if a and refresh:
+            gg, q = new[f"gg{i}"], qo[i]
+            order[i] = np.argsort(-np.sum(q * (gg @ q), axis=0), kind="stable")
+    if t >= 2:
+        s = t - 1
+        mo, vo = old["exp_avg"].reshape(dims), old["exp_avg_sq"].reshape(dims)
+        gt = soap_project(g, qo)
+        var_gt = k_p / 3.0 * _soap_chain(np.abs(g), qo, back=False) ** 2
+        m = b1 * mo + (1 - b1) * gt
+        v = b2 * vo + (1 - b2) * gt * gt
+        var_m = (SOAP_EMA_ROUNDINGS["exp_avg"] * (np.abs(mo) + np.abs(m)) ** 2 / 3.0
+                 + (1 - b1) ** 2 * var_gt)
+        var_v = (SOAP_EMA_ROUNDINGS["exp_avg_sq"] * (np.abs(vo) + np.abs(v)) ** 2 / 3.0
+                 + (1 - b2) ** 2 * 4 * gt ** 2 * var_gt)
+        for i, o in order.items():
+            var_v = np.take(var_v, o, axis=i)
+        var["exp_avg_sq"] = var_v.reshape(pp.shape)
+        ratio = m / (np.sqrt(v) + float(hp["eps"]))
+        upd = soap_project_back(ratio, qo)
+        var_u = (_soap_chain(SOAP_RATIO_ROUNDINGS / 3.0 * ratio ** 2, qo, back=True, square=True)
+                 + k_p / 3.0 * _soap_chain(np.abs(ratio), qo, back=True) ** 2)
+        if hp["normalize_grads"]:
+            rms = 1e-30 + float(np.sqrt(np.mean(upd * upd)))
+            upd, var_u = upd / rms, var_u / rms ** 2 + (upd / rms) ** 2 / 3.0
+        size = lr
+        fp = FactorPrecision.of(hp, case.dtype)
+        fac = 0.0
+        if hp["correct_bias"]:
+            size = lr * np.sqrt(1 - b2 ** s) / (1 - b1 ** s)
+            fac = (_factor_error(b1, s, fp) + 0.5 * _factor_error(b2, s, fp)) / u
+        c = 1.0 - lr * wd
+        step = np.abs(size * upd).reshape(pp.shape)
+        p1 = np.abs(old["p"]) + step  # bounds |theta - a U|
+        var["p"] = (c ** 2 * (size ** 2 * var_u.reshape(pp.shape) + step ** 2 / 3.0)
+                    + p1 ** 2 / 3.0 + (wd != 0) * np.abs(new["p"]) ** 2 / 3.0)
+        bound["p"] = fac * c * step
+        if wd:
+            c_in = 1.0 - float(np.float64(lr) * np.float64(wd))
+            bound["p"] = bound["p"] + (max(_const_error(c, case.dtype), abs(c_in - c) / c + u)
+                                       / u) * np.abs(old["p"])
+        # the stored m: back with the old bases, into the new (two chained projections)
+        back = soap_project_back(m, qo)
+        var_back = (_soap_chain(var_m, qo, back=True, square=True)
+                    + k_p / 3.0 * _soap_chain(np.abs(m), qo, back=True) ** 2)
+        var["exp_avg"] = (_soap_chain(var_back, qn, back=False, square=True)
+                          + k_p / 3.0 * _soap_chain(np.abs(back), qn, back=False) ** 2
+                          ).reshape(pp.shape)
+    for i, a in enumerate(active):
+        if not a:
+            continue
+        n = dims[i]
+        others = tuple(k for k in range(g.ndim) if k != i)
+        ag = np.abs(g)
+        mag = np.multiply.outer(ag, ag) if g.ndim == 1 else np.tensordot(ag, ag,
+                                                                         axes=(others, others))
+        k = g.size // n
+        ggo, ggn = old[f"gg{i}"], new[f"gg{i}"]
+        var[f"gg{i}"] = (SOAP_LERP_ROUNDINGS * (np.abs(ggo) + np.abs(ggn)) ** 2 / 3.0
+                         + (1 - sb) ** 2 * (2 * k - 1) / 3.0 * mag ** 2)
+        if t == 1:
+            def eig(x):
+                return soap_eigenbasis(x, eigh_dtype="float64")[0]
+
+            e = (n * float(np.linalg.norm(ggn, 2))) ** 2
+            var[f"q{i}"] = _soap_basis_var(eig, ggn, np.full((n, n), e), n)
+        elif refresh:
+            a_mat = ggn @ qo[i][:, order[i]]
+
+            def qr(x):
+                qq, r = np.linalg.qr(x)
+                return qq * np.where(np.diagonal(r) < 0, -1.0, 1.0)[None, :]
+
+            var_a = ((2 * n - 1) / 3.0 * (np.abs(ggn) @ np.abs(qo[i][:, order[i]])) ** 2
+                     + (n * np.linalg.norm(a_mat, axis=0)[None, :]) ** 2)
+            var[f"q{i}"] = _soap_basis_var(qr, a_mat, var_a, n)
+    return (np.concatenate([var[f].reshape(-1) for f in pp.fields]),
+            np.concatenate([bound[f].reshape(-1) for f in pp.fields]))
+
+
+def _soap_scalars(pp, old, new, lr) -> list:
+    """The step size (its 5 roundings) and normalize_grads' RMS: rank-one terms along the
+    step (see the block above)."""
+    hp = pp.hp
+    t = pp_t(pp)
+    if t < 2:
+        return []
+    lr = float(lr if lr is not None else hp["lr"])
+    c = 1.0 - lr * float(hp["weight_decay"])
+    d = new["p"] - c * old["p"]  # -c a U
+    if not np.any(d):
+        return []
+    dirs = {f: np.zeros_like(new[f]) for f in pp.fields}
+    dirs["p"] = d
+    var = SOAP_SIZE_ROUNDINGS / 3.0 if hp["correct_bias"] else 0.0
+    if hp["normalize_grads"]:
+        var += _norm_var(d.size) + 1.0 / 3.0  # sqrt(mean(U^2)), + 1e-30
+    return [(dirs, var)] if var else []
+
+
+TENSOR_LOCAL["soap"] = _soap_local
+SHARED_SCALARS["soap"] = _soap_scalars

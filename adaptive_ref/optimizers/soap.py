@@ -473,12 +473,17 @@ _UPSTREAM = dict(eigh_dtype="float32")
 
 SOAP = OptimizerSpec(
     name="soap", title="SOAP", init=soap_init, step=soap_step, state_type=SoapState,
-    hparams=SOAP_HPARAMS, elementwise=False,
+    hparams=SOAP_HPARAMS, elementwise=False, coupling="tensor",
     paper="Vyas et al., SOAP: Improving and Stabilizing Shampoo using Adam, arXiv:2409.11321, "
           "2024 (Algorithm 3)",
     summary="Adam in the eigenbasis of Shampoo's per-dimension statistics; eigh on the first "
             "call (which only accumulates), then a re-sort and one QR power step every k steps.",
     profiles={
+        # the reference's own settings (eigh and QR in float64): the only profile with goldens,
+        # since upstream's float32 cast has no exact golden (finding S1)
+        "reference": Profile("reference", {"eigh_dtype": "float64"},
+                             "adaptive_ref.optimizers.soap (this module)",
+                             "eigh and QR in the parameter's float64; the goldens' profile"),
         "upstream": Profile("upstream", _UPSTREAM,
                             "nikhilvyas/SOAP soap.py SOAP.step, update_preconditioner, "
                             "get_orthogonal_matrix, get_orthogonal_matrix_QR (commit "

@@ -143,6 +143,10 @@ class ReferenceAdapter(Adapter):
             for name, v in zip(st._fields, st, strict=False):
                 if v is None:
                     continue
+                if isinstance(v, tuple):  # one array per dimension (SOAP's gg, q): name<i>
+                    fields.update({f"{name}{i}": np.asarray(b.to_numpy(x))
+                                   for i, x in enumerate(v) if x is not None})
+                    continue
                 a = np.asarray(b.to_numpy(v))
                 fields[name] = int(a) if name == "count" else (
                     float(a) if is_scalar_field(name) else a)
