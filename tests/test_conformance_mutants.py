@@ -103,3 +103,16 @@ def test_a_wrong_adafactor_convention_is_caught(cid, change):
     res = run_case(_Mutant("adafactor-" + "-".join(change.values()), **change), case)
     assert res.status == "fail", res.report()
     assert "first divergence" in res.report()
+
+
+def test_soap_float32_eigenbasis_and_a_tiny_update_error_are_caught():
+    """SOAP's float64 goldens: upstream's float32 eigh/QR cast (finding S1) fails at the first
+    call's basis, and an update off by 1e-12 relative from step 6 on fails too."""
+    from adaptive_ref.conformance.mutants import PerturbedUpdate
+
+    case = _case("soap[reference,float64,base]")
+    res = run_case(_Mutant("soap-f32-eigh", eigh_dtype="float32"), case)
+    assert res.status == "fail" and res.failures[0].step == 1, res.report()
+    assert ".q" in res.failures[0].what
+    res = run_case(PerturbedUpdate(1e-12, start=6), case)
+    assert res.status == "fail" and all(f.step >= 10 for f in res.failures), res.report()

@@ -508,7 +508,7 @@ def _soap_cases(spec) -> Iterator[GoldenCase]:
             id=f"soap[reference,float64,{variant}]", optimizer="soap", profile="reference",
             dtype="float64", kind="replay", hparams=settings, overrides=over, steps=steps,
             checkpoints=cps, params=_soap_params(settings, steps, lr), lr_schedule=None,
-            tags=("base",) if variant == "base" else ("knob", variant.split("=")[0]))
+            tags=("base",) if variant == "base" else ("variant", variant.split("=")[0]))
 
 
 OWN_CASES = {"soap": _soap_cases}
