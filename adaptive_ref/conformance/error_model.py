@@ -1259,6 +1259,11 @@ def _soap_local(case, pp, old, new, t, lr, u) -> tuple[np.ndarray, np.ndarray]:
         var_u = (_soap_chain(SOAP_RATIO_ROUNDINGS / 3.0 * ratio ** 2, qo, back=True, square=True)
                  + k_p / 3.0 * _soap_chain(np.abs(ratio), qo, back=True) ** 2)
         if hp["normalize_grads"]:
+            # U's own errors move its RMS too (d ln rms = sum U dU / sum U^2): that relative
+            # variance joins the RMS's rank-one term (_soap_scalars reads it for this step)
+            s2 = float(np.sum(upd * upd))
+            pp.soap_rms_input_var = (t, float(np.sum(upd * upd * var_u)) / s2 ** 2
+                                     if s2 else 0.0)
             rms = 1e-30 + float(np.sqrt(np.mean(upd * upd)))
             upd, var_u = upd / rms, var_u / rms ** 2 + (upd / rms) ** 2 / 3.0
         size = lr
@@ -1333,6 +1338,8 @@ def _soap_scalars(pp, old, new, lr) -> list:
     var = SOAP_SIZE_ROUNDINGS / 3.0 if hp["correct_bias"] else 0.0
     if hp["normalize_grads"]:
         var += _norm_var(d.size) + 1.0 / 3.0  # sqrt(mean(U^2)), + 1e-30
+        t_in, v_in = getattr(pp, "soap_rms_input_var", (None, 0.0))
+        var += v_in if t_in == t else 0.0
     return [(dirs, var)] if var else []
 
 
