@@ -32,6 +32,10 @@ from .base import Adapter
 
 __all__ = ["ReferenceAdapter"]
 
+# optimizers a backend's namespace cannot run, with the reason (reported as n/a)
+NOT_ON = {Backend.DASK: {"soap": "Dask's array-API namespace has no linalg.eigh, which SOAP's "
+                                 "eigenbasis needs (docs/backends.md, SOAP on Dask)"}}
+
 
 class ReferenceAdapter(Adapter):
     profile = None
@@ -66,6 +70,8 @@ class ReferenceAdapter(Adapter):
     def supports(self, case):
         if case.optimizer not in registry.REGISTRY:
             return f"unsupported: {case.optimizer} is not registered"
+        if case.optimizer in NOT_ON.get(self.backend, {}):
+            return f"unsupported: {NOT_ON[self.backend][case.optimizer]}"
         return None
 
     def build(self, case):
