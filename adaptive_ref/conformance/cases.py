@@ -96,6 +96,9 @@ KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     ("lars", "lr_placement"): {"_schedule": True},
     ("lars", "trust_denominator"): {"weight_decay": 1e-2},
 }
+# Prodigy (coupling "tree": every case is one model of all its parameters, a-d or a-c): the
+# decay's placement needs a decay
+KNOB_CONTEXT[("prodigy", "weight_decay_mode")] = {"weight_decay": 1e-2}
 # Adan: (p - lr u)/(1 + lr wd) and p (1 - lr wd) - lr u differ by about lr^2 wd |u| per step;
 # at wd = 1e-2 (lr 1e-3) that is below a float32 rounding of p, at 0.1 it is not
 KNOB_CONTEXT[("adan", "weight_decay_mode")] = {"weight_decay": 0.1}
@@ -208,6 +211,11 @@ WELL_POSED = {"lion": _lion_well_posed}
 # float64 tie, which no working precision certifies (exact.certified); 0.1 (53 significant
 # bits) is not.
 CASE_LR = {"schedule_free_sgd": 0.1}
+# prodigy: a replayed gradient never changes sign as p moves, so <g, p0 - p> grows without bound
+# and d with it (at the authors' lr = 1: d = 27 at step 50, 6e20 at step 200, each step's
+# rounding amplified ~1e6 times by step 50); at 0.1 d grows from d0 = 1e-6 to ~10 in 200 steps,
+# so every case sees d's estimate act while the trajectory stays well-posed
+CASE_LR["prodigy"] = 0.1
 
 
 def case_lr(spec) -> float:
@@ -313,7 +321,7 @@ def in_catalogue(spec) -> tuple[bool, str]:
     """Whether the catalogue covers ``spec``, and why not."""
     if not spec.profiles:
         return False, "no framework profile (nothing to conform to; checked by its own tests)"
-    if not spec.elementwise and not is_sparse(spec) and spec.coupling != "tensor":
+    if not spec.elementwise and not is_sparse(spec) and spec.coupling not in ("tensor", "tree"):
         return False, "not elementwise"
     return True, ""
 
@@ -377,9 +385,13 @@ def _cases_for(spec) -> Iterator[GoldenCase]:
             yield _make(spec, profile, dtype, "schedule", sched_over, schedule=True,
                         tags=("schedule",), **short)
             lr = case_lr(spec)
+            if spec.coupling == "tree":  # one setting for the whole model: no groups
+                continue
             yield _make(spec, profile, dtype, "groups", {"weight_decay": WEIGHT_DECAY},
                         param_hparams={"b": {"weight_decay": 0.0}, "c": {"lr": lr * 0.1}},
                         tags=("groups",), **short)
+        if spec.coupling == "tree":  # error model: replay cases only so far (closed loops'
+            continue  # gradient-evaluation term is per parameter; not yet for a whole model)
         for objective in objectives.OBJECTIVES:
             yield _closed_loop(spec, profile, objective)
 

@@ -46,6 +46,8 @@ MAX_ELEMENTS = 10**6  # elements of one parameter
 # State fields that hold one number per parameter (0-d state, stored as a one-element list):
 # NAdam's ``mu_product`` (every ``*product``), schedule-free's ``weight_sum`` and ``lr_max``.
 SCALAR_STATE_FIELDS = frozenset({"weight_sum", "lr_max"})
+# Whole-model optimizers' scalars, the same number in every parameter's record (Prodigy)
+SCALAR_STATE_FIELDS |= {"d", "d_max", "d_numerator"}
 
 
 def is_scalar_field(name: str) -> bool:

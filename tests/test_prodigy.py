@@ -1,0 +1,103 @@
+"""Prodigy (a whole-model optimizer, ``coupling == "tree"``): hand-derived first steps, the
+whole-model API, the tree API's dispatch and the global reductions it is built on."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from adaptive_ref import _global as gl
+from adaptive_ref import tree
+from adaptive_ref.optimizers.prodigy import prodigy_init, prodigy_step
+
+
+def test_first_step_by_hand():
+    """Step 1 from d0: m = d0 (1 - b1) g, v = d0^2 (1 - b2) g^2, s = d0 lr g (d/d0 = 1),
+    r = 0 (p = p0), so d_hat = 0 and d stays d0; p -= d0 lr m / (sqrt(v) + d0 eps)."""
+    p, g = [np.array([1.0, -2.0]), np.array(0.5)], [np.array([0.3, -0.1]), np.array(2.0)]
+    d0, lr, b1, b2, eps = 1e-6, 0.5, 0.9, 0.999, 1e-8
+    new, st = prodigy_step(p, g, prodigy_init(p, d0=d0), lr=lr, d0=d0)
+    for pi, gi, ni in zip(p, g, new, strict=True):
+        m, v = d0 * (1 - b1) * gi, d0 * d0 * (1 - b2) * gi * gi
+        np.testing.assert_allclose(ni, pi - d0 * lr * m / (np.sqrt(v) + d0 * eps), rtol=1e-15)
+    assert float(st.d) == d0 and float(st.d_numerator) == 0.0 and int(st.count) == 1
+    np.testing.assert_allclose(st.s[0], d0 * lr * g[0], rtol=1e-15)
+
+
+def test_second_step_estimates_d_from_every_leaf():
+    """Step 2: r = b3 * 0 + (d/d0) dlr sum_i <g_i, p0_i - p_i> over both leaves, d_hat =
+    r / sum_i ||s_i||_1, d = max(d0, d_hat): a change in one leaf moves the other's step."""
+    p = [np.array([1.0, -2.0]), np.array([0.5])]
+    g = [np.array([0.3, -0.1]), np.array([2.0])]
+    kw = dict(lr=1.0, d0=1e-6)
+    p1, s1 = prodigy_step(p, g, prodigy_init(p), **kw)
+    p2, s2 = prodigy_step(p1, g, s1, **kw)
+    b3 = math.sqrt(0.999)
+    r = 1e-6 * sum(float(np.sum(gi * (pi - qi))) for gi, pi, qi in zip(g, p, p1, strict=True))
+    den = sum(float(np.sum(np.abs(b3 * 1e-6 * gi + 1e-6 * gi))) for gi in g)
+    assert float(s2.d_numerator) == pytest.approx(r, rel=1e-14)
+    assert float(s2.d) == pytest.approx(max(1e-6, r / den), rel=1e-14)
+    other = [g[0], np.array([-2.0])]  # the second leaf's gradient flips at step 2
+    q2, _ = prodigy_step(p1, other, s1, **kw)
+    assert not np.array_equal(q2[0], p2[0])  # ... and the first leaf's step changes
+
+
+def test_decoupled_decay_scales_with_d_and_zero_gradient_is_no_step():
+    """The decay is p (1 - wd dlr), dlr = d lr (not lr); a zero gradient from a fresh state is
+    the authors' early return: nothing moves, the count stays."""
+    p, g = np.array([0.75, -1.25]), np.array([0.1, 0.2])
+    a, _ = prodigy_step(p, g, prodigy_init(p), lr=0.5, weight_decay=0.1)
+    b, _ = prodigy_step(p, g, prodigy_init(p), lr=0.5)
+    np.testing.assert_allclose(a - b, -0.1 * 1e-6 * 0.5 * p, rtol=0, atol=4e-16)
+    z, st = prodigy_step(p, np.zeros(2), prodigy_init(p), lr=0.5, weight_decay=0.1)
+    np.testing.assert_array_equal(z, p)
+    assert int(st.count) == 0
+
+
+def test_tree_api_dispatches_the_whole_model():
+    params = {"w": np.ones((2, 3)), "b": np.zeros(3)}
+    grads = {"w": np.full((2, 3), 0.1), "b": np.full(3, -0.2)}
+    opt = tree.make("prodigy", profile="optax")
+    st = opt.init(params)
+    new, st2 = opt.step(params, grads, st)
+    leaves = [params["b"], params["w"]]  # optree's sorted-key order
+    ref, rst = prodigy_step(leaves, [grads["b"], grads["w"]], prodigy_init(leaves),
+                            **opt.settings)
+    np.testing.assert_array_equal(new["b"], ref[0])
+    np.testing.assert_array_equal(new["w"], ref[1])
+    assert float(st2.d) == float(rst.d)
+    with pytest.raises(ValueError, match="groups and decay_mask are not supported"):
+        tree.make("prodigy", decay_mask={"w": True, "b": False}).step(params, grads, st)
+
+
+def test_none_gradient_leaves_are_left_out():
+    p = [np.array([1.0, 2.0]), np.array([3.0])]
+    g = [np.array([0.5, 0.5]), None]
+    new, st = prodigy_step(p, g, prodigy_init(p))
+    assert new[1] is p[1] and st.mu[1] is not None and not np.any(st.mu[1])
+    alone, _ = prodigy_step([p[0]], [g[0]], prodigy_init([p[0]]))
+    np.testing.assert_array_equal(new[0], alone[0])
+
+
+def test_errors_name_the_leaf_and_the_argument():
+    p = [np.ones(2), np.ones(3)]
+    st = prodigy_init(p)
+    with pytest.raises(ValueError, match=r"\(leaf 1\): grad has shape"):
+        prodigy_step(p, [np.ones(2), np.ones(2)], st)
+    with pytest.raises(ValueError, match="params has 2 leaves but grads has 1"):
+        prodigy_step(p, [np.ones(2)], st)
+    with pytest.raises(ValueError, match=r"d0=0.0 is outside the accepted range \(0, inf\)"):
+        prodigy_step(p, p, st, d0=0.0)
+    with pytest.raises(ValueError, match=r"\(leaf 0\): state.s has shape \(2,\), expected \(1,\) for slice_p=2"):
+        prodigy_step(p, p, st, slice_p=2)
+
+
+def test_global_reductions():
+    xs = [np.array([3.0, -4.0]), np.array([[12.0]])]
+    assert float(gl.global_norm(np, xs, np.float64)) == 13.0
+    assert float(gl.global_abs_sum(np, xs, np.float64)) == 19.0
+    assert float(gl.global_vdot(np, xs, xs, np.float64)) == 169.0
+    with pytest.raises(ValueError, match="holds no arrays"):
+        gl.leaves_namespace("f", [])
