@@ -90,3 +90,8 @@ from .optimizers.lion import LionState, lion_init, lion_step  # noqa: E402
 __all__ += ["AdoptState", "adopt_init", "adopt_step", "AdaBeliefState", "adabelief_init",
             "adabelief_step", "AdanState", "adan_init", "adan_step", "AdadeltaState",
             "adadelta_init", "adadelta_step", "LionState", "lion_init", "lion_step"]
+# issue 12: a whole-model optimizer and the global reductions it (and clipping) are built on
+from ._global import clip_by_global_norm  # noqa: E402
+from .optimizers.prodigy import ProdigyState, prodigy_init, prodigy_step  # noqa: E402
+
+__all__ += ["ProdigyState", "prodigy_init", "prodigy_step", "clip_by_global_norm"]

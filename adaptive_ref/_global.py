@@ -7,9 +7,8 @@ order inside a leaf is the backend's), the per-leaf results are cast to the requ
 (float64 where the step's scalars live there) and added left to right in leaf order. The result
 is a 0-d array: nothing is read back to the host, so ``jax.jit`` traces it and Dask stays lazy.
 
-Global-norm clipping reuses :func:`global_norm`: ``n = global_norm(xp, grads, dtype)``, then each
-leaf times ``min(1, max_norm / (n + eps))`` (torch ``clip_grad_norm_``: eps 1e-6) or
-``where(n < max_norm, g, g * max_norm / n)`` (optax ``clip_by_global_norm``).
+:func:`clip_by_global_norm` is global-norm gradient clipping built on :func:`global_norm`, with
+the two conventions in use as the knob ``rule``.
 """
 
 from __future__ import annotations
@@ -17,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._checks import check_arrays
+from ._checks import check_arrays, check_hparams, is_array
+from ._spec import HParam
 
-__all__ = ["leaves_namespace", "global_sum", "global_vdot", "global_abs_sum", "global_norm"]
+__all__ = ["leaves_namespace", "global_sum", "global_vdot", "global_abs_sum", "global_norm",
+           "clip_by_global_norm", "CLIP_HPARAMS"]
 
 
 def leaves_namespace(op: str, leaves: Sequence[Any], what: str = "params"):
@@ -57,3 +58,38 @@ def global_abs_sum(xp, xs: Sequence[Any], dtype):
 def global_norm(xp, xs: Sequence[Any], dtype):
     """``sqrt(sum_i ||x_i||_2^2)``: the model's Euclidean norm (global-norm clipping)."""
     return xp.sqrt(global_sum(xp, [xp.sum(x * x) for x in xs], dtype))
+
+
+CLIP_HPARAMS = (
+    HParam("max_norm", 1.0, "the largest global norm let through", low=0.0, low_open=True,
+           allow_inf=True),
+    HParam("rule", "optax", "'optax': g unchanged where ||g|| < max_norm, else (g / ||g||) * "
+           "max_norm (optax.clip_by_global_norm); 'torch': g * min(1, max_norm / (||g|| + eps)) "
+           "(torch.nn.utils.clip_grad_norm_)", kind="choice", choices=("optax", "torch"),
+           knob=True),
+    HParam("eps", 1e-6, "added to the norm under rule='torch'", low=0.0),
+)
+
+
+def clip_by_global_norm(grads, max_norm=1.0, *, rule="optax", eps=1e-6):
+    """``(clipped, norm)``: the gradients (an array, or a list/tuple of arrays with ``None`` for
+    leaves without one) scaled so that their global norm is at most ``max_norm``, and that norm
+    (0-d, in the gradients' dtype, as both frameworks compute it). Pure, jit-traceable (no host
+    read: ``xp.where``)."""
+    op = "clip_by_global_norm"
+    check_hparams(op, CLIP_HPARAMS, (max_norm, rule, eps))
+    single = is_array(grads)
+    leaves = [grads] if single else list(grads)
+    live = [g for g in leaves if g is not None]
+    xp = leaves_namespace(op, live, "grads")
+    norm = global_norm(xp, live, live[0].dtype)
+    if rule == "optax":
+        def clip(g):
+            return xp.where(norm < max_norm, g, (g / xp.astype(norm, g.dtype)) * max_norm)
+    else:
+        coef = xp.minimum(max_norm / (norm + eps), xp.ones_like(norm))
+
+        def clip(g):
+            return g * xp.astype(coef, g.dtype)
+    out = [None if g is None else clip(g) for g in leaves]
+    return (out[0] if single else type(grads)(out)), norm

@@ -101,3 +101,73 @@ def test_global_reductions():
     assert float(gl.global_vdot(np, xs, xs, np.float64)) == 169.0
     with pytest.raises(ValueError, match="holds no arrays"):
         gl.leaves_namespace("f", [])
+
+
+# ---- conformance: the goldens catch a Prodigy whose sums are not the whole model's ----------
+
+def _per_leaf_prodigy():
+    """Mutant: each parameter stepped as its own one-leaf model (d from that leaf's sums only),
+    the mistake a per-tensor optimizer API invites."""
+    import dataclasses
+
+    from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+
+    class PerLeaf(ReferenceAdapter):
+        name = "per-leaf-prodigy"
+
+        def build(self, case):
+            h = super().build(case)
+            h["spec"] = dataclasses.replace(h["spec"], coupling="element")  # per-leaf states
+            d0 = case.param_hparams(case.params[0].name)["d0"]
+            h["states"] = {k: prodigy_init(p, d0=d0) for k, p in h["params"].items()}
+            return h
+
+    return PerLeaf()
+
+
+@pytest.mark.parametrize("cid", ["prodigy[upstream,float64,base]",
+                                 "prodigy[optax,float32,weight_decay=0.01]"])
+def test_per_leaf_sums_are_caught(cid):
+    from adaptive_ref.conformance import format as fmt
+    from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+    from adaptive_ref.conformance.runner import run_case
+
+    (case,) = [c for c in fmt.load_cases("prodigy") if c.id == cid]
+    assert run_case(ReferenceAdapter(), case).status == "pass"
+    res = run_case(_per_leaf_prodigy(), case)
+    assert res.status == "fail"
+    assert cid in res.report() and "first divergence" in res.report()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", [0.1, 10.0])
+def test_global_norm_clipping_matches_optax_and_torch(dtype, scale):
+    """clip_by_global_norm (built on _global.global_norm) under each rule against the
+    framework's own function, below and above the threshold."""
+    optax = pytest.importorskip("optax")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    gs = [np.asarray(scale * rng.normal(size=s), dtype=dtype) for s in [(3,), (2, 4), ()]]
+    ours, norm = gl.clip_by_global_norm(gs, 1.0, rule="optax")
+    import jax
+
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    try:
+        ref, _ = optax.clip_by_global_norm(1.0).update([jax.numpy.asarray(g) for g in gs], None)
+        ref = [np.asarray(r) for r in ref]
+    finally:
+        jax.config.update("jax_enable_x64", old)
+    for a, b in zip(ours, ref, strict=True):
+        assert b.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=4 * np.finfo(dtype).eps)
+    ts = [torch.nn.Parameter(torch.zeros(g.shape, dtype=getattr(torch, dtype))) for g in gs]
+    for t, g in zip(ts, gs, strict=True):
+        t.grad = torch.from_numpy(g.copy())
+    tn = torch.nn.utils.clip_grad_norm_(ts, 1.0, foreach=False)
+    ours, norm = gl.clip_by_global_norm(gs, 1.0, rule="torch")
+    np.testing.assert_allclose(norm, tn.numpy(), rtol=4 * np.finfo(dtype).eps)
+    for a, t in zip(ours, ts, strict=True):
+        np.testing.assert_allclose(a, t.grad.numpy(), rtol=4 * np.finfo(dtype).eps)
+    with pytest.raises(ValueError, match=r"max_norm=0.0 is outside the accepted range"):
+        gl.clip_by_global_norm(gs, 0.0)

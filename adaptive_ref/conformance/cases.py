@@ -239,7 +239,14 @@ def _round(x: np.ndarray, dtype: str) -> np.ndarray:
 INIT_SCALE = {"a": 0.0, "b": "lr", "c": 1.0, "d": "lr", "e": "lr", "f": "lr"}
 
 
-def _replay_params(dtype: str, names: str, lr: float) -> tuple[ParamSpec, ...]:
+# The size of one step in units of lr, where it is not ~1: Prodigy's step is d*lr with d from
+# d0 = 1e-6 (so its "b" and "d" start at O(step), as every optimizer's do; its dynamics read
+# p0 - p only, so the starting values change nothing but the decay)
+STEP_UNIT = {"prodigy": 1e-6}
+
+
+def _replay_params(dtype: str, names: str, lr: float, unit: float = 1.0
+                   ) -> tuple[ParamSpec, ...]:
     out = []
     for i, (name, shape, grad) in enumerate(REPLAY_PARAMS):
         if name not in names:
@@ -247,7 +254,7 @@ def _replay_params(dtype: str, names: str, lr: float) -> tuple[ParamSpec, ...]:
         n = int(np.prod(shape)) if shape else 1
         grad = {k: v for k, v in grad.items() if v is not None}
         scale = INIT_SCALE[name]
-        scale = 10.0 * lr if scale == "lr" else scale
+        scale = 10.0 * lr * unit if scale == "lr" else scale
         init = (2.0 * uniform(900 + i, np.arange(n, dtype=np.uint64)) - 1.0) * scale
         out.append(ParamSpec(name, shape, _round(init, dtype),
                              {"generator": "splitmix64-v1", **grad}))
@@ -285,7 +292,7 @@ def _make(spec, profile: str, dtype: str, variant: str, overrides: dict, *, step
     lr = case_lr(spec)
     over = {k: v for k, v in overrides.items() if not k.startswith("_")}
     settings = spec.settings(profile, **{"lr": lr, **over})
-    params = _replay_params(dtype, names, lr)
+    params = _replay_params(dtype, names, lr, STEP_UNIT.get(spec.name, 1.0))
     if param_hparams:
         params = tuple(ParamSpec(p.name, p.shape, p.init, p.grad, param_hparams.get(p.name, {}))
                        for p in params)
