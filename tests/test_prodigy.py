@@ -90,7 +90,8 @@ def test_errors_name_the_leaf_and_the_argument():
         prodigy_step(p, [np.ones(2)], st)
     with pytest.raises(ValueError, match=r"d0=0.0 is outside the accepted range \(0, inf\)"):
         prodigy_step(p, p, st, d0=0.0)
-    with pytest.raises(ValueError, match=r"\(leaf 0\): state.s has shape \(2,\), expected \(1,\) for slice_p=2"):
+    with pytest.raises(ValueError, match=r"\(leaf 0\): state.s has shape \(2,\), "
+                                         r"expected \(1,\) for slice_p=2"):
         prodigy_step(p, p, st, slice_p=2)
 
 

@@ -1,5 +1,5 @@
 """The authors' Prodigy package (``prodigyopt``, ``Prodigy``) as an implementation under
-Prodigy's ``upstream`` profile: ``prodigyopt``.
+Prodigy's ``upstream`` profile: ``upstream-prodigyopt``.
 
 It is a torch optimizer, so the torch adapter's machinery drives it (a scheduled lr written into
 every group, the gradients set on the parameters). All parameters are one group: Prodigy's d,
@@ -31,7 +31,7 @@ class ProdigyoptAdapter(TorchAdapter):
 
     def __init__(self):
         self.mode = "forloop"
-        self.name = "prodigyopt"
+        self.name = "upstream-prodigyopt"
         self.description = "prodigyopt.Prodigy (the authors' package)"
 
     def applies_to(self, case):
