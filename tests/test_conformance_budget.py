@@ -73,6 +73,12 @@ UNMET = {("radam", "optax", "float32"): 2e-4, ("radam", "optax", "float64"): 3e-
 # of the update is indistinguishable from a legitimate float32 evaluation
 # (measured: 5.8e-6 and 2.3e-7)
 UNMET.update({("adafactor", "optax", "float64"): 1e-5, ("adafactor", "keras", "float64"): 3e-7})
+# Prodigy (measured the same way): its d is r / sum_i ||s_i||_1 with r = sum <g, p0 - p>, read
+# from the stored parameters, so p's roundings (u |p|) enter r relative to |p0 - p| (the
+# displacement, 1e-4 of |p| for "c" at step 200): the reference itself is 1.8e6 float64 ULP from
+# the golden on r at step 5, and in float32 d is uncertain to ~1e-3 once it grows (finding R6).
+UNMET.update({("prodigy", "upstream", "float64"): 2e-11, ("prodigy", "optax", "float64"): 2e-10,
+              ("prodigy", "upstream", "float32"): 1e-2, ("prodigy", "optax", "float32"): 1e-1})
 
 
 def _delta(case) -> float:

@@ -104,6 +104,8 @@ FACTORS = {
     # LAMB: bounded as in Adam although the trust ratio cancels a uniform scaling of r (exactly
     # when wd = 0 and eps is negligible): a sound, not a tight, bound (docs/conformance.md)
     "lamb": (("beta1", -1.0), ("beta2", 0.5)),
+    # Prodigy's dlr = d lr sqrt(1 - b2^t)/(1 - b1^t) (with bias_correction)
+    "prodigy": (("beta1", -1.0), ("beta2", 0.5)),
 }
 FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
 
@@ -343,6 +345,8 @@ def propagate(case) -> dict:
     """``{step: {"params": {k: (rand, sys)}, "state": {k: {f: (rand, sys)}}}}`` at the
     checkpoints (maxima over the array's elements, in units of u)."""
     spec = registry.get(case.optimizer)
+    if spec.coupling == "tree":
+        return _propagate_tree(case)
     dtype = case.dtype
     u = UNIT[dtype]
     opt = case.optimizer
@@ -1105,3 +1109,250 @@ def _adafactor_scalars(pp, old, new, lr) -> list:
 
 TENSOR_LOCAL = {"adafactor": _adafactor_local}
 SHARED_SCALARS["adafactor"] = _adafactor_scalars
+# ---- whole-model optimizers (OptimizerSpec.coupling == "tree": Prodigy) -------------------
+# Every element's step reads sums over the whole model (Prodigy's d from r / sum_i ||s_i||_1),
+# so the linearised state is one vector: per parameter its p and TREE_FIELDS (field-major),
+# then the model's scalars once. The Jacobian is taken over all of it by one-sided finite
+# differences of the float64 reference's whole-model step. Local roundings per element as
+# above (FIELD_ROUNDINGS_OF, UPDATE_ROUNDINGS); the shared scalars' roundings are rank-one
+# terms (TREE_SHARED), as SHARED_SCALARS are for the per-tensor optimizers.
+TREE_FIELDS = {"prodigy": ("mu", "nu", "s")}  # p0 is an exact copy of the start: no error
+TREE_SCALARS = {"prodigy": ("d", "d_max", "d_numerator")}
+# Prodigy's fields: mu = b1 mu + c g (c = d(1 - b1) a shared scalar: b1*, c*g, +); nu = b2 nu +
+# c' g*g (g*g, c'*, b2*, +); s = b3 s + c'' g (as mu). Its update: sqrt(v), d_t*eps (shared),
+# +, dlr*m, /, the decoupled wd*dlr*p (2) and their sum.
+FIELD_ROUNDINGS_OF.update({("prodigy", "mu"): 3, ("prodigy", "nu"): 4, ("prodigy", "s"): 3})
+UPDATE_ROUNDINGS["prodigy"] = 7
+# the shared per-step scalars' own roundings, relative (units u): c = d(1 - b1) (one), c' =
+# d*d*(1 - b2) (two), c'' = (d/d0)*dlr (two; dlr = d*lr one more, below); systematic: the same
+# error in every element's new term of that field
+TREE_SCALAR_ROUNDINGS = {("prodigy", "mu"): 1, ("prodigy", "nu"): 2, ("prodigy", "s"): 2}
+
+
+class _Model:
+    """The float64 reference run of a whole model as one vector (see the block comment)."""
+
+    def __init__(self, case, spec):
+        self.case, self.spec = case, spec
+        self.names = [p.name for p in case.params]
+        self.shapes = [p.shape for p in case.params]
+        self.sizes = [int(np.prod(s, dtype=np.int64)) if s else 1 for s in self.shapes]
+        self.hp = case.param_hparams(self.names[0])
+        self.fields = TREE_FIELDS[case.optimizer]
+        self.scalars = TREE_SCALARS[case.optimizer]
+        params = tuple(np.asarray(p.init, dtype=np.float64).reshape(p.shape)
+                       for p in case.params)
+        self.st = spec.init(params, **spec.init_kwargs(self.hp))
+        self.vec = self.pack(params, self.st)
+        self.layout = [(j, f) for j in range(len(self.names)) for f in ("p", *self.fields)]
+
+    def pack(self, params, st) -> np.ndarray:
+        parts = []
+        for j in range(len(self.names)):
+            parts.append(np.asarray(params[j], dtype=np.float64).reshape(-1))
+            for f in self.fields:
+                parts.append(np.asarray(getattr(st, f)[j], dtype=np.float64).reshape(-1))
+        parts.append(np.array([float(getattr(st, f)) for f in self.scalars]))
+        return np.concatenate(parts)
+
+    def unpack(self, vec):
+        params, per, off = [], {f: [] for f in self.fields}, 0
+        for j, n in enumerate(self.sizes):
+            params.append(vec[off:off + n].reshape(self.shapes[j]))
+            off += n
+            for f in self.fields:
+                per[f].append(vec[off:off + n].reshape(self.shapes[j]))
+                off += n
+        sc = {f: np.float64(vec[off + i]) for i, f in enumerate(self.scalars)}
+        st = self.st._replace(**{f: tuple(v) for f, v in per.items()}, **sc)
+        return tuple(params), st
+
+    def slot(self, j: int, f: str) -> slice:
+        off = sum(n * (1 + len(self.fields)) for n in self.sizes[:j])
+        k = 0 if f == "p" else 1 + self.fields.index(f)
+        return slice(off + k * self.sizes[j], off + (k + 1) * self.sizes[j])
+
+    def scalar(self, f: str) -> int:
+        return len(self.vec) - len(self.scalars) + self.scalars.index(f)
+
+    def step(self, vec, grads, t, lr):
+        kw = dict(self.hp)
+        if lr is not None:
+            kw["lr"] = lr
+        params, st = self.unpack(vec)
+        p2, st2 = self.spec.step(params, tuple(grads[k] for k in self.names), st, **kw)
+        return self.pack(p2, st2), st2
+
+
+def _partial_sq(terms) -> float:
+    """sum_k S_k^2 with S_k the partial sums of |terms| (a bound on each partial sum of a
+    summation in any order): the variance (units u^2, times 3) of a computed sum's additions."""
+    return float(np.sum(np.cumsum(np.abs(np.asarray(terms, dtype=np.float64))) ** 2))
+
+
+def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
+    """Prodigy's shared scalars as rank-one terms ``(v, sigma^2)`` (relative variance, units
+    u^2, along v = d(new state)/d(ln scalar)):
+
+    * r_t = b3 r + (d/d0) dlr <g, p0 - p>: the dot's terms g_i (p0_i - p_i) (two roundings
+      each), its additions (:func:`_partial_sq`), the scalar product and b3 r + (four); r_t
+      enters only the stored r and d_hat, so v = r_t J[:, r] / b3;
+    * sum_i ||s_i||_1 (additions, and this step's roundings of the new s, which it reads in the
+      same step) and d_hat = d_coef r / den's two: the same direction less the stored r;
+    * dlr = d lr (c_t): the s increment, r's increment and the parameter's update scale with
+      it."""
+    hp = m.hp
+    b3 = np.sqrt(float(hp["beta2"])) if hp["beta3"] == -1.0 else float(hp["beta3"])
+    ir = m.scalar("d_numerator")
+    r_old, r_new = old[ir], new[ir]
+    params, _ = m.unpack(old)
+    _, st_new = m.unpack(new)
+    wd = float(hp["weight_decay"])
+    coupled = hp["weight_decay_mode"] == "coupled"
+    terms, s_new = [], []
+    for j, k in enumerate(m.names):
+        g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
+        terms.append((g * (np.asarray(st_old.p0[j]) - params[j])).reshape(-1))
+        s_new.append(np.asarray(st_new.s[j]).reshape(-1))
+    terms, s_new = np.concatenate(terms), np.concatenate(s_new)
+    inc = r_new - b3 * r_old
+    out = []
+    if r_new == 0 or inc == 0:
+        return out
+    dot = float(np.sum(terms))
+    scale = inc / dot if dot else 0.0
+    var_r = ((_partial_sq(terms) + 2.0 * float(np.sum(terms ** 2))) * scale ** 2
+             + 4.0 * max(abs(r_new), abs(b3 * r_old)) ** 2) / 3.0 / r_new ** 2
+    v_r = r_new * jac[:, ir] / b3
+    out.append((v_r, var_r))
+    den = float(np.sum(np.abs(s_new)))
+    if den > 0:
+        k_s = FIELD_ROUNDINGS_OF[("prodigy", "s")] + (2 if coupled else 0)
+        var_den = (_partial_sq(s_new) + k_s * float(np.sum(s_new ** 2))) / 3.0 / den ** 2
+        v_d = v_r.copy()
+        v_d[ir] -= r_new
+        out.append((v_d, var_den + 2.0 / 3.0))
+    v_lr = np.zeros_like(new)
+    for j in range(len(m.names)):
+        sp, ss = m.slot(j, "p"), m.slot(j, "s")
+        v_lr[sp] = new[sp] - old[sp]
+        if not hp["safeguard_warmup"]:
+            v_lr[ss] = new[ss] - b3 * old[ss]
+    v_lr[ir] = inc
+    out.append((v_lr, (1.0 + (2.0 if hp["bias_correction"] else 0.0)) / 3.0))
+    return out
+
+
+TREE_SHARED = {"prodigy": _prodigy_shared}
+
+
+def _tree_local(m: _Model, old, new, t, lr, fp, u):
+    """Per slot, this step's independent roundings (variance, units u^2) and systematic errors
+    (bound, units u): the elementwise ones as in :func:`_local`, the shared scalars' roundings
+    (TREE_SCALAR_ROUNDINGS) and the bias correction's factor errors (:data:`FACTORS`) as bounds
+    on the terms they scale."""
+    hp, opt = m.hp, m.case.optimizer
+    var, bound = np.zeros_like(new), np.zeros_like(new)
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    coupled = wd != 0.0 and hp["weight_decay_mode"] == "coupled"
+    decoupled = wd != 0.0 and not coupled
+    fac = 0.0
+    if hp.get("bias_correction"):
+        fac = sum(abs(power) * _factor_error(float(hp[h]), t, fp)
+                  for h, power in FACTORS.get(opt, ())) / u
+    ema = {"mu": float(hp["beta1"]), "nu": float(hp["beta2"]),
+           "s": np.sqrt(float(hp["beta2"])) if hp["beta3"] == -1.0 else float(hp["beta3"])}
+    for j in range(len(m.names)):
+        sp = m.slot(j, "p")
+        po, pn = np.abs(old[sp]), np.abs(new[sp])
+        delta = np.abs(new[sp] - old[sp])
+        var[sp] = (pn ** 2 + decoupled * po ** 2 + UPDATE_ROUNDINGS[opt] * delta ** 2) / 3.0
+        bound[sp] = fac * delta
+        for f in m.fields:
+            sf = m.slot(j, f)
+            k = FIELD_ROUNDINGS_OF[(opt, f)] + (2 if coupled else 0)
+            var[sf] = k * (np.abs(old[sf]) + np.abs(new[sf])) ** 2 / 3.0
+            term = np.abs(new[sf] - ema[f] * old[sf])
+            bound[sf] = TREE_SCALAR_ROUNDINGS[(opt, f)] * term + (fac * term if f == "s" else 0)
+    return var, bound
+
+
+def _propagate_tree(case) -> dict:
+    """:func:`propagate` for ``coupling == "tree"`` (replay cases)."""
+    spec = registry.get(case.optimizer)
+    u = UNIT[case.dtype]
+    m = _Model(case, spec)
+    fp = FactorPrecision.of(m.hp, case.dtype)
+    q = None  # the float64 run with every hyperparameter (and scheduled lr) rounded to the dtype
+    if case.dtype != "float64":
+        import dataclasses
+
+        from .format import ParamSpec
+
+        rounded = {k: (float(np.asarray(v, dtype=case.dtype)) if isinstance(v, float) else v)
+                   for k, v in case.hparams.items()}
+        q = _Model(dataclasses.replace(case, hparams=rounded, params=tuple(
+            ParamSpec(p.name, p.shape, p.init, p.grad, rounded) for p in case.params)), spec)
+    dim = len(m.vec)
+    # the systematic errors: each slot's error keeps one sign over the steps (what makes it
+    # systematic), of size up to its bound b_t; their effect is A sigma with A_t = J_t A_{t-1} +
+    # diag(b_t), |sigma| <= 1, bounded row by row by sum_j |A_ij|. Propagating the bound itself
+    # with |J_t| (as above) drops every cancellation of the model-wide sums: d's sensitivity to
+    # the p_i has both signs (it is ~ g_i), and |J| compounds it (measured: 8e32 u after 200
+    # steps of prodigy[upstream,float64,base], where A gives 1e2-1e4 u)
+    cov, amat = np.zeros((dim, dim)), np.zeros((dim, dim))
+    out = {}
+    for t in range(1, case.steps + 1):
+        lr = case.lr_at(t)
+        grads = {k: np.asarray(v, dtype=np.float64) for k, v in case.gradients(t).items()}
+        old, st_old = m.vec, m.st
+        new, st_new = m.step(old, grads, t, lr)
+        hs = np.empty(dim)  # per array (its own floor), and per scalar
+        for j in range(len(m.names)):
+            for f in ("p", *m.fields):
+                sl = m.slot(j, f)
+                hs[sl] = _perturbation(old[sl], new[sl])
+        for f in m.scalars:
+            i = m.scalar(f)
+            hs[i] = _perturbation(old[i:i + 1], new[i:i + 1])[0]
+        jac = np.zeros((dim, dim))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            for b in range(dim):
+                moved = old.copy()
+                moved[b] += hs[b]
+                jac[:, b] = (m.step(moved, grads, t, lr)[0] - new) / hs[b]
+        jac = np.where(np.isfinite(jac), jac, 0.0)
+        var, bound = _tree_local(m, old, new, t, lr, fp, u)
+        cov = jac @ cov @ jac.T + np.diag(var)
+        for v, s2 in TREE_SHARED[case.optimizer](m, old, new, grads, jac, st_old, t, lr):
+            cov += s2 * np.outer(v, v)
+        amat = jac @ amat
+        amat[np.diag_indices(dim)] += bound
+        m.vec, m.st = new, st_new
+        shift = np.zeros(dim)
+        if q is not None:
+            q.vec, q.st = q.step(q.vec, grads, t, None if lr is None else
+                                 float(np.asarray(lr, dtype=case.dtype)))
+            shift = np.abs(q.vec - new) / u
+        if t in case.checkpoints:
+            out[t] = _tree_record(m, np.diag(cov), np.sum(np.abs(amat), axis=1) + shift)
+    return out
+
+
+def _tree_record(m: _Model, var, b) -> dict:
+    rec = {"params": {}, "state": {}}
+    for j, name in enumerate(m.names):
+        st = {}
+        for f in ("p", *m.fields):
+            sl = m.slot(j, f)
+            pair = [float(np.sqrt(np.max(var[sl]))), float(np.max(b[sl]))]
+            if f == "p":
+                rec["params"][name] = pair
+            else:
+                st[f] = pair
+        st["p0"] = [0.0, 0.0]
+        for f in m.scalars:
+            i = m.scalar(f)
+            st[f] = [float(np.sqrt(var[i])), float(b[i])]
+        rec["state"][name] = st
+    return rec

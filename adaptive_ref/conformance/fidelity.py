@@ -91,6 +91,8 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return TENSOR_FIELD_FNS[opt](hp)
     if opt in TENSOR_FIELDS:
         return {f: z for f in TENSOR_FIELDS[opt]}
+    if opt in TREE_STEPS:
+        return _tree_init_fields(opt, hp)
     if opt == "sgd":
         return {"momentum_buffer": z} if hp["momentum"] != 0 else {}
     if opt == "adagrad":
@@ -826,6 +828,58 @@ def tensor_of(opt: str, hp: dict, elems: list) -> _Tensor:
     """A parameter's elements with its fields of other shapes (zeros, as after init)."""
     fn = STATE_SHAPES.get(opt)
     return _Tensor(elems, fn(hp, tuple(hp["_shape"])) if fn else None)
+# Whole-model optimizers (``OptimizerSpec.coupling == "tree"``): one exact step sees every
+# element of every parameter (``model``: parameter name -> list of _Elem; ``grads``: name ->
+# their gradients) under the model's one setting ``hp``. The model's scalars (Prodigy's d,
+# d_max, r) are kept in every element's state (the goldens store them per parameter) and read
+# from the first; the sums over the model are exact (``fsum``).
+def _tree_init_fields(opt: str, hp: dict) -> dict:
+    z = mpmath.mpf(0)
+    d0 = _m(hp["d0"])
+    return {"mu": z, "nu": z, "s": z, "p0": _PARAM, "d": d0, "d_max": d0, "d_numerator": z}
+
+
+def _prodigy_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
+    """prodigyopt.Prodigy.step (adaptive_ref.optimizers.prodigy), exactly; slice_p = 1."""
+    es = [e for name in model for e in model[name]]
+    gs = [g for name in model for g in grads[name]]
+    S0 = es[0].s
+    d, d_max, num = S0["d"], S0["d_max"], S0["d_numerator"]
+    lr, b1, b2, eps = _m(lr), _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+    b3 = _sqrt(b2) if hp["beta3"] == -1.0 else _m(hp["beta3"])
+    wd, d0, coef = _m(hp["weight_decay"]), _m(hp["d0"]), _m(hp["d_coef"])
+    T = mpmath.mpf(t)
+    dlr = d * lr
+    if hp["bias_correction"]:
+        dlr = dlr * _sqrt(1 - _pow(b2, T, hp)) / (1 - _pow(b1, T, hp))
+    coupled = hp["weight_decay_mode"] == "coupled"
+    if coupled:
+        gs = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
+    ratio = d / d0
+    s_coef = ratio * (d if hp["safeguard_warmup"] else dlr)
+    dot = mpmath.fsum(g * (e.s["p0"] - e.p) for e, g in zip(es, gs, strict=True))
+    for e, g in zip(es, gs, strict=True):
+        S = e.s
+        S["mu"] = b1 * S["mu"] + d * (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + d * d * (1 - b2) * g * g
+        S["s"] = b3 * S["s"] + s_coef * g
+    den = mpmath.fsum(abs(e.s["s"]) for e in es)
+    if den == 0:  # the authors' step returns early: m, v, s only
+        return
+    num = b3 * num + ratio * dlr * dot
+    d_hat = coef * num / den
+    d_new = max(d, d_hat) if d == d0 else d
+    d_max = max(d_max, d_hat)
+    growth = hp["growth_rate"]
+    d_new = d_max if growth == float("inf") else min(d_max, d_new * _m(growth))
+    for e in es:
+        S = e.s
+        step = dlr * S["mu"] / (_sqrt(S["nu"]) + d_new * eps)
+        e.p = e.p - (0 if coupled else dlr * wd * e.p) - step
+        S["d"], S["d_max"], S["d_numerator"] = d_new, d_max, num
+
+
+TREE_STEPS = {"prodigy": _prodigy_tree}
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:

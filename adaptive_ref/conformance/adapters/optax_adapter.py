@@ -80,6 +80,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
         checks += _schedule_free_why_not(hp, need, scheduled)
     elif opt in _TRUST:
         checks += _trust_why_not(opt, need)
+    elif opt == "prodigy":
+        checks += _prodigy_why_not(hp, need)
     elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -342,6 +344,8 @@ class OptaxAdapter(Adapter):
             table = jnp.asarray(np.asarray(case.lr_schedule, dtype=np.float64), dtype=case.dtype)
             schedule = lambda count: table[count]  # noqa: E731
         params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
+        if case.optimizer == "prodigy":  # one transformation of the whole model
+            return _prodigy_build(case, params, schedule, self.jit)
         # "_dtype": the case dtype, for the accumulators optax would otherwise make float32
         txs = {k: _transform(case.optimizer, {**case.param_hparams(k), "_dtype": case.dtype},
                              schedule) for k in params}
@@ -373,6 +377,8 @@ class OptaxAdapter(Adapter):
         return {k: np.asarray(v) for k, v in h["params"].items()}
 
     def read(self, h):
+        if h["optimizer"] == "prodigy":
+            return self.read_params(h), _prodigy_fields(h["states"], list(h["params"]))
         fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
         state = {k: fields_of(s) for k, s in h["states"].items()}
         if h["optimizer"] == "adafactor":
@@ -504,3 +510,44 @@ def _adafactor_state(state, param, hp) -> dict:
         for f, a in (("v_row", axes[0]), ("v_col", axes[1])):
             out[f] = out[f].reshape(tuple(1 if i == a else n for i, n in enumerate(shape)))
     return out
+
+# ---- Prodigy (optax/contrib/_prodigy.py prodigy): one transformation of the whole model -----
+
+def _prodigy_why_not(hp, need) -> list:
+    return [need("bias_correction", True, "optax.contrib.prodigy always applies Adam's bias "
+                 "correction in dlr"),
+            need("growth_rate", float("inf"), "optax.contrib.prodigy has no growth_rate"),
+            need("slice_p", 1, "optax.contrib.prodigy has no slice_p"),
+            need("weight_decay_mode", "decoupled", "optax.contrib.prodigy's decay is AdamW-style "
+                 "(decoupled)") if hp.get("weight_decay", 0.0) else None]
+
+
+def _prodigy_build(case, params: dict, schedule, jit: bool) -> dict:
+    """optax.contrib.prodigy over the dict of every parameter (its sums run over the tree)."""
+    import jax
+    from optax import contrib
+
+    hp = Given(case.param_hparams(next(iter(params))))
+    beta3 = hp["beta3"]
+    tx = contrib.prodigy(hp["lr"] if schedule is None else schedule, **present(dict(
+        betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], estim_lr0=hp["d0"],
+        estim_lr_coef=hp["d_coef"], weight_decay=hp["weight_decay"],
+        safeguard_warmup=hp["safeguard_warmup"],
+        beta3=None if beta3 == -1.0 or beta3 is ABSENT else beta3)))
+
+    def update(params, state, grads):
+        u, state = tx.update(grads, state, params)
+        return {k: params[k] + u[k] for k in params}, state
+
+    return {"params": params, "states": tx.init(params),
+            "update": jax.jit(update) if jit else update, "dtype": case.dtype,
+            "optimizer": "prodigy"}
+
+
+def _prodigy_fields(state, names) -> dict:
+    """Each parameter's share of optax's ProdigyState (estim_lr is d; it keeps no d_max)."""
+    d, r = float(np.asarray(state.estim_lr)), float(np.asarray(state.numerator_weighted))
+    return {k: {"mu": np.asarray(state.exp_avg[k]), "nu": np.asarray(state.exp_avg_sq[k]),
+                "s": np.asarray(state.grad_sum[k]), "p0": np.asarray(state.params0[k]),
+                "d": d, "d_numerator": r, "count": int(np.asarray(state.count))}
+            for k in names}
