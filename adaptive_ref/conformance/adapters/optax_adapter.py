@@ -80,6 +80,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
         checks += _schedule_free_why_not(hp, need, scheduled)
     elif opt in _TRUST:
         checks += _trust_why_not(opt, need)
+    elif opt == "muon":
+        checks += _muon_why_not(hp, need, dtype)
     elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -167,6 +169,8 @@ def _transform(opt: str, hp: dict, schedule):
         return _adan_transform(hp, lr)
     if opt in _TRUST:
         return _trust_transform(opt, hp, lr)
+    if opt == "muon":
+        return _muon_transform(hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -284,6 +288,9 @@ def _state_fields(state) -> dict:
                 return
         if isinstance(s, (tuple, list)):
             for x in s:
+                walk(x)
+        if isinstance(s, dict):  # combine.partition's inner states (optax.contrib.muon)
+            for x in s.values():
                 walk(x)
 
     walk(state)
@@ -410,3 +417,44 @@ def _adan_state(state) -> dict:
 
 
 _NEWER["adan"] = _adan_why_not
+
+
+# ---- Muon: optax.contrib.muon (optax/contrib/_muon.py scale_by_muon, scale_by_shape, muon) ----
+# scale_by_muon: the EMA with Adam's bias correction, NAdam-style Nesterov (or m_hat), the
+# iteration in the parameter dtype on x/(||x||_F + eps) (finding M3); scale_by_shape:
+# sqrt(max(1, fan_out/fan_in)) with the in x out layout (reduction_axis=0: finding M2), the
+# out x in one via MuonDimensionNumbers(reduction_axis=1, output_axis=0), or consistent_rms;
+# then add_decayed_weights and the lr: p - lr (r O + wd p) (decoupled, multiplied by lr).
+_MUON_NESTEROV = {"nadam": True, "none": False}
+
+
+def _muon_why_not(hp, need, dtype: str) -> list:
+    ns = hp.get("ns_dtype", "param")
+    return [
+        need("momentum_form", "ema_bias_corrected", "optax.contrib.muon's buffer is the EMA "
+             "read with Adam's bias correction"),
+        None if hp.get("nesterov", "nadam") in _MUON_NESTEROV else
+        "optax.contrib.muon's Nesterov is the NAdam-style bias-corrected form (or none)",
+        None if {"param": dtype}.get(ns, ns) == dtype else
+        f"optax.contrib.muon iterates in the parameter dtype ({dtype}), not {ns}",
+        None if hp.get("norm_precision", "ns_dtype") == "ns_dtype" or dtype == "float32" else
+        "optax.contrib.muon's Frobenius norm is in the parameter dtype",
+        need("eps_form", "add", "optax.contrib.muon divides by ||x||_F + eps"),
+        need("shape_scale", "fan_ratio", "optax.contrib.muon scales by the fan ratio or "
+             "consistent_rms") if hp.get("shape_scale") == "none" else None,
+    ]
+
+
+def _muon_transform(hp, lr):
+    from optax import contrib
+
+    dims = ABSENT
+    if hp["shape_scale"] in ("fan_ratio", ABSENT) and hp["layout"] == "out_in":
+        dims = contrib.MuonDimensionNumbers(reduction_axis=1, output_axis=0)
+    coeffs = (hp["ns_a"], hp["ns_b"], hp["ns_c"])
+    return contrib.muon(lr, **present(dict(
+        ns_coeffs=coeffs, ns_steps=hp["ns_steps"], beta=hp["momentum"], eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+        nesterov=_MUON_NESTEROV.get(hp["nesterov"], ABSENT),
+        consistent_rms=hp["rms_scale"] if hp["shape_scale"] == "rms" else ABSENT,
+        muon_weight_dimension_numbers=dims)))
