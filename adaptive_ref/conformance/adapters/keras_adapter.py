@@ -104,7 +104,8 @@ def _muon_irrelevant(name: str, hp: dict, dtype: str) -> bool:
     ns = {"param": dtype}.get(hp.get("ns_dtype", "param"), hp.get("ns_dtype"))
     return (name in ("nesterov", "shape_scale") or (name == "ns_dtype" and ns == dtype)
             or (name in ("ns_rounding", "scale_dtype") and ns != "bfloat16")
-            or name == "factor_precision" or (name == "norm_precision" and dtype == "float32")
+            or name == "factor_precision"
+            or (name == "norm_precision" and dtype == "float32")
             or (name == "layout" and hp.get("shape_scale") != "fan_ratio")
             or (name == "rms_scale" and hp.get("shape_scale") != "rms"))
 

@@ -289,9 +289,6 @@ def _state_fields(state) -> dict:
         if isinstance(s, (tuple, list)):
             for x in s:
                 walk(x)
-        if isinstance(s, dict):  # combine.partition's inner states (optax.contrib.muon)
-            for x in s.values():
-                walk(x)
 
     walk(state)
     return out
@@ -375,7 +372,8 @@ class OptaxAdapter(Adapter):
         return {k: np.asarray(v) for k, v in h["params"].items()}
 
     def read(self, h):
-        fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
+        fields_of = {"adan": _adan_state, "muon": _muon_state}.get(h["optimizer"],
+                                                                  _state_fields)
         state = {k: fields_of(s) for k, s in h["states"].items()}
         if h["optimizer"] in _SCHEDULE_FREE:
             for k, s in h["states"].items():
@@ -458,3 +456,17 @@ def _muon_transform(hp, lr):
         nesterov=_MUON_NESTEROV.get(hp["nesterov"], ABSENT),
         consistent_rms=hp["rms_scale"] if hp["shape_scale"] == "rms" else ABSENT,
         muon_weight_dimension_numbers=dims)))
+
+
+def _muon_state(state) -> dict:
+    """mu and count of the MuonState inside optax.contrib.muon's partition state (its 'adam'
+    branch holds masked-out placeholders for a 2-D parameter)."""
+    if hasattr(state, "ns_coeffs") and hasattr(state, "mu"):
+        return {"mu": np.asarray(state.mu), "count": int(np.asarray(state.count))}
+    parts = state.values() if isinstance(state, dict) else (
+        state if isinstance(state, (tuple, list)) else ())
+    for x in parts:
+        out = _muon_state(x)
+        if out:
+            return out
+    return {}

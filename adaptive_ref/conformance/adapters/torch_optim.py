@@ -69,7 +69,8 @@ def _muon_kwargs(hp: Given) -> dict:
 def _muon_why_not(hp: dict) -> str | None:
     hp = Given(hp)
     if hp["nesterov"] not in ("lerp", "none", ABSENT):
-        return f"torch.optim.Muon's Nesterov is g.lerp(buf, momentum) or off, not {hp['nesterov']!r}"
+        return (f"torch.optim.Muon's Nesterov is g.lerp(buf, momentum) or off, not "
+                f"{hp['nesterov']!r}")
     if hp["shape_scale"] == "none":
         return "torch.optim.Muon's adjust_lr_fn is 'original' or 'match_rms_adamw' (no unscaled lr)"
     if hp["shape_scale"] == "fan_ratio" and hp["layout"] not in ("out_in", ABSENT):
