@@ -66,6 +66,10 @@ LONG = [c for c in ALL if "base" in c.tags and c.steps == 200]
 # radam[optax,float32,base] at step 200, optax-jit 7.6 ULP), so a smaller change of the update
 # is indistinguishable from a legitimate way of computing it.
 UNMET = {("radam", "optax", "float32"): 2e-4, ("radam", "optax", "float64"): 3e-13}
+# Keras' Muon sums the Frobenius norm in float32 even for float64 variables (finding M4): the
+# float64 keras-profile cases charge that float32 rounding of the normalisation (amplified by
+# the iteration), so a change below ~1e-7 of the update is within it (measured 1.3e-7).
+UNMET[("muon", "keras", "float64")] = 2e-7
 
 
 def _delta(case) -> float:

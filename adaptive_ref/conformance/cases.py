@@ -152,6 +152,21 @@ WITHIN_BUDGET: dict[tuple[str, str], str] = {
         "to optax",
 }
 
+# Muon: the momentum form only scales D uniformly (a sum is 1/(1 - mu) times the EMA; the bias
+# correction 1/(1 - mu^t)) unless a Nesterov form mixes it with g, and Newton-Schulz removes the
+# scale (up to eps); optax's NAdam-style form reads m without m_hat. The layout acts only through
+# the fan ratio (Keras' profile scales by rms).
+KNOB_CONTEXT.update({("muon", "momentum_form"): {"nesterov": "lerp"},
+                     ("muon", "layout"): {"shape_scale": "fan_ratio"}})
+WITHIN_BUDGET.update({
+    ("muon", "eps_form"): "X/(||X|| + eps) and X/max(||X||, eps) differ only where ||X|| is near "
+    "eps (finding M7): with ||D|| ~ 1e6 (parameter c) the scale of X_0 moves by eps/||D|| <= "
+    "1e-13 relative, inside the budget",
+    ("muon", "factor_precision"): "the bias corrections (optax's profile) weigh the two terms of "
+    "D: their float32 rounding turns D by ~u32, which the float32 budget of the iteration "
+    "allows; Keras' profile has no bias correction",
+})
+
 # Muon's precision knobs say where an implementation rounds (the iteration's dtype, where
 # bfloat16 rounds, where the scale multiplies, the norm's dtype), not what it computes: the
 # exact trajectory is the same for every value, and the golden's budget charges the roundings of

@@ -334,6 +334,11 @@ class OptaxAdapter(Adapter):
             return super().run(case)
         finally:
             jax.config.update("jax_enable_x64", old)
+            if case.optimizer == "muon" and not self.jit:
+                # eagerly, optax.contrib.muon compiles its Newton-Schulz fori_loop on every
+                # update (a new lambda per call): ~0.3 s per update, and every compiled copy
+                # stays in JAX's caches (a whole Muon run exhausted the memory)
+                jax.clear_caches()
 
     def build(self, case):
         import jax
