@@ -42,12 +42,13 @@ parameter's (field, element) state and add the roundings of the per-tensor scala
 Muon (``coupling == "tensor"``) adds the roundings of its Newton-Schulz iteration the same way,
 as a batch of independent terms, each moved to the update by the linearised remaining
 iterations. The derivation: a k-term dot product computed in any order makes k roundings (k
-products, k - 1 additions) on terms no larger than S = sum |a_l||b_l|, so its variance is at most
-k/3 u**2 S**2 (a probabilistic sqrt(k/3) u on S); A = X X^T, P = bA + cA^2 and X' = aX + PX
-are such sums per entry (c, r + 3 and r + 2 roundings), each rounded once more to bfloat16 in
-a bfloat16 iteration (u = 2^-8; float32 accumulation), or after every operation with upstream's
-``ns_rounding="op"``. The Frobenius norm that normalises X is a shared scalar (rank one, as a
-trust ratio), in the precision it is summed and stored in (Keras: float32). See the Muon block.
+products, k - 1 additions) on terms no larger than ``S = sum_l |a_l| |b_l|``, so its variance
+is at most k/3 u**2 S**2 (a probabilistic sqrt(k/3) u on S); A = X X^T, P = bA + cA^2 and
+X' = aX + PX are such sums per entry (c, r + 3 and r + 2 roundings), each rounded once more to
+bfloat16 in a bfloat16 iteration (u = 2^-8; float32 accumulation), or after every operation
+with upstream's ``ns_rounding="op"``. The Frobenius norm that normalises X is a shared scalar
+(rank one, as a trust ratio), in the precision it is summed and stored in (Keras: float32).
+See the Muon block at the end.
 
 Closed-loop cases add the harness's float64 gradient evaluation error, ``(2n + 4)`` roundings on
 the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``.
