@@ -41,7 +41,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
 _SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
            SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
-_SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
+_SPECS += (MUON,)  # Newton-Schulz on 2-D parameters (coupling="tensor"; adaptive_ref.routing)
 _SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
 _SPECS += (ADAFACTOR,)  # not elementwise; no exact goldens yet (per-tensor oracle: pending)
 _SPECS += (SOAP,)  # not elementwise: eigh/QR eigenbases (Dask: no linalg.eigh); no goldens yet

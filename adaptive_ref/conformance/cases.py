@@ -53,6 +53,11 @@ REPLAY_PARAMS = (
     ("f", (6, 3), dict(seed=106, scale=1e-6, offset=0.0, zero_fraction=0.0, row_fraction=0.5)),
 )
 
+# Optimizers defined for one parameter rank only (OptimizerSpec.param_ndim; Muon: 2) take the
+# REPLAY_PARAMS of that rank: (base cases, short cases). Muon's short cases take "c" alone: its
+# exact Newton-Schulz on the (8, 16) "d" costs ~30 ms per step at each working precision.
+PARAM_NAMES = {2: ("cd", "c")}
+
 # Settings a knob needs in order to act at all (keyed by (optimizer, knob)).
 KNOB_CONTEXT: dict[tuple[str, str], dict] = {
     ("sgd", "nesterov"): {"momentum": 0.9},
@@ -188,6 +193,32 @@ WITHIN_BUDGET[("prodigy", "factor_precision")] = (
     "without bias correction (the upstream profile) float32 scalars change a float32 run by d's "
     "float32 rounding only (1.6e-7 of the displacement at step 50), inside the budget; with it "
     "(optax) by the float32 bias correction, 5.7e-6 (docs/conformance.md R2)")
+# Muon: the momentum form only scales D uniformly (a sum is 1/(1 - mu) times the EMA; the bias
+# correction 1/(1 - mu^t)) unless a Nesterov form mixes it with g, and Newton-Schulz removes the
+# scale (up to eps); optax's NAdam-style form reads m without m_hat. The layout acts only through
+# the fan ratio (Keras' profile scales by rms).
+KNOB_CONTEXT.update({("muon", "momentum_form"): {"nesterov": "lerp"},
+                     ("muon", "layout"): {"shape_scale": "fan_ratio"}})
+WITHIN_BUDGET.update({
+    ("muon", "eps_form"): "X/(||X|| + eps) and X/max(||X||, eps) differ only where ||X|| is near "
+    "eps (finding M7): with ||D|| ~ 1e6 (parameter c) the scale of X_0 moves by eps/||D|| <= "
+    "1e-13 relative, inside the budget",
+    ("muon", "factor_precision"): "the bias corrections (optax's profile) weigh the two terms of "
+    "D: their float32 rounding turns D by ~u32, which the float32 budget of the iteration "
+    "allows; Keras' profile has no bias correction",
+})
+
+# Muon's precision knobs say where an implementation rounds (the iteration's dtype, where
+# bfloat16 rounds, where the scale multiplies, the norm's dtype), not what it computes: the
+# exact trajectory is the same for every value, and the golden's budget charges the roundings of
+# the value the case sets. A knob case is observable only where it narrows the profile's
+# precision (the reference at the profile's bfloat16 or float32 fails the narrower budget);
+# where it widens it, both values pass. Their cases are kept: each implementation runs the
+# precision it has, under that precision's budget.
+WITHIN_BUDGET.update({("muon", k): (
+    "a precision knob: the exact trajectory is the same for every value (docs/conformance.md, "
+    "Muon); the golden charges the case's roundings, so the profile's value, when wider, "
+    "passes too") for k in ("ns_dtype", "ns_rounding", "scale_dtype", "norm_precision")})
 
 # Algorithm variants that are not convention knobs but change the code path.
 EXTRA: dict[str, tuple[tuple[str, dict], ...]] = {
@@ -403,12 +434,13 @@ def _cases_for(spec) -> Iterator[GoldenCase]:
         yield from _sparse_cases_for(spec)
         return
     names = set(spec.hparam_names)
+    long_names, short_names = PARAM_NAMES.get(spec.param_ndim, ("abcd", "abc"))
     for profile in spec.profiles:
         base = spec.profiles[profile].settings
         for dtype in ("float64", "float32"):
-            kw = dict(steps=200, checkpoints=LONG_CHECKPOINTS, names="abcd")
+            kw = dict(steps=200, checkpoints=LONG_CHECKPOINTS, names=long_names)
             yield _make(spec, profile, dtype, "base", {}, tags=("base",), **kw)
-            short = dict(steps=50, checkpoints=SHORT_CHECKPOINTS, names="abc")
+            short = dict(steps=50, checkpoints=SHORT_CHECKPOINTS, names=short_names)
             for h in spec.knobs:
                 if h.name in spec.fixed:
                     continue
@@ -447,6 +479,8 @@ def _cases_for(spec) -> Iterator[GoldenCase]:
                         tags=("groups",), **short)
         if spec.coupling == "tree":  # error model: replay cases only so far (closed loops'
             continue  # gradient-evaluation term is per parameter; not yet for a whole model)
+        if spec.param_ndim is not None:  # the objectives' parameters are vectors
+            continue
         for objective in objectives.OBJECTIVES:
             yield _closed_loop(spec, profile, objective)
 

@@ -880,6 +880,81 @@ def _prodigy_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
 
 
 TREE_STEPS = {"prodigy": _prodigy_tree}
+# ---- Muon (adaptive_ref.optimizers.muon): the momentum, its Nesterov direction D, the exact
+# Newton-Schulz iteration on D (a 2-D parameter, its shape in hp["_shape"]), the shape scale and
+# the decoupled decay. Every knob that changes the exact values is honoured: momentum_form,
+# nesterov, eps and eps_form, (ns_a, ns_b, ns_c), ns_steps, shape_scale with layout and
+# rms_scale, weight_decay, and factor_precision (1 - mu^t as in the module doc). The precision
+# knobs (ns_dtype, ns_rounding, scale_dtype, norm_precision) do not change the exact values: the
+# error model charges their roundings. The Gram-side transpose (A = X X^T the smaller Gram
+# matrix) commutes with the iteration; it is applied here as in the reference all the same.
+TENSOR_FIELDS["muon"] = ("mu",)
+DECOUPLED_ONLY += ("muon",)
+
+
+def muon_scale(shape, hp: dict) -> mpmath.mpf:
+    """The exact shape scale of the lr (``adaptive_ref.optimizers.muon.shape_factor``)."""
+    rows, cols = shape
+    if hp["shape_scale"] == "none":
+        return mpmath.mpf(1)
+    if hp["shape_scale"] == "rms":
+        return _m(hp["rms_scale"]) * _sqrt(mpmath.mpf(max(rows, cols)))
+    fan_out, fan_in = (rows, cols) if hp["layout"] == "out_in" else (cols, rows)
+    return _sqrt(max(mpmath.mpf(1), mpmath.mpf(fan_out) / fan_in))
+
+
+def _matmul(a, b):
+    return [[mpmath.fsum(a[i][k] * b[k][j] for k in range(len(b))) for j in range(len(b[0]))]
+            for i in range(len(a))]
+
+
+def _transpose(a):
+    return [list(col) for col in zip(*a, strict=True)]
+
+
+def muon_newton_schulz(d, shape, hp: dict) -> list:
+    """The exact iteration on ``d`` (a flat row-major list of ``shape``); returns it flat."""
+    rows, cols = shape
+    x = [d[i * cols:(i + 1) * cols] for i in range(rows)]
+    wide = rows <= cols
+    if not wide:
+        x = _transpose(x)
+    norm, eps = _norm(d), _m(hp["eps"])
+    den = norm + eps if hp["eps_form"] == "add" else max(norm, eps)
+    x = [[v / den for v in row] for row in x]
+    a, b, c = _m(hp["ns_a"]), _m(hp["ns_b"]), _m(hp["ns_c"])
+    for _ in range(int(hp["ns_steps"])):
+        gram = _matmul(x, _transpose(x))
+        gram2 = _matmul(gram, gram)
+        poly = [[b * g + c * g2 for g, g2 in zip(r1, r2, strict=True)]
+                for r1, r2 in zip(gram, gram2, strict=True)]
+        px = _matmul(poly, x)
+        x = [[a * v + w for v, w in zip(r1, r2, strict=True)] for r1, r2 in zip(x, px, strict=True)]
+    if not wide:
+        x = _transpose(x)
+    return [v for row in x for v in row]
+
+
+def _muon_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    lr, mu, wd, T = _m(lr), _m(hp["momentum"]), _m(hp["weight_decay"]), mpmath.mpf(t)
+    form, nesterov = hp["momentum_form"], hp["nesterov"]
+    d = []
+    for e, g in zip(es, gs, strict=True):
+        m = mu * e.s["mu"] + (g if form == "sum" else (1 - mu) * g)
+        e.s["mu"] = m
+        if nesterov == "nadam":
+            d.append(mu * m / (1 - _pow(mu, T + 1, hp)) + (1 - mu) * g / (1 - _pow(mu, T, hp)))
+            continue
+        m_hat = m / (1 - _pow(mu, T, hp)) if form == "ema_bias_corrected" else m
+        d.append((1 - mu) * g + mu * m_hat if nesterov == "lerp" else
+                 g + mu * m_hat if nesterov == "add" else m_hat)
+    o = muon_newton_schulz(d, hp["_shape"], hp)
+    step = lr * muon_scale(hp["_shape"], hp)
+    for e, oi in zip(es, o, strict=True):
+        e.p = e.p * (1 - lr * wd) - step * oi
+
+
+TENSOR_STEPS["muon"] = _muon_tensor
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:

@@ -82,6 +82,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
         checks += _trust_why_not(opt, need)
     elif opt == "prodigy":
         checks += _prodigy_why_not(hp, need)
+    elif opt == "muon":
+        checks += _muon_why_not(hp, need, dtype)
     elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -171,6 +173,8 @@ def _transform(opt: str, hp: dict, schedule):
         return _trust_transform(opt, hp, lr)
     if opt == "adafactor":
         return _adafactor_transform(hp, lr)
+    if opt == "muon":
+        return _muon_transform(hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -334,6 +338,11 @@ class OptaxAdapter(Adapter):
             return super().run(case)
         finally:
             jax.config.update("jax_enable_x64", old)
+            if case.optimizer == "muon" and not self.jit:
+                # eagerly, optax.contrib.muon compiles its Newton-Schulz fori_loop on every
+                # update (a new lambda per call): ~0.3 s per update, and every compiled copy
+                # stays in JAX's caches (a whole Muon run exhausted the memory)
+                jax.clear_caches()
 
     def build(self, case):
         import jax
@@ -379,7 +388,8 @@ class OptaxAdapter(Adapter):
     def read(self, h):
         if h["optimizer"] == "prodigy":
             return self.read_params(h), _prodigy_fields(h["states"], list(h["params"]))
-        fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
+        fields_of = {"adan": _adan_state, "muon": _muon_state}.get(h["optimizer"],
+                                                                  _state_fields)
         state = {k: fields_of(s) for k, s in h["states"].items()}
         if h["optimizer"] == "adafactor":
             state = {k: _adafactor_state(s, h["params"][k], h["hp"][k])
@@ -551,3 +561,56 @@ def _prodigy_fields(state, names) -> dict:
                 "s": np.asarray(state.grad_sum[k]), "p0": np.asarray(state.params0[k]),
                 "d": d, "d_numerator": r, "count": int(np.asarray(state.count))}
             for k in names}
+# ---- Muon: optax.contrib.muon (optax/contrib/_muon.py scale_by_muon, scale_by_shape, muon) ----
+# scale_by_muon: the EMA with Adam's bias correction, NAdam-style Nesterov (or m_hat), the
+# iteration in the parameter dtype on x/(||x||_F + eps) (finding M3); scale_by_shape:
+# sqrt(max(1, fan_out/fan_in)) with the in x out layout (reduction_axis=0: finding M2), the
+# out x in one via MuonDimensionNumbers(reduction_axis=1, output_axis=0), or consistent_rms;
+# then add_decayed_weights and the lr: p - lr (r O + wd p) (decoupled, multiplied by lr).
+_MUON_NESTEROV = {"nadam": True, "none": False}
+
+
+def _muon_why_not(hp, need, dtype: str) -> list:
+    ns = hp.get("ns_dtype", "param")
+    return [
+        need("momentum_form", "ema_bias_corrected", "optax.contrib.muon's buffer is the EMA "
+             "read with Adam's bias correction"),
+        None if hp.get("nesterov", "nadam") in _MUON_NESTEROV else
+        "optax.contrib.muon's Nesterov is the NAdam-style bias-corrected form (or none)",
+        None if {"param": dtype}.get(ns, ns) == dtype else
+        f"optax.contrib.muon iterates in the parameter dtype ({dtype}), not {ns}",
+        None if hp.get("norm_precision", "ns_dtype") == "ns_dtype" or dtype == "float32" else
+        "optax.contrib.muon's Frobenius norm is in the parameter dtype",
+        need("eps_form", "add", "optax.contrib.muon divides by ||x||_F + eps"),
+        need("shape_scale", "fan_ratio", "optax.contrib.muon scales by the fan ratio or "
+             "consistent_rms") if hp.get("shape_scale") == "none" else None,
+    ]
+
+
+def _muon_transform(hp, lr):
+    from optax import contrib
+
+    dims = ABSENT
+    if hp["shape_scale"] in ("fan_ratio", ABSENT) and hp["layout"] == "out_in":
+        dims = contrib.MuonDimensionNumbers(reduction_axis=1, output_axis=0)
+    coeffs = (hp["ns_a"], hp["ns_b"], hp["ns_c"])
+    return contrib.muon(lr, **present(dict(
+        ns_coeffs=coeffs, ns_steps=hp["ns_steps"], beta=hp["momentum"], eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+        nesterov=_MUON_NESTEROV.get(hp["nesterov"], ABSENT),
+        consistent_rms=hp["rms_scale"] if hp["shape_scale"] == "rms" else ABSENT,
+        muon_weight_dimension_numbers=dims)))
+
+
+def _muon_state(state) -> dict:
+    """mu and count of the MuonState inside optax.contrib.muon's partition state (its 'adam'
+    branch holds masked-out placeholders for a 2-D parameter)."""
+    if hasattr(state, "ns_coeffs") and hasattr(state, "mu"):
+        return {"mu": np.asarray(state.mu), "count": int(np.asarray(state.count))}
+    parts = state.values() if isinstance(state, dict) else (
+        state if isinstance(state, (tuple, list)) else ())
+    for x in parts:
+        out = _muon_state(x)
+        if out:
+            return out
+    return {}

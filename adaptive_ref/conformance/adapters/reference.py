@@ -66,6 +66,10 @@ class ReferenceAdapter(Adapter):
     def supports(self, case):
         if case.optimizer not in registry.REGISTRY:
             return f"unsupported: {case.optimizer} is not registered"
+        if self.backend not in (Backend.TORCH, Backend.JAX) and any(
+                case.param_hparams(p.name).get("ns_dtype") == "bfloat16" for p in case.params):
+            return (f"unsupported: ns_dtype='bfloat16' (Muon finding M1): {self.backend.value} "
+                    f"has no bfloat16 (the reference raises BFloat16Unavailable)")
         return None
 
     def build(self, case):
