@@ -94,3 +94,8 @@ __all__ += ["AdoptState", "adopt_init", "adopt_step", "AdaBeliefState", "adabeli
 from .optimizers.soap import SoapState, soap_init, soap_step  # noqa: E402
 
 __all__ += ["SoapState", "soap_init", "soap_step"]
+# issue 12: a whole-model optimizer and the global reductions it (and clipping) are built on
+from ._global import clip_by_global_norm  # noqa: E402
+from .optimizers.prodigy import ProdigyState, prodigy_init, prodigy_step  # noqa: E402
+
+__all__ += ["ProdigyState", "prodigy_init", "prodigy_step", "clip_by_global_norm"]

@@ -127,7 +127,7 @@ def scalar_maker(xp, dtype, like):
     device lookup)."""
     if xp is not NP.xp or xp is None:
         return lambda v: as_scalar(xp, v, dtype, like)
-    make = dtype.type
+    make = getattr(dtype, "type", dtype)  # a NumPy dtype, or its scalar type (numpy.float64)
 
     def s(v):
         if isinstance(v, (bool, int, float)):

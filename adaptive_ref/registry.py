@@ -21,6 +21,7 @@ from .optimizers.lars import LARS
 from .optimizers.lion import LION
 from .optimizers.muon import MUON
 from .optimizers.nadam import NADAM
+from .optimizers.prodigy import PRODIGY
 from .optimizers.radam import RADAM
 from .optimizers.rmsprop import RMSPROP
 from .optimizers.rootfree import ROOTFREE
@@ -40,10 +41,11 @@ _SPECS: tuple[OptimizerSpec, ...] = (SGD, ADAGRAD, RMSPROP, ADAM, AMSGRAD, ADAMW
 _SPECS += (LAZY_ADAM, SPARSE_ADAGRAD, ROWWISE_ADAGRAD)  # adaptive_ref.sparse (row-sparse)
 _SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
            SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
-_SPECS += (MUON,)  # not elementwise: Newton-Schulz on 2-D parameters (adaptive_ref.routing)
+_SPECS += (MUON,)  # Newton-Schulz on 2-D parameters (coupling="tensor"; adaptive_ref.routing)
 _SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
 _SPECS += (ADAFACTOR,)  # not elementwise; no exact goldens yet (per-tensor oracle: pending)
 _SPECS += (SOAP,)  # not elementwise: eigh/QR eigenbases (Dask: no linalg.eigh); no goldens yet
+_SPECS += (PRODIGY,)  # whole-model sums (coupling="tree": adaptive_ref._global)
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

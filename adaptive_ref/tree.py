@@ -1,5 +1,10 @@
 """Any step function applied over a parameter tree: nested dicts, lists and tuples of arrays.
 
+Whole-model optimizers (``OptimizerSpec.coupling == "tree"``: Prodigy, whose scalars are sums
+over every parameter) get the flattened leaves at once: their state is one state for the whole
+model (not a tree of per-leaf states) and their step takes and returns the tuple of leaves;
+groups and a decay mask do not apply to them.
+
 The state is a tree of the same structure whose leaves are the per-leaf optimizer states. A leaf
 whose gradient is ``None`` is skipped: its parameter and state are returned unchanged (as torch
 skips parameters with ``grad is None``). Per-group overrides and a weight-decay mask pick
@@ -219,10 +224,15 @@ def _resolve_lr(settings: dict, state: Any) -> dict:
 
 def tree_init(optimizer, params, *, groups: Sequence[Group] = (), state_dtype=None,
               **hparams) -> Any:
-    """Per-leaf states, in a tree of the parameters' structure."""
+    """Per-leaf states, in a tree of the parameters' structure (a whole-model optimizer:
+    its one state)."""
     spec = _spec(optimizer)
     flat = _flatten(params)
     base = spec.settings(None, **hparams)
+    if spec.coupling == "tree":
+        _whole_model_only(spec, groups, None)
+        extra = {} if state_dtype is None else {"state_dtype": state_dtype}
+        return spec.init(tuple(flat.leaves), **spec.init_kwargs(base), **extra)
     per_leaf = _leaf_settings(spec, base, flat, groups, None)
     # state_dtype only when asked for: a user's ``init(param)`` need not take it
     extra = {} if state_dtype is None else {"state_dtype": state_dtype}
@@ -244,6 +254,8 @@ def tree_step(optimizer, params, grads, state, *, groups: Sequence[Group] = (),
     except (ValueError, TypeError) as err:
         msg = f"grads must have the parameters' tree structure: {err}"
         raise ValueError(msg) from None
+    if spec.coupling == "tree":
+        return _whole_model_step(spec, flat, g_leaves, state, groups, decay_mask, hparams)
     try:
         s_leaves = flat.up_to(state)
     except (ValueError, TypeError) as err:
@@ -266,6 +278,24 @@ def tree_step(optimizer, params, grads, state, *, groups: Sequence[Group] = (),
         new_p.append(p2)
         new_s.append(s2)
     return flat.rebuild(new_p), flat.rebuild(new_s)
+
+
+def _whole_model_only(spec, groups, decay_mask) -> None:
+    if groups or decay_mask is not None:
+        msg = (f"{spec.name} couples every leaf through its whole-model scalars "
+               f"(coupling='tree'): one setting for the whole model; groups and decay_mask are "
+               f"not supported")
+        raise ValueError(msg)
+
+
+def _whole_model_step(spec, flat, g_leaves, state, groups, decay_mask, hparams):
+    """A ``coupling == "tree"`` optimizer (Prodigy): its one state is the whole model's, and its
+    step takes every leaf at once (sums over the model: :mod:`adaptive_ref._global`); a schedule
+    lr is evaluated at the model's count."""
+    _whole_model_only(spec, groups, decay_mask)
+    kw = _resolve_lr(spec.settings(None, **hparams), state)
+    new_p, new_s = spec.step(tuple(flat.leaves), tuple(g_leaves), state, **kw)
+    return flat.rebuild(list(new_p)), new_s
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    import jax
     import torch
 
     from adaptive_ref._numerics import scalar_dtype  # noqa: F401  (import before timing)

@@ -45,7 +45,6 @@ import numpy as np
 from benchmarks.muon import (
     _block,
     _grads,
-    _map,
     _tree,
     opt_variant,
     optax_muon,

@@ -73,6 +73,16 @@ UNMET = {("radam", "optax", "float32"): 2e-4, ("radam", "optax", "float64"): 3e-
 # of the update is indistinguishable from a legitimate float32 evaluation
 # (measured: 5.8e-6 and 2.3e-7)
 UNMET.update({("adafactor", "optax", "float64"): 1e-5, ("adafactor", "keras", "float64"): 3e-7})
+# Prodigy (measured the same way): its d is r / sum_i ||s_i||_1 with r = sum <g, p0 - p>, read
+# from the stored parameters, so p's roundings (u |p|) enter r relative to |p0 - p| (the
+# displacement, 1e-4 of |p| for "c" at step 200): the reference itself is 1.8e6 float64 ULP from
+# the golden on r at step 5, and in float32 d is uncertain to ~1e-3 once it grows (finding R6).
+UNMET.update({("prodigy", "upstream", "float64"): 2e-11, ("prodigy", "optax", "float64"): 2e-10,
+              ("prodigy", "upstream", "float32"): 1e-2, ("prodigy", "optax", "float32"): 1e-1})
+# Keras' Muon sums the Frobenius norm in float32 even for float64 variables (finding M4): the
+# float64 keras-profile cases charge that float32 rounding of the normalisation (amplified by
+# the iteration), so a change below ~1e-7 of the update is within it (measured 1.3e-7).
+UNMET[("muon", "keras", "float64")] = 2e-7
 
 
 def _delta(case) -> float:
@@ -84,7 +94,10 @@ def _delta(case) -> float:
 
 @pytest.mark.parametrize("case", LONG, ids=lambda c: c.id)
 def test_an_update_perturbed_from_step_51_is_caught(case):
-    assert run_case(PerturbedUpdate(0.0), case).status == "pass"  # the unperturbed mutant
+    unperturbed = run_case(PerturbedUpdate(0.0), case)
+    if unperturbed.status == "n/a":  # Muon's forced bfloat16 (M1): NumPy has no bfloat16
+        pytest.skip(unperturbed.reason)
+    assert unperturbed.status == "pass"
     delta = _delta(case)
     res = run_case(PerturbedUpdate(delta), case)
     assert res.status == "fail", res.report()
@@ -105,6 +118,9 @@ def test_every_knob_case_differs_from_its_base(case):
     base_value = spec.settings(case.profile, lr=case.hparams["lr"])[knob]
     assert case.hparams[knob] != base_value
     base = dataclasses.replace(case, hparams={**case.hparams, knob: base_value})
+    why = ReferenceAdapter(Backend.NUMPY).supports(base)
+    if why:  # the profile's value needs bfloat16 (Muon's torch profile: M1)
+        pytest.skip(why)
     res = compare(case, ReferenceAdapter(Backend.NUMPY).run(base), impl=f"{knob}={base_value}")
     assert res.status == "fail", f"{case.id}: the golden does not see {knob}: {res.report()}"
 

@@ -46,6 +46,9 @@ def _check(adapter, case):
 @pytest.mark.parametrize("case", ALL, ids=lambda c: c.id)
 def test_reference_numpy_every_case(case):
     res = run_case(ReferenceAdapter(Backend.NUMPY), case)
+    if res.status == "n/a":  # Muon's forced bfloat16 (M1): NumPy has none; torch runs these
+        assert "bfloat16" in res.reason, res.reason
+        pytest.skip(res.reason)
     assert res.status == "pass", res.report()
 
 

@@ -470,3 +470,28 @@ def test_profile_defaults_match_keras_signature():
     assert (s["ns_a"], s["ns_b"], s["ns_c"]) == (k["muon_a"], k["muon_b"], k["muon_c"])
     assert k["nesterov"] is True and k["exclude_embeddings"] is True
     assert ROUTES["keras"].fallback_settings["weight_decay"] == k["adam_weight_decay"]
+
+
+# ---- the conformance error model's Muon Jacobian -----------------------------------------------
+
+@pytest.mark.parametrize("cid", ["muon[optax,float64,base]", "muon[keras,float32,base]",
+                                 "muon[torch,float64,nesterov=nadam]",
+                                 "muon[torch,float64,weight_decay=0.01]"])
+def test_error_model_jacobian_matches_finite_differences(cid):
+    """error_model._muon_jacobian (the linearised Newton-Schulz iteration) against the generic
+    finite differences of the float64 reference, at step 3 of each parameter of the case."""
+    from adaptive_ref.conformance import cases, error_model
+
+    case = next(c for c in cases.catalogue(["muon"]) if c.id == cid)
+    for p in case.params:
+        pp = error_model._Param(case, SPEC, p)
+        for t in range(1, 4):
+            old = pp.values()
+            g = np.asarray(case.gradients(t)[p.name], dtype=np.float64)
+            new, st = pp.step(old, g, t, case.lr_at(t))
+            if t == 3:
+                fd = error_model._tensor_jacobian(pp, old, new, g, t, case.lr_at(t))
+                ours = error_model._muon_jacobian(pp, old, new, g, t, case.lr_at(t))
+                # finite differences with a relative step of 2^-20: their own error ~1e-6
+                assert np.max(np.abs(fd - ours)) <= 1e-6 * np.max(np.abs(fd)), (cid, p.name)
+            pp.x, pp.st = new["p"], st

@@ -167,11 +167,12 @@ def test_numpy_where_choose_and_scalars_equal_numpy(dtype):
                 assert got is not x and got is not y  # a new array, as numpy.where's
         got = nx.choose(xp, cond, a[1], b[1])
         assert type(got) is dtype and got == np.where(cond, a[1], b[1])
-    s = nx.scalar_maker(xp, np.dtype(dtype), a)
-    for v in (0.1, 3, True, 1e300):
-        with np.errstate(over="ignore"):
-            want = nx.as_scalar(xp, v, np.dtype(dtype), a)
-            assert s(v) == want and s(v).dtype == want.dtype
+    # the dtype as a NumPy dtype or as the namespace's scalar type (xp.float64 is numpy.float64)
+    for s in (nx.scalar_maker(xp, np.dtype(dtype), a), nx.scalar_maker(xp, dtype, a)):
+        for v in (0.1, 3, True, 1e300):
+            with np.errstate(over="ignore"):
+                want = nx.as_scalar(xp, v, np.dtype(dtype), a)
+                assert s(v) == want and s(v).dtype == want.dtype
     assert _same(nx.ones_like(xp, a[0]), a[0].dtype.type(1.0))
     assert type(nx.as_scalar(xp, 0.5, np.dtype(dtype), a)) is np.ndarray
 

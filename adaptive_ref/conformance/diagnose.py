@@ -649,8 +649,11 @@ def suspect(case, result) -> str | None:
             except (ValueError, TypeError):  # a combination the reference rejects
                 continue
             expected = {t: {"params": alt[t], "state": {}} for t in short.checkpoints}
-            res = compare(dataclasses.replace(short, expected=expected), result,
-                          explain=False, state=False)
+            # an alternative may diverge beyond the case dtype (Muon with other Newton-Schulz
+            # coefficients): it then just does not pass
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = compare(dataclasses.replace(short, expected=expected), result,
+                              explain=False, state=False)
             if res.status == "pass":
                 found.append((res.max_ulp, _show(name, v)))
     if not found:

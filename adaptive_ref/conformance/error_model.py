@@ -39,6 +39,17 @@ Per-tensor optimizers (``coupling == "tensor"``: LAMB, LARS) take the Jacobian o
 parameter's (field, element) state and add the roundings of the per-tensor scalars they compute
 (trust ratios) as rank-one covariance terms (the block at the end of this module).
 
+Muon (``coupling == "tensor"``) adds the roundings of its Newton-Schulz iteration the same way,
+as a batch of independent terms, each moved to the update by the linearised remaining
+iterations. The derivation: a k-term dot product computed in any order makes k roundings (k
+products, k - 1 additions) on terms no larger than ``S = sum_l |a_l| |b_l|``, so its variance
+is at most k/3 u**2 S**2 (a probabilistic sqrt(k/3) u on S); A = X X^T, P = bA + cA^2 and
+X' = aX + PX are such sums per entry (c, r + 3 and r + 2 roundings), each rounded once more to
+bfloat16 in a bfloat16 iteration (u = 2^-8; float32 accumulation), or after every operation
+with upstream's ``ns_rounding="op"``. The Frobenius norm that normalises X is a shared scalar
+(rank one, as a trust ratio), in the precision it is summed and stored in (Keras: float32).
+See the Muon block at the end.
+
 Closed-loop cases add the harness's float64 gradient evaluation error, ``(2n + 4)`` roundings on
 the magnitude of the gradient's terms, moved into each field by ``d(step)/d(g)``.
 
@@ -104,6 +115,8 @@ FACTORS = {
     # LAMB: bounded as in Adam although the trust ratio cancels a uniform scaling of r (exactly
     # when wd = 0 and eps is negligible): a sound, not a tight, bound (docs/conformance.md)
     "lamb": (("beta1", -1.0), ("beta2", 0.5)),
+    # Prodigy's dlr = d lr sqrt(1 - b2^t)/(1 - b1^t) (with bias_correction)
+    "prodigy": (("beta1", -1.0), ("beta2", 0.5)),
 }
 FACTORS["adabelief"] = (("beta1", -1.0), ("beta2", 0.5))  # ADOPT has no bias correction
 
@@ -348,7 +361,7 @@ class _Param:
         return self._observe(out, self.x, self.st)
 
     def step(self, values: dict, g, t: int, lr) -> tuple[dict, object]:
-        kw = dict(self.hp)
+        kw = {**self.hp, **EXACT_RUN.get(self.case.optimizer, {})}
         if lr is not None:
             kw["lr"] = lr
         st = _replaced(self.st, {f: (np.float64(np.asarray(values[f]).reshape(-1)[0])
@@ -380,6 +393,8 @@ def propagate(case) -> dict:
     """``{step: {"params": {k: (rand, sys)}, "state": {k: {f: (rand, sys)}}}}`` at the
     checkpoints (maxima over the array's elements, in units of u)."""
     spec = registry.get(case.optimizer)
+    if spec.coupling == "tree":
+        return _propagate_tree(case)
     dtype = case.dtype
     u = UNIT[dtype]
     opt = case.optimizer
@@ -427,11 +442,12 @@ def propagate(case) -> dict:
         if closed:
             cov, bnd = _closed_step(case, prm, olds, news, grads, t, lr, cov, bnd, local, u)
             if tensor:
-                cov = cov + _shared_cov(case, prm, olds, news, lr, joint=True)
+                cov = cov + _shared_cov(case, prm, olds, news, lr, joint=True, grads=grads)
         elif tensor:
-            shared = _shared_cov(case, prm, olds, news, lr, joint=False)
+            shared = _shared_cov(case, prm, olds, news, lr, joint=False, grads=grads)
             for j, (pp, old, new) in enumerate(zip(prm, olds, news, strict=True)):
-                jac = _tensor_jacobian(pp, old, new, grads[pp.name], t, lr)
+                jac = TENSOR_JACOBIANS.get(opt, _tensor_jacobian)(pp, old, new, grads[pp.name],
+                                                                   t, lr)
                 cov[j] = (jac @ cov[j] @ jac.T + np.diag(_flat_local(local[j][0]))
                           + shared[j])
                 bnd[j] = np.abs(jac) @ bnd[j] + _flat_local(local[j][1])
@@ -822,7 +838,8 @@ def annotate(case) -> dict:
 # * the reductions' own roundings: a scalar computed from the whole parameter (a trust ratio;
 #   later Adafactor's RMS, Muon's normalisation) carries one relative error per step, shared by
 #   every element: a rank-one term sigma^2 v v^T with v = d(new state)/d(ln scalar).
-#   SHARED_SCALARS[opt](pp, old, new, lr) lists an optimizer's (v as {field: array}, sigma^2).
+#   SHARED_SCALARS[opt](pp, old, new, lr, g) lists an optimizer's (v as {field: array}, sigma^2);
+#   a batch of m independent scalars is v with a trailing axis of m and sigma^2 of shape (m,).
 # A 2-norm of n terms computed in any order (squares, n - 1 additions of partial sums <= S, one
 # square root) has relative variance <= n/12 + 1/3 (units u**2, Higham & Mary's model);
 # NORM_EXTRA adds a scaled algorithm's (LAPACK nrm2, Blue) division per element and final
@@ -849,7 +866,7 @@ def _ratio_term(dirs: dict, ratio_in, k_r: int, ops: int, norms: int = 2):
     return dirs, var + ops / 3.0
 
 
-def _lamb_ratio(pp, old, new, lr) -> list:
+def _lamb_ratio(pp, old, new, lr, g=None) -> list:
     """||theta|| / ||r||: moves the step -lr*ratio*r (the moments do not see it). r has 6
     roundings (m/bc1, v/bc2, + eps_root, sqrt, + eps, the division), 2 more with the decay
     inside; the ratio one (the division), one more with decoupled decay (the decayed theta's
@@ -866,7 +883,7 @@ def _lamb_ratio(pp, old, new, lr) -> list:
     return [term] if term else []
 
 
-def _lars_ratio(pp, old, new, lr) -> list:
+def _lars_ratio(pp, old, new, lr, g=None) -> list:
     """eta ||theta|| / (||g'|| + eps): x = (lr) ratio g' = buf_new - mu buf_old enters the
     buffer and the step. g' has the decay's 2 roundings; the ratio three (eta*, + eps, the
     division); the paper's denominator two more (wd*||theta||, +) and a third norm ||g||."""
@@ -884,19 +901,24 @@ def _lars_ratio(pp, old, new, lr) -> list:
 
 
 SHARED_SCALARS = {"lamb": _lamb_ratio, "lars": _lars_ratio}
+# an optimizer's own step Jacobian (field-major, one parameter) where the finite differences of
+# _tensor_jacobian cost too much (Muon)
+TENSOR_JACOBIANS: dict = {}
 
 
-def _shared_cov(case, prm, olds, news, lr, *, joint: bool):
+def _shared_cov(case, prm, olds, news, lr, *, joint: bool, grads=None):
     """The shared scalars' roundings as covariance: per parameter (``joint`` False, the
     per-parameter layout) or embedded in the closed loop's one state vector."""
     out = []
     for pp, old, new in zip(prm, olds, news, strict=True):
         dim = sum(old[f].size for f in pp.fields)
         c = np.zeros((dim, dim))
-        for dirs, var in SHARED_SCALARS[case.optimizer](pp, old, new, lr):
-            v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(-1)
-                                for f in pp.fields])
-            c += var * np.outer(v, v)
+        g = None if grads is None else grads[pp.name]
+        for dirs, var in SHARED_SCALARS[case.optimizer](pp, old, new, lr, g):
+            m = np.size(var) if np.ndim(var) else None
+            v = np.concatenate([np.asarray(dirs[f], dtype=np.float64).reshape(
+                -1 if m is None else (old["p"].size, m)) for f in pp.fields])
+            c += var * np.outer(v, v) if m is None else (v * var) @ v.T
         out.append(c)
     if not joint:
         return out
@@ -1098,7 +1120,7 @@ def _adafactor_local(case, pp, old, new, t, lr, u) -> tuple[np.ndarray, np.ndarr
             np.concatenate([bound[f].reshape(-1) for f in pp.fields]))
 
 
-def _adafactor_scalars(pp, old, new, lr) -> list:
+def _adafactor_scalars(pp, old, new, lr, g=None) -> list:
     """alpha/denom (one per parameter) and the normaliser N (one per slice, factored): rank-one
     terms with their relative variances (units u**2; see the block above)."""
     from . import fidelity
@@ -1321,7 +1343,7 @@ def _soap_local(case, pp, old, new, t, lr, u) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([bound[f].reshape(-1) for f in pp.fields]))
 
 
-def _soap_scalars(pp, old, new, lr) -> list:
+def _soap_scalars(pp, old, new, lr, g=None) -> list:
     """The step size (its 5 roundings) and normalize_grads' RMS: rank-one terms along the
     step (see the block above)."""
     hp = pp.hp
@@ -1345,3 +1367,465 @@ def _soap_scalars(pp, old, new, lr) -> list:
 
 TENSOR_LOCAL["soap"] = _soap_local
 SHARED_SCALARS["soap"] = _soap_scalars
+# ---- whole-model optimizers (OptimizerSpec.coupling == "tree": Prodigy) -------------------
+# Every element's step reads sums over the whole model (Prodigy's d from r / sum_i ||s_i||_1),
+# so the linearised state is one vector: per parameter its p and TREE_FIELDS (field-major),
+# then the model's scalars once. The Jacobian is taken over all of it by one-sided finite
+# differences of the float64 reference's whole-model step. Local roundings per element as
+# above (FIELD_ROUNDINGS_OF, UPDATE_ROUNDINGS); the shared scalars' roundings are rank-one
+# terms (TREE_SHARED), as SHARED_SCALARS are for the per-tensor optimizers.
+TREE_FIELDS = {"prodigy": ("mu", "nu", "s")}  # p0 is an exact copy of the start: no error
+TREE_SCALARS = {"prodigy": ("d", "d_max", "d_numerator")}
+# Prodigy's fields: mu = b1 mu + c g (c = d(1 - b1) a shared scalar: b1*, c*g, +); nu = b2 nu +
+# c' g*g (g*g, c'*, b2*, +); s = b3 s + c'' g (as mu). Its update: sqrt(v), d_t*eps (shared),
+# +, dlr*m, /, the decoupled wd*dlr*p (2) and their sum.
+FIELD_ROUNDINGS_OF.update({("prodigy", "mu"): 3, ("prodigy", "nu"): 4, ("prodigy", "s"): 3})
+UPDATE_ROUNDINGS["prodigy"] = 7
+# the shared per-step scalars' own roundings, relative (units u): c = d(1 - b1) (one), c' =
+# d*d*(1 - b2) (two), c'' = (d/d0)*dlr (two; dlr = d*lr one more, below); systematic: the same
+# error in every element's new term of that field
+TREE_SCALAR_ROUNDINGS = {("prodigy", "mu"): 1, ("prodigy", "nu"): 2, ("prodigy", "s"): 2}
+
+
+class _Model:
+    """The float64 reference run of a whole model as one vector (see the block comment)."""
+
+    def __init__(self, case, spec):
+        self.case, self.spec = case, spec
+        self.names = [p.name for p in case.params]
+        self.shapes = [p.shape for p in case.params]
+        self.sizes = [int(np.prod(s, dtype=np.int64)) if s else 1 for s in self.shapes]
+        self.hp = case.param_hparams(self.names[0])
+        self.fields = TREE_FIELDS[case.optimizer]
+        self.scalars = TREE_SCALARS[case.optimizer]
+        params = tuple(np.asarray(p.init, dtype=np.float64).reshape(p.shape)
+                       for p in case.params)
+        self.st = spec.init(params, **spec.init_kwargs(self.hp))
+        self.vec = self.pack(params, self.st)
+        self.layout = [(j, f) for j in range(len(self.names)) for f in ("p", *self.fields)]
+
+    def pack(self, params, st) -> np.ndarray:
+        parts = []
+        for j in range(len(self.names)):
+            parts.append(np.asarray(params[j], dtype=np.float64).reshape(-1))
+            for f in self.fields:
+                parts.append(np.asarray(getattr(st, f)[j], dtype=np.float64).reshape(-1))
+        parts.append(np.array([float(getattr(st, f)) for f in self.scalars]))
+        return np.concatenate(parts)
+
+    def unpack(self, vec):
+        params, per, off = [], {f: [] for f in self.fields}, 0
+        for j, n in enumerate(self.sizes):
+            params.append(vec[off:off + n].reshape(self.shapes[j]))
+            off += n
+            for f in self.fields:
+                per[f].append(vec[off:off + n].reshape(self.shapes[j]))
+                off += n
+        sc = {f: np.float64(vec[off + i]) for i, f in enumerate(self.scalars)}
+        st = self.st._replace(**{f: tuple(v) for f, v in per.items()}, **sc)
+        return tuple(params), st
+
+    def slot(self, j: int, f: str) -> slice:
+        off = sum(n * (1 + len(self.fields)) for n in self.sizes[:j])
+        k = 0 if f == "p" else 1 + self.fields.index(f)
+        return slice(off + k * self.sizes[j], off + (k + 1) * self.sizes[j])
+
+    def scalar(self, f: str) -> int:
+        return len(self.vec) - len(self.scalars) + self.scalars.index(f)
+
+    def step(self, vec, grads, t, lr):
+        kw = dict(self.hp)
+        if lr is not None:
+            kw["lr"] = lr
+        params, st = self.unpack(vec)
+        p2, st2 = self.spec.step(params, tuple(grads[k] for k in self.names), st, **kw)
+        return self.pack(p2, st2), st2
+
+
+def _partial_sq(terms) -> float:
+    """sum_k S_k^2 with S_k the partial sums of |terms| (a bound on each partial sum of a
+    summation in any order): the variance (units u^2, times 3) of a computed sum's additions."""
+    return float(np.sum(np.cumsum(np.abs(np.asarray(terms, dtype=np.float64))) ** 2))
+
+
+def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
+    """Prodigy's shared scalars as rank-one terms ``(v, sigma^2)`` (relative variance, units
+    u^2, along v = d(new state)/d(ln scalar)):
+
+    * r_t = b3 r + (d/d0) dlr <g, p0 - p>: the dot's terms g_i (p0_i - p_i) (two roundings
+      each), its additions (:func:`_partial_sq`), the scalar product and b3 r + (four); r_t
+      enters only the stored r and d_hat, so v = r_t J[:, r] / b3;
+    * sum_i ||s_i||_1 (additions, and this step's roundings of the new s, which it reads in the
+      same step) and d_hat = d_coef r / den's two: the same direction less the stored r;
+    * dlr = d lr (c_t): the s increment, r's increment and the parameter's update scale with
+      it."""
+    hp = m.hp
+    b3 = np.sqrt(float(hp["beta2"])) if hp["beta3"] == -1.0 else float(hp["beta3"])
+    ir = m.scalar("d_numerator")
+    r_old, r_new = old[ir], new[ir]
+    params, _ = m.unpack(old)
+    _, st_new = m.unpack(new)
+    wd = float(hp["weight_decay"])
+    coupled = hp["weight_decay_mode"] == "coupled"
+    terms, s_new = [], []
+    for j, k in enumerate(m.names):
+        g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
+        terms.append((g * (np.asarray(st_old.p0[j]) - params[j])).reshape(-1))
+        s_new.append(np.asarray(st_new.s[j]).reshape(-1))
+    terms, s_new = np.concatenate(terms), np.concatenate(s_new)
+    inc = r_new - b3 * r_old
+    out = []
+    if r_new == 0 or inc == 0:
+        return out
+    dot = float(np.sum(terms))
+    scale = inc / dot if dot else 0.0
+    var_r = ((_partial_sq(terms) + 2.0 * float(np.sum(terms ** 2))) * scale ** 2
+             + 4.0 * max(abs(r_new), abs(b3 * r_old)) ** 2) / 3.0 / r_new ** 2
+    v_r = r_new * jac[:, ir] / b3
+    out.append((v_r, var_r))
+    den = float(np.sum(np.abs(s_new)))
+    if den > 0:
+        k_s = FIELD_ROUNDINGS_OF[("prodigy", "s")] + (2 if coupled else 0)
+        var_den = (_partial_sq(s_new) + k_s * float(np.sum(s_new ** 2))) / 3.0 / den ** 2
+        v_d = v_r.copy()
+        v_d[ir] -= r_new
+        out.append((v_d, var_den + 2.0 / 3.0))
+    v_lr = np.zeros_like(new)
+    for j in range(len(m.names)):
+        sp, ss = m.slot(j, "p"), m.slot(j, "s")
+        v_lr[sp] = new[sp] - old[sp]
+        if not hp["safeguard_warmup"]:
+            v_lr[ss] = new[ss] - b3 * old[ss]
+    v_lr[ir] = inc
+    out.append((v_lr, (1.0 + (2.0 if hp["bias_correction"] else 0.0)) / 3.0))
+    return out
+
+
+TREE_SHARED = {"prodigy": _prodigy_shared}
+
+
+def _tree_local(m: _Model, old, new, t, lr, fp, u):
+    """Per slot, this step's independent roundings (variance, units u^2) and systematic errors
+    (bound, units u): the elementwise ones as in :func:`_local`, the shared scalars' roundings
+    (TREE_SCALAR_ROUNDINGS) and the bias correction's factor errors (:data:`FACTORS`) as bounds
+    on the terms they scale."""
+    hp, opt = m.hp, m.case.optimizer
+    var, bound = np.zeros_like(new), np.zeros_like(new)
+    wd = float(hp.get("weight_decay", 0.0) or 0.0)
+    coupled = wd != 0.0 and hp["weight_decay_mode"] == "coupled"
+    decoupled = wd != 0.0 and not coupled
+    fac = 0.0
+    if hp.get("bias_correction"):
+        fac = sum(abs(power) * _factor_error(float(hp[h]), t, fp)
+                  for h, power in FACTORS.get(opt, ())) / u
+    ema = {"mu": float(hp["beta1"]), "nu": float(hp["beta2"]),
+           "s": np.sqrt(float(hp["beta2"])) if hp["beta3"] == -1.0 else float(hp["beta3"])}
+    for j in range(len(m.names)):
+        sp = m.slot(j, "p")
+        po, pn = np.abs(old[sp]), np.abs(new[sp])
+        delta = np.abs(new[sp] - old[sp])
+        var[sp] = (pn ** 2 + decoupled * po ** 2 + UPDATE_ROUNDINGS[opt] * delta ** 2) / 3.0
+        bound[sp] = fac * delta
+        for f in m.fields:
+            sf = m.slot(j, f)
+            k = FIELD_ROUNDINGS_OF[(opt, f)] + (2 if coupled else 0)
+            var[sf] = k * (np.abs(old[sf]) + np.abs(new[sf])) ** 2 / 3.0
+            term = np.abs(new[sf] - ema[f] * old[sf])
+            bound[sf] = TREE_SCALAR_ROUNDINGS[(opt, f)] * term + (fac * term if f == "s" else 0)
+    return var, bound
+
+
+def _propagate_tree(case) -> dict:
+    """:func:`propagate` for ``coupling == "tree"`` (replay cases)."""
+    spec = registry.get(case.optimizer)
+    u = UNIT[case.dtype]
+    m = _Model(case, spec)
+    fp = FactorPrecision.of(m.hp, case.dtype)
+    q = None  # the float64 run with every hyperparameter (and scheduled lr) rounded to the dtype
+    if case.dtype != "float64":
+        import dataclasses
+
+        from .format import ParamSpec
+
+        rounded = {k: (float(np.asarray(v, dtype=case.dtype)) if isinstance(v, float) else v)
+                   for k, v in case.hparams.items()}
+        q = _Model(dataclasses.replace(case, hparams=rounded, params=tuple(
+            ParamSpec(p.name, p.shape, p.init, p.grad, rounded) for p in case.params)), spec)
+    dim = len(m.vec)
+    # the systematic errors: each slot's error keeps one sign over the steps (what makes it
+    # systematic), of size up to its bound b_t; their effect is A sigma with A_t = J_t A_{t-1} +
+    # diag(b_t), |sigma| <= 1, bounded row by row by sum_j |A_ij|. Propagating the bound itself
+    # with |J_t| (as above) drops every cancellation of the model-wide sums: d's sensitivity to
+    # the p_i has both signs (it is ~ g_i), and |J| compounds it (measured: 8e32 u after 200
+    # steps of prodigy[upstream,float64,base], where A gives 1e2-1e4 u)
+    cov, amat = np.zeros((dim, dim)), np.zeros((dim, dim))
+    out = {}
+    for t in range(1, case.steps + 1):
+        lr = case.lr_at(t)
+        grads = {k: np.asarray(v, dtype=np.float64) for k, v in case.gradients(t).items()}
+        old, st_old = m.vec, m.st
+        new, st_new = m.step(old, grads, t, lr)
+        hs = np.empty(dim)  # per array (its own floor), and per scalar
+        for j in range(len(m.names)):
+            for f in ("p", *m.fields):
+                sl = m.slot(j, f)
+                hs[sl] = _perturbation(old[sl], new[sl])
+        for f in m.scalars:
+            i = m.scalar(f)
+            hs[i] = _perturbation(old[i:i + 1], new[i:i + 1])[0]
+        jac = np.zeros((dim, dim))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            for b in range(dim):
+                moved = old.copy()
+                moved[b] += hs[b]
+                jac[:, b] = (m.step(moved, grads, t, lr)[0] - new) / hs[b]
+        jac = np.where(np.isfinite(jac), jac, 0.0)
+        var, bound = _tree_local(m, old, new, t, lr, fp, u)
+        cov = jac @ cov @ jac.T + np.diag(var)
+        for v, s2 in TREE_SHARED[case.optimizer](m, old, new, grads, jac, st_old, t, lr):
+            cov += s2 * np.outer(v, v)
+        amat = jac @ amat
+        amat[np.diag_indices(dim)] += bound
+        m.vec, m.st = new, st_new
+        shift = np.zeros(dim)
+        if q is not None:
+            q.vec, q.st = q.step(q.vec, grads, t, None if lr is None else
+                                 float(np.asarray(lr, dtype=case.dtype)))
+            shift = np.abs(q.vec - new) / u
+        if t in case.checkpoints:
+            out[t] = _tree_record(m, np.diag(cov), np.sum(np.abs(amat), axis=1) + shift)
+    return out
+
+
+def _tree_record(m: _Model, var, b) -> dict:
+    rec = {"params": {}, "state": {}}
+    for j, name in enumerate(m.names):
+        st = {}
+        for f in ("p", *m.fields):
+            sl = m.slot(j, f)
+            pair = [float(np.sqrt(np.max(var[sl]))), float(np.max(b[sl]))]
+            if f == "p":
+                rec["params"][name] = pair
+            else:
+                st[f] = pair
+        st["p0"] = [0.0, 0.0]
+        for f in m.scalars:
+            i = m.scalar(f)
+            st[f] = [float(np.sqrt(var[i])), float(b[i])]
+        rec["state"][name] = st
+    return rec
+# ---- Muon (adaptive_ref.optimizers.muon): Newton-Schulz's roundings -------------------------
+# Muon's step is linear in its momentum up to D (the Nesterov direction), then the iteration
+# X_0 = D/(||D|| + eps), A_k = X_k X_k^T, P_k = b A_k + c A_k A_k, X_{k+1} = a X_k + P_k X_k
+# (on D or D^T, whichever makes A the smaller Gram matrix), then -lr r X_s. Its roundings, each
+# an independent relative error of variance u_x^2/3 in its own precision u_x (Higham & Mary):
+# * a k-term dot product sum_l a_l b_l, in any order (k products, k - 1 additions of partial
+#   sums), has k roundings on terms no larger than S = sum_l |a_l||b_l|: variance <= k/3 u^2 S^2
+#   (the products' sum_l (a_l b_l)^2 <= S^2, each addition's partial sum <= S), i.e. a
+#   probabilistic sqrt(k/3) u on S. So per entry: A_k (r x r): c/3 u_acc^2 (|X||X|^T)^2;
+#   P_k: the r-term product, b*A, c*A and the sum, (r + 3)/3 u_acc^2 S_P^2 with
+#   S_P = |b||A| + |c||A||A|; X_{k+1}: the r-term product, a*X and the sum, (r + 2)/3 u_acc^2
+#   S_X^2 with S_X = |a||X| + |P||X| (r rows, c columns after the transpose);
+# * in bfloat16 (ns_dtype) the lines are float32 arithmetic (u_acc = 2^-24) rounded to bfloat16
+#   (u_ns = 2^-8): once per line (ns_rounding "line", torch's addmm) on |A|, S_P, S_X; or after
+#   every operation ("op", upstream): A once, P four times (b*A, c*A, (cA)A, the sum), X three
+#   (a*X, PX, the sum), each on a term <= S_P or S_X;
+# * X_0 = D/den: D's own roundings (K_D per element on the sum of its terms' magnitudes: the
+#   Nesterov form's products and sum, the bias corrections' divisions), its cast to ns_dtype
+#   where that is narrower than the case dtype (one u_ns), and the division (u_acc, then u_ns);
+# * the norm ||D|| (shared by every element): relative variance NORM_VAR(n) in the precision it
+#   is summed in (float32 for a bfloat16 iteration and for norm_precision "float32"), one u of
+#   the dtype it is stored in where that differs (bfloat16, or Keras' float32), + eps's one, and
+#   with norm_precision "float32" on float64 D the cast of each element (k_r = 1);
+# * the scale lr r (a shared scalar): fan ratio, sqrt (or rms_scale*sqrt), the product and its
+#   cast, 4 roundings in the case dtype; with scale_dtype "ns" the scaled update's bfloat16
+#   rounding per element;
+# * 1 - mu^t and 1 - mu^(t+1) (bias-corrected EMA, NAdam-style Nesterov): each a shared error
+#   bounded by _factor_error, entered as a standard deviation of that size (so LAMBDA sigma is
+#   LAMBDA times the bound).
+# Each rounding reaches the update through the linearised remaining iterations: J_k, the
+# Jacobian of X_s in X_k, is built backwards from the one-iteration Jacobians L_k (dA = dX X^T +
+# X dX^T, dP = b dA + c(dA A + A dA), dX' = a dX + dP X + P dX), at the float64 trajectory. The
+# covariance they add is V diag(var) V^T over all of them (_muon_roundings's batched terms); the
+# momentum's own errors travel through the step's Jacobian like every field's.
+MUON_UNIT = {**UNIT, "bfloat16": 2.0 ** -8}
+MUON_D_ROUNDINGS = {"lerp": 3, "add": 2, "none": 0, "nadam": 5}
+MUON_SCALE_ROUNDINGS = 4
+FIELD_ROUNDINGS_OF[("muon", "mu")] = 3
+UPDATE_ROUNDINGS["muon"] = 2  # (lr r) * O and O's cast to the parameter dtype
+# the float64 reference run of the error model: the iteration in float64 whatever the case says
+# (the precision knobs only say which roundings to charge)
+EXACT_RUN = {"muon": {"ns_dtype": "float64", "norm_precision": "ns_dtype"}}
+
+
+def _muon_precisions(hp: dict, dtype: str) -> tuple[str, str]:
+    """(the iteration's dtype, its accumulation dtype) for ns_dtype on a case of ``dtype``."""
+    ns = {"param": dtype}.get(hp["ns_dtype"], hp["ns_dtype"])
+    return ns, "float32" if ns == "bfloat16" else ns
+
+
+class _MuonLinear:
+    """One Muon step linearised at the float64 trajectory: D (in the orientation whose Gram
+    matrix is the smaller), the iterates X_k, A_k, P_k and J_k = d vec(X_s)/d vec(X_k)."""
+
+    def __init__(self, pp, old, new, lr, g):
+        import array_api_compat.numpy as xpn
+
+        from adaptive_ref.optimizers.muon import muon_direction, shape_factor
+
+        hp = self.hp = pp.hp
+        self.t = t = int(np.asarray(pp.st.count)) + 1
+        self.mu = mu = float(hp["momentum"])
+        form, nest = hp["momentum_form"], hp["nesterov"]
+        lr = float(lr if lr is not None else hp["lr"])
+        self.decay = 1.0 - lr * float(hp.get("weight_decay", 0.0) or 0.0)
+        self.lr_eff = lr * shape_factor(pp.shape, hp["shape_scale"], hp["layout"],
+                                        float(hp["rms_scale"]))
+        g = np.asarray(g, dtype=np.float64)
+        _, d = muon_direction(xpn, g, old["mu"], np.float64(t), mu, form, nest, lambda v: v)
+        m_new = np.asarray(new["mu"], dtype=np.float64)
+        bc = (lambda e: 1.0 - mu ** e)  # noqa: E731
+        # |terms| of D; the terms that carry a factor 1/(1 - mu^e); dD/dm_new (a scalar)
+        if nest == "nadam":
+            self.terms = np.abs(mu * m_new / bc(t + 1)) + np.abs((1 - mu) * g / bc(t))
+            self.factor_terms = [(mu * m_new / bc(t + 1), t + 1), ((1 - mu) * g / bc(t), t)]
+            self.dd_dm = mu / bc(t + 1)
+        else:
+            corr = form == "ema_bias_corrected"
+            coef = {"lerp": mu, "add": mu, "none": 1.0}[nest]
+            gcoef = {"lerp": 1 - mu, "add": 1.0, "none": 0.0}[nest]
+            m_hat = m_new / bc(t) if corr else m_new
+            self.terms = np.abs(gcoef * g) + np.abs(coef * m_hat)
+            self.factor_terms = [(coef * m_hat, t)] if corr else []
+            self.dd_dm = coef / (bc(t) if corr else 1.0)
+        self.k_d = MUON_D_ROUNDINGS[nest] + (form == "ema_bias_corrected" and nest != "nadam")
+        self.wide = d.shape[0] <= d.shape[1]
+        self.y = y = self.orient(d)
+        self.r, self.c = y.shape
+        self.n = n = float(np.sqrt(np.sum(y * y)))
+        eps = float(hp["eps"])
+        self.den = n + eps if hp["eps_form"] == "add" else max(n, eps)
+        self.abc = a, b, c = tuple(float(hp[k]) for k in ("ns_a", "ns_b", "ns_c"))
+        self.xs, self.grams, self.polys = [y / self.den], [], []
+        for _ in range(int(hp["ns_steps"])):
+            x = self.xs[-1]
+            gram = x @ x.T
+            poly = b * gram + c * (gram @ gram)
+            self.grams.append(gram)
+            self.polys.append(poly)
+            self.xs.append(a * x + poly @ x)
+        s, rc = len(self.grams), y.size
+        self.eye = np.eye(rc).reshape(rc, self.r, self.c)
+        self.jac = [None] * (s + 1)
+        self.jac[s] = np.eye(rc)
+        for k in range(s - 1, -1, -1):
+            self.jac[k] = self.jac[k + 1] @ self.lin(k, self.eye).reshape(rc, rc).T
+
+    def orient(self, z):
+        return z if self.wide else np.swapaxes(z, -1, -2)
+
+    def lin(self, k, dx):
+        """One linearised iteration at X_k on a batch of perturbations (m, r, c)."""
+        a, b, c = self.abc
+        x, gram, poly = self.xs[k], self.grams[k], self.polys[k]
+        da = dx @ x.T + x @ np.swapaxes(dx, -1, -2)
+        dp = b * da + c * (da @ gram + gram @ da)
+        return a * dx + dp @ x + poly @ dx
+
+    def d_to_x0(self, dd):
+        """Perturbations of D (m, r, c) as perturbations of X_0 = D/(||D|| + eps)."""
+        inner = np.einsum("mij,ij->m", dd, self.y)
+        return dd / self.den - (self.y / self.den)[None] * (inner / (self.n * self.den))[
+            :, None, None]
+
+    def to_param(self, v):
+        """Columns of perturbations of vec(X_s) as columns of the parameter's update."""
+        v = -self.lr_eff * v
+        if self.wide:
+            return v
+        return v.reshape(self.r, self.c, -1).transpose(1, 0, 2).reshape(self.r * self.c, -1)
+
+
+def _muon_jacobian(pp, old, new, g, t, lr) -> np.ndarray:
+    """Muon's step Jacobian over (p, mu), field-major, from the linearisation (the generic
+    finite differences need a reference step per column: 256 per step on the (8, 16) "d"):
+    d p'/d p = (1 - lr wd) I, d mu'/d mu = mu I, d p'/d mu = -lr r J_0 N mu dD/dm' (N the
+    normalisation's Jacobian), d mu'/d p = 0. tests/test_muon.py checks it against finite
+    differences."""
+    lin = _MuonLinear(pp, old, new, lr, g)
+    n = old["p"].size
+    dx0 = lin.d_to_x0(lin.orient(np.eye(n).reshape(n, *pp.shape)))  # D-basis, param order
+    jac = np.zeros((2 * n, 2 * n))
+    jac[:n, :n] = lin.decay * np.eye(n)
+    jac[n:, n:] = lin.mu * np.eye(n)
+    jac[:n, n:] = lin.to_param(lin.jac[0] @ dx0.reshape(n, n).T) * (lin.mu * lin.dd_dm)
+    return jac
+
+
+def _muon_roundings(pp, old, new, lr, g) -> list:
+    lin = _MuonLinear(pp, old, new, lr, g)
+    hp, dtype = pp.hp, pp.case.dtype
+    u = UNIT[dtype]
+    ns, acc = _muon_precisions(hp, dtype)
+    u_ns, u_acc = MUON_UNIT[ns], MUON_UNIT[acc]
+    narrow = u_ns > u  # D is rounded to the iteration's dtype
+    two = u_ns != u_acc  # bfloat16: float32 arithmetic, then a bfloat16 rounding
+    op = two and hp["ns_rounding"] == "op"
+    a, b, cc = lin.abc
+    r, c, y, eye = lin.r, lin.c, lin.y, lin.eye
+    rc = r * c
+    cols, var = [], []
+
+    def add(k, dx, v):  # perturbations dx (m, r, c) of X_k with variances v (m,), units u^2
+        cols.append(lin.jac[k] @ dx.reshape(len(v), rc).T)
+        var.append(np.asarray(v, dtype=np.float64))
+
+    # D's roundings and its cast, then the division's
+    v_d = (lin.k_d * lin.orient(lin.terms) ** 2 + narrow * (u_ns / u) ** 2 * y ** 2) / 3.0
+    add(0, lin.d_to_x0(eye), v_d.reshape(-1))
+    x0 = lin.xs[0]
+    add(0, eye, ((u_acc / u) ** 2 + two * (u_ns / u) ** 2) * (x0 ** 2).reshape(-1) / 3.0)
+    eye_r = np.eye(r * r).reshape(r * r, r, r)
+    for k in range(len(lin.grams)):
+        x, gram, poly = lin.xs[k], lin.grams[k], lin.polys[k]
+        s_a = np.abs(x) @ np.abs(x).T
+        v_a = (c * (u_acc / u) ** 2 * s_a ** 2 + two * (u_ns / u) ** 2 * gram ** 2) / 3.0
+        add(k + 1, (b * eye_r + cc * (eye_r @ gram + gram @ eye_r)) @ x, v_a.reshape(-1))
+        s_p = abs(b) * np.abs(gram) + abs(cc) * (np.abs(gram) @ np.abs(gram))
+        k_p = (4 if op else 1) if two else 0
+        v_p = ((r + 3) * (u_acc / u) ** 2 + k_p * (u_ns / u) ** 2) * s_p ** 2 / 3.0
+        add(k + 1, eye_r @ x, v_p.reshape(-1))
+        s_x = abs(a) * np.abs(x) + np.abs(poly) @ np.abs(x)
+        k_x = (3 if op else 1) if two else 0
+        v_x = ((r + 2) * (u_acc / u) ** 2 + k_x * (u_ns / u) ** 2) * s_x ** 2 / 3.0
+        add(k + 1, eye, v_x.reshape(-1))
+    # the norm, shared by every element: X_0 scaled by (1 - d ln n . n/den)
+    f32 = hp["norm_precision"] == "float32"
+    u_sum = UNIT["float32"] if f32 else u_acc
+    u_store = UNIT["float32"] if f32 else u_ns
+    rel = _norm_var(rc) * u_sum ** 2 + (u_store != u_sum) * u_store ** 2 / 3.0
+    rel += (hp["eps_form"] == "add") * u_store ** 2 / 3.0
+    if f32 and u < UNIT["float32"]:  # Keras casts float64 D to float32 before summing
+        rel += UNIT["float32"] ** 2 / 3.0 * float(np.sum(y ** 4)) / float(np.sum(y ** 2)) ** 2
+    add(0, -(x0 * (lin.n / lin.den))[None], [rel / u ** 2])
+    # 1 - mu^e's error (a bound, entered as a standard deviation)
+    fp = FactorPrecision.of(hp, dtype)
+    for term, power in lin.factor_terms:
+        e = _factor_error(lin.mu, power, fp)
+        if e:
+            add(0, lin.d_to_x0(lin.orient(term)[None]), [(e / u) ** 2])
+    o = lin.xs[-1].reshape(-1, 1)
+    # the scale lr r (shared) and, with scale_dtype 'ns', the scaled update's own rounding
+    cols.append(o)
+    var.append(np.array([MUON_SCALE_ROUNDINGS / 3.0]))
+    if hp["scale_dtype"] == "ns" and two:
+        cols.append(np.diag(o[:, 0]))
+        var.append(np.full(rc, (u_ns / u) ** 2 / 3.0))
+    v_out, var_out = lin.to_param(np.concatenate(cols, axis=1)), np.concatenate(var)
+    keep = var_out > 0
+    v_p = v_out[:, keep].reshape(*pp.shape, -1)
+    return [({"p": v_p, "mu": np.zeros_like(v_p)}, var_out[keep])]
+
+
+SHARED_SCALARS["muon"] = _muon_roundings
+TENSOR_JACOBIANS["muon"] = _muon_jacobian

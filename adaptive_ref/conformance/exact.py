@@ -11,7 +11,8 @@ Real arithmetic is emulated with :mod:`mpmath` at two working precisions (:data:
 60 significant decimal digits). The update itself is the independent per-element transcription
 of :mod:`adaptive_ref.conformance.fidelity` (``_init_fields``, ``_step``, ``_nadam_shared``,
 ``_grad_mp``), which does not call the reference; a per-tensor optimizer (LAMB, LARS:
-``fidelity.TENSOR_STEPS``) steps a whole parameter at once, its norms exact. A value is
+``fidelity.TENSOR_STEPS``) steps a whole parameter at once, its norms exact, and a whole-model
+optimizer (Prodigy: ``fidelity.TREE_STEPS``) every parameter at once, its sums exact. A value is
 *certified* when both precisions
 round to the same float64: the 40-digit result then differs from the real one by far less than
 its distance to the nearest rounding boundary. :func:`certified` reports every element where
@@ -84,7 +85,11 @@ def trajectory(case, digits: int) -> dict:
                 exact = fidelity._grad_mp(case.objective,
                                           {k: [e.p for e in v] for k, v in elems.items()})
                 grads = {k: [_round_to(x, case.dtype) for x in v] for k, v in exact.items()}
-            for p in case.params:
+            if opt in fidelity.TREE_STEPS:  # a whole-model step sees every parameter at once
+                hp = hps[case.params[0].name]
+                lr = case.lr_at(t) if case.lr_schedule is not None else hp["lr"]
+                fidelity.TREE_STEPS[opt](elems, grads, t, hp, lr)
+            for p in (() if opt in fidelity.TREE_STEPS else case.params):
                 hp = hps[p.name]
                 lr = case.lr_at(t) if case.lr_schedule is not None else hp["lr"]
                 fidelity.shared_scalars(opt, hp, t, shared[p.name], lr)

@@ -91,6 +91,8 @@ def _init_fields(opt: str, hp: dict) -> dict:
         return TENSOR_FIELD_FNS[opt](hp)
     if opt in TENSOR_FIELDS:
         return {f: z for f in TENSOR_FIELDS[opt]}
+    if opt in TREE_STEPS:
+        return _tree_init_fields(opt, hp)
     if opt == "sgd":
         return {"momentum_buffer": z} if hp["momentum"] != 0 else {}
     if opt == "adagrad":
@@ -829,6 +831,135 @@ def tensor_of(opt: str, hp: dict, elems: list) -> _Tensor:
     if opt in OWN_INIT:  # fields of their own shape that do not start at zero (SOAP's bases)
         OWN_INIT[opt](out)
     return out
+
+
+# Whole-model optimizers (``OptimizerSpec.coupling == "tree"``): one exact step sees every
+# element of every parameter (``model``: parameter name -> list of _Elem; ``grads``: name ->
+# their gradients) under the model's one setting ``hp``. The model's scalars (Prodigy's d,
+# d_max, r) are kept in every element's state (the goldens store them per parameter) and read
+# from the first; the sums over the model are exact (``fsum``).
+def _tree_init_fields(opt: str, hp: dict) -> dict:
+    z = mpmath.mpf(0)
+    d0 = _m(hp["d0"])
+    return {"mu": z, "nu": z, "s": z, "p0": _PARAM, "d": d0, "d_max": d0, "d_numerator": z}
+
+
+def _prodigy_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
+    """prodigyopt.Prodigy.step (adaptive_ref.optimizers.prodigy), exactly; slice_p = 1."""
+    es = [e for name in model for e in model[name]]
+    gs = [g for name in model for g in grads[name]]
+    S0 = es[0].s
+    d, d_max, num = S0["d"], S0["d_max"], S0["d_numerator"]
+    lr, b1, b2, eps = _m(lr), _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+    b3 = _sqrt(b2) if hp["beta3"] == -1.0 else _m(hp["beta3"])
+    wd, d0, coef = _m(hp["weight_decay"]), _m(hp["d0"]), _m(hp["d_coef"])
+    T = mpmath.mpf(t)
+    dlr = d * lr
+    if hp["bias_correction"]:
+        dlr = dlr * _sqrt(1 - _pow(b2, T, hp)) / (1 - _pow(b1, T, hp))
+    coupled = hp["weight_decay_mode"] == "coupled"
+    if coupled:
+        gs = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
+    ratio = d / d0
+    s_coef = ratio * (d if hp["safeguard_warmup"] else dlr)
+    dot = mpmath.fsum(g * (e.s["p0"] - e.p) for e, g in zip(es, gs, strict=True))
+    for e, g in zip(es, gs, strict=True):
+        S = e.s
+        S["mu"] = b1 * S["mu"] + d * (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + d * d * (1 - b2) * g * g
+        S["s"] = b3 * S["s"] + s_coef * g
+    den = mpmath.fsum(abs(e.s["s"]) for e in es)
+    if den == 0:  # the authors' step returns early: m, v, s only
+        return
+    num = b3 * num + ratio * dlr * dot
+    d_hat = coef * num / den
+    d_new = max(d, d_hat) if d == d0 else d
+    d_max = max(d_max, d_hat)
+    growth = hp["growth_rate"]
+    d_new = d_max if growth == float("inf") else min(d_max, d_new * _m(growth))
+    for e in es:
+        S = e.s
+        step = dlr * S["mu"] / (_sqrt(S["nu"]) + d_new * eps)
+        e.p = e.p - (0 if coupled else dlr * wd * e.p) - step
+        S["d"], S["d_max"], S["d_numerator"] = d_new, d_max, num
+
+
+TREE_STEPS = {"prodigy": _prodigy_tree}
+# ---- Muon (adaptive_ref.optimizers.muon): the momentum, its Nesterov direction D, the exact
+# Newton-Schulz iteration on D (a 2-D parameter, its shape in hp["_shape"]), the shape scale and
+# the decoupled decay. Every knob that changes the exact values is honoured: momentum_form,
+# nesterov, eps and eps_form, (ns_a, ns_b, ns_c), ns_steps, shape_scale with layout and
+# rms_scale, weight_decay, and factor_precision (1 - mu^t as in the module doc). The precision
+# knobs (ns_dtype, ns_rounding, scale_dtype, norm_precision) do not change the exact values: the
+# error model charges their roundings. The Gram-side transpose (A = X X^T the smaller Gram
+# matrix) commutes with the iteration; it is applied here as in the reference all the same.
+TENSOR_FIELDS["muon"] = ("mu",)
+DECOUPLED_ONLY += ("muon",)
+
+
+def muon_scale(shape, hp: dict) -> mpmath.mpf:
+    """The exact shape scale of the lr (``adaptive_ref.optimizers.muon.shape_factor``)."""
+    rows, cols = shape
+    if hp["shape_scale"] == "none":
+        return mpmath.mpf(1)
+    if hp["shape_scale"] == "rms":
+        return _m(hp["rms_scale"]) * _sqrt(mpmath.mpf(max(rows, cols)))
+    fan_out, fan_in = (rows, cols) if hp["layout"] == "out_in" else (cols, rows)
+    return _sqrt(max(mpmath.mpf(1), mpmath.mpf(fan_out) / fan_in))
+
+
+def _matmul(a, b):
+    return [[mpmath.fsum(a[i][k] * b[k][j] for k in range(len(b))) for j in range(len(b[0]))]
+            for i in range(len(a))]
+
+
+def _transpose(a):
+    return [list(col) for col in zip(*a, strict=True)]
+
+
+def muon_newton_schulz(d, shape, hp: dict) -> list:
+    """The exact iteration on ``d`` (a flat row-major list of ``shape``); returns it flat."""
+    rows, cols = shape
+    x = [d[i * cols:(i + 1) * cols] for i in range(rows)]
+    wide = rows <= cols
+    if not wide:
+        x = _transpose(x)
+    norm, eps = _norm(d), _m(hp["eps"])
+    den = norm + eps if hp["eps_form"] == "add" else max(norm, eps)
+    x = [[v / den for v in row] for row in x]
+    a, b, c = _m(hp["ns_a"]), _m(hp["ns_b"]), _m(hp["ns_c"])
+    for _ in range(int(hp["ns_steps"])):
+        gram = _matmul(x, _transpose(x))
+        gram2 = _matmul(gram, gram)
+        poly = [[b * g + c * g2 for g, g2 in zip(r1, r2, strict=True)]
+                for r1, r2 in zip(gram, gram2, strict=True)]
+        px = _matmul(poly, x)
+        x = [[a * v + w for v, w in zip(r1, r2, strict=True)] for r1, r2 in zip(x, px, strict=True)]
+    if not wide:
+        x = _transpose(x)
+    return [v for row in x for v in row]
+
+
+def _muon_tensor(es, gs, t: int, hp: dict, lr) -> None:
+    lr, mu, wd, T = _m(lr), _m(hp["momentum"]), _m(hp["weight_decay"]), mpmath.mpf(t)
+    form, nesterov = hp["momentum_form"], hp["nesterov"]
+    d = []
+    for e, g in zip(es, gs, strict=True):
+        m = mu * e.s["mu"] + (g if form == "sum" else (1 - mu) * g)
+        e.s["mu"] = m
+        if nesterov == "nadam":
+            d.append(mu * m / (1 - _pow(mu, T + 1, hp)) + (1 - mu) * g / (1 - _pow(mu, T, hp)))
+            continue
+        m_hat = m / (1 - _pow(mu, T, hp)) if form == "ema_bias_corrected" else m
+        d.append((1 - mu) * g + mu * m_hat if nesterov == "lerp" else
+                 g + mu * m_hat if nesterov == "add" else m_hat)
+    o = muon_newton_schulz(d, hp["_shape"], hp)
+    step = lr * muon_scale(hp["_shape"], hp)
+    for e, oi in zip(es, o, strict=True):
+        e.p = e.p * (1 - lr * wd) - step * oi
+
+
+TENSOR_STEPS["muon"] = _muon_tensor
 
 
 def _grad_mp(objective: dict, params: dict) -> dict:

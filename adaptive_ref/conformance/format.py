@@ -46,6 +46,8 @@ MAX_ELEMENTS = 10**6  # elements of one parameter
 # State fields that hold one number per parameter (0-d state, stored as a one-element list):
 # NAdam's ``mu_product`` (every ``*product``), schedule-free's ``weight_sum`` and ``lr_max``.
 SCALAR_STATE_FIELDS = frozenset({"weight_sum", "lr_max"})
+# Whole-model optimizers' scalars, the same number in every parameter's record (Prodigy)
+SCALAR_STATE_FIELDS |= {"d", "d_max", "d_numerator"}
 
 
 def is_scalar_field(name: str) -> bool:
@@ -237,7 +239,7 @@ def case_from_dict(d: dict) -> GoldenCase:
                 if key not in grad:
                     msg = f"{pw}: grad is missing {key!r}"
                     raise FormatError(msg)
-        params.append(ParamSpec(name, shape, init, grad, _opt(p, "hparams", dict, pw),
+        params.append(ParamSpec(name, shape, init, grad, _hp_in(_opt(p, "hparams", dict, pw)),
                                 _state_shapes(p, pw)))
     sched = d.get("lr_schedule")
     if sched is not None:
@@ -302,7 +304,8 @@ def case_from_dict(d: dict) -> GoldenCase:
     if not all(isinstance(t, str) for t in tags):
         msg = f"{where}: tags must be a list of strings"
         raise FormatError(msg)
-    return GoldenCase(cid, opt, prof, dtype, kind, dict(hp), _opt(d, "overrides", dict, where),
+    return GoldenCase(cid, opt, prof, dtype, kind, _hp_in(hp),
+                      _hp_in(_opt(d, "overrides", dict, where)),
                       steps, tuple(cps), tuple(params), sched, objective, tuple(tags),
                       expected, d.get("fidelity"))
 
@@ -330,14 +333,29 @@ def _flat(a) -> list:
     return [float(x) for x in np.asarray(a, dtype=np.float64).reshape(-1)]
 
 
+# An infinite hyperparameter (Prodigy's default growth_rate: unbounded) is the string "inf"
+# (or "-inf") in a golden file: JSON has no infinity.
+_INF = {"inf": float("inf"), "-inf": float("-inf")}
+
+
+def _hp_out(hp: dict) -> dict:
+    return {k: (("inf" if v > 0 else "-inf") if isinstance(v, float) and np.isinf(v) else v)
+            for k, v in hp.items()}
+
+
+def _hp_in(hp: dict) -> dict:
+    return {k: (_INF[v] if isinstance(v, str) and v in _INF else v) for k, v in hp.items()}
+
+
 def case_to_dict(c: GoldenCase) -> dict:
     out: dict[str, Any] = {
         "id": c.id, "optimizer": c.optimizer, "profile": c.profile, "dtype": c.dtype,
-        "kind": c.kind, "hparams": c.hparams, "overrides": c.overrides, "steps": c.steps,
+        "kind": c.kind, "hparams": _hp_out(c.hparams), "overrides": _hp_out(c.overrides),
+        "steps": c.steps,
         "checkpoints": list(c.checkpoints), "tags": list(c.tags),
         "params": [{"name": p.name, "shape": list(p.shape), "init": _flat(p.init),
                     **({"grad": p.grad} if p.grad is not None else {}),
-                    **({"hparams": p.hparams} if p.hparams else {}),
+                    **({"hparams": _hp_out(p.hparams)} if p.hparams else {}),
                     **({"state_shapes": {f: list(v) for f, v in p.state_shapes.items()}}
                        if p.state_shapes else {})} for p in c.params],
     }

@@ -228,6 +228,26 @@ def newton_schulz(x, /, *, steps: int = 5, coefficients=NS_COEFFICIENTS, eps=1e-
     return y if wide else _mT(xp, y)
 
 
+def muon_direction(xp, g, mu_old, t, momentum, momentum_form: str, nesterov: str, c):
+    """``(m, D)``: the new momentum buffer and the direction fed to Newton-Schulz (the first
+    two lines of :func:`muon_step`'s math); ``t`` the 1-based step as a 0-d array, ``c`` casts
+    a scalar to the compute dtype. Also the error model's source of D
+    (:mod:`adaptive_ref.conformance.error_model`)."""
+    mu = momentum
+    m = c(mu) * mu_old
+    m += g if momentum_form == "sum" else c(1 - mu) * g
+    if nesterov == "nadam":  # reads m and g with their own corrections, not m_hat
+        return m, (c(mu) * (m / c(nx.bias_correction(xp, mu, t + 1.0)))
+                   + c(1 - mu) * (g / c(nx.bias_correction(xp, mu, t))))
+    m_hat = (m / c(nx.bias_correction(xp, mu, t)) if momentum_form == "ema_bias_corrected"
+             else m)
+    if nesterov == "lerp":
+        return m, c(1 - mu) * g + c(mu) * m_hat
+    if nesterov == "add":
+        return m, g + c(mu) * m_hat
+    return m, m_hat
+
+
 def shape_factor(shape, shape_scale: str = "fan_ratio", layout: str = "out_in", rms_scale=0.2):
     """The factor on lr for a 2-D parameter of ``shape`` (a Python float, or ``rms_scale`` times
     one when ``rms_scale`` is a 0-d array)."""
@@ -301,23 +321,7 @@ def muon_step(param, grad, state: MuonState, /, *, lr=0.02, momentum=0.95, weigh
     count, t = nx.advance(xp, state.count, fd)
     lr = nx.poison(xp, lr, state.count, t)
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731  (scalar -> compute dtype)
-    g, mu = pre.g, momentum
-
-    m = c(mu) * state.mu
-    m += g if momentum_form == "sum" else c(1 - mu) * g
-    if nesterov == "nadam":  # reads m and g with their own corrections, not m_hat
-        d = (c(mu) * (m / c(nx.bias_correction(xp, mu, t + 1.0)))
-             + c(1 - mu) * (g / c(nx.bias_correction(xp, mu, t))))
-    else:
-        m_hat = (m / c(nx.bias_correction(xp, mu, t)) if momentum_form == "ema_bias_corrected"
-                 else m)
-        if nesterov == "lerp":
-            d = c(1 - mu) * g + c(mu) * m_hat
-        elif nesterov == "add":
-            d = g + c(mu) * m_hat
-        else:
-            d = m_hat
-
+    m, d = muon_direction(xp, pre.g, state.mu, t, momentum, momentum_form, nesterov, c)
     o = newton_schulz(d, steps=ns_steps, coefficients=(ns_a, ns_b, ns_c), eps=eps,
                       eps_form=eps_form, dtype=ns_dtype, norm_precision=norm_precision,
                       rounding=ns_rounding)
@@ -353,7 +357,7 @@ _UPSTREAM = dict(_TORCH, lr=0.02, weight_decay=0.0, eps_form="add", ns_rounding=
 
 MUON = OptimizerSpec(
     name="muon", title="Muon", init=muon_init, step=muon_step, state_type=MuonState,
-    hparams=MUON_HPARAMS, elementwise=False, param_ndim=2,
+    hparams=MUON_HPARAMS, elementwise=False, param_ndim=2, coupling="tensor",
     paper="Jordan et al., Muon: An optimizer for hidden layers in neural networks, 2024 "
           "(kellerjordan.github.io/posts/muon); Liu et al., Muon is Scalable for LLM Training, "
           "arXiv:2502.16982, 2025",

@@ -45,6 +45,10 @@ def all_adapters() -> list[Adapter]:
     from .schedulefree_adapter import UpstreamScheduleFreeAdapter
 
     out.append(UpstreamScheduleFreeAdapter())  # the authors' schedule-free code (upstream profile)
+
+    from .prodigyopt_adapter import ProdigyoptAdapter
+
+    out.append(ProdigyoptAdapter())  # the authors' Prodigy package (issue 12)
     return out
 
 

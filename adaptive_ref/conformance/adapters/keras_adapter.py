@@ -108,6 +108,43 @@ def _adafactor_fields(params: dict, state: dict) -> dict:
             fields.pop("v_row", None)
             fields.pop("v_col", None)
     return state
+# Muon (keras.optimizers.Muon, keras/src/optimizers/muon.py): m <- m + g + m(mu - 1) (sum
+# momentum), Nesterov g + mu m or none, the iteration in the variable dtype on x/(||x|| + 1e-7)
+# with ops.norm's float32 on the JAX backend (M4), lr_adjust sqrt(max(rows, cols)) rms_rate or
+# nothing (rms_rate=None), the base class's decoupled decay
+KERAS_CLASSES["muon"] = "Muon"
+FIELDS["muon"] = [("momentums", "mu", 1)]
+_ARGS["muon"] = {"lr": "learning_rate", "momentum": "momentum", "ns_steps": "ns_steps",
+                 "ns_a": "muon_a", "ns_b": "muon_b", "ns_c": "muon_c"}
+_MUON_NESTEROV = {"add": True, "none": False}
+
+
+def _muon_irrelevant(name: str, hp: dict, dtype: str) -> bool:
+    """Muon settings that cannot act in this case (so Keras expresses any value of them):
+    the bfloat16 rounding knobs above bfloat16, the layout without the fan ratio, the scalar
+    factors without a bias correction (Keras has none), the rms constant without rms; and the
+    settings _muon_kwargs translates."""
+    ns = {"param": dtype}.get(hp.get("ns_dtype", "param"), hp.get("ns_dtype"))
+    return (name in ("nesterov", "shape_scale") or (name == "ns_dtype" and ns == dtype)
+            or (name in ("ns_rounding", "scale_dtype") and ns != "bfloat16")
+            or name == "factor_precision"
+            or (name == "norm_precision" and dtype == "float32")
+            or (name == "layout" and hp.get("shape_scale") != "fan_ratio")
+            or (name == "rms_scale" and hp.get("shape_scale") != "rms"))
+
+
+def _muon_why_not(hp: dict) -> str | None:
+    if hp.get("nesterov") not in _MUON_NESTEROV:
+        return f"keras.optimizers.Muon's Nesterov is g + mu*m or none, not {hp['nesterov']!r}"
+    if hp.get("shape_scale") not in ("rms", "none"):
+        return ("keras.optimizers.Muon scales by rms_rate*sqrt(max(rows, cols)) or not at all "
+                "(rms_rate=None), not by the fan ratio")
+    return None
+
+
+def _muon_kwargs(hp: dict) -> dict:
+    return {"nesterov": _MUON_NESTEROV[hp["nesterov"]], "ns_steps": int(hp["ns_steps"]),
+            "rms_rate": float(hp["rms_scale"]) if hp["shape_scale"] == "rms" else None}
 
 
 _TIMEOUT_S = 600.0  # one request (a build or a step) taking longer than this is a hang
@@ -135,11 +172,15 @@ def _why_not(opt: str, hp: dict, dtype: str, backend: str) -> str | None:
             continue  # 'param' is float64 here: the two values compute the same numbers
         if name in ("weight_decay_mode", "decay_placement") and hp.get("weight_decay", 0.0) == 0:
             continue
+        if opt == "muon" and _muon_irrelevant(name, hp, dtype):
+            continue
         if name in keras and value != keras[name]:
             return (f"keras.optimizers.{cls} has {name}={keras[name]!r} built in "
                     f"(the case sets {value!r})")
     if opt == "sgd" and hp.get("nesterov") and hp.get("momentum", 0.0) == 0:
         return "keras.optimizers.SGD nesterov needs momentum"
+    if opt == "muon":
+        return _muon_why_not(hp)
     return None
 
 
@@ -150,6 +191,8 @@ def _kwargs(opt: str, hp: dict) -> dict:
         kw["amsgrad"] = True
     if opt == "adafactor":
         kw["beta_2_decay"] = -kw["beta_2_decay"]
+    if opt == "muon":
+        kw.update(_muon_kwargs(hp))
     wd = float(hp.get("weight_decay", 0.0))
     # None turns Keras' decay off; AdamW requires a number (0 leaves p unchanged)
     kw["weight_decay"] = wd if wd or opt == "adamw" else None

@@ -80,6 +80,10 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
         checks += _schedule_free_why_not(hp, need, scheduled)
     elif opt in _TRUST:
         checks += _trust_why_not(opt, need)
+    elif opt == "prodigy":
+        checks += _prodigy_why_not(hp, need)
+    elif opt == "muon":
+        checks += _muon_why_not(hp, need, dtype)
     elif opt not in ("adadelta", "lion"):
         return f"optax has no counterpart of {opt}"
     for c in checks:
@@ -169,6 +173,8 @@ def _transform(opt: str, hp: dict, schedule):
         return _trust_transform(opt, hp, lr)
     if opt == "adafactor":
         return _adafactor_transform(hp, lr)
+    if opt == "muon":
+        return _muon_transform(hp, lr)
     pre, post = [], []
     if hp.get("maximize"):
         pre.append(optax.scale(-1.0))
@@ -332,6 +338,11 @@ class OptaxAdapter(Adapter):
             return super().run(case)
         finally:
             jax.config.update("jax_enable_x64", old)
+            if case.optimizer == "muon" and not self.jit:
+                # eagerly, optax.contrib.muon compiles its Newton-Schulz fori_loop on every
+                # update (a new lambda per call): ~0.3 s per update, and every compiled copy
+                # stays in JAX's caches (a whole Muon run exhausted the memory)
+                jax.clear_caches()
 
     def build(self, case):
         import jax
@@ -342,6 +353,8 @@ class OptaxAdapter(Adapter):
             table = jnp.asarray(np.asarray(case.lr_schedule, dtype=np.float64), dtype=case.dtype)
             schedule = lambda count: table[count]  # noqa: E731
         params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
+        if case.optimizer == "prodigy":  # one transformation of the whole model
+            return _prodigy_build(case, params, schedule, self.jit)
         # "_dtype": the case dtype, for the accumulators optax would otherwise make float32
         txs = {k: _transform(case.optimizer, {**case.param_hparams(k), "_dtype": case.dtype},
                              schedule) for k in params}
@@ -373,7 +386,10 @@ class OptaxAdapter(Adapter):
         return {k: np.asarray(v) for k, v in h["params"].items()}
 
     def read(self, h):
-        fields_of = _adan_state if h["optimizer"] == "adan" else _state_fields
+        if h["optimizer"] == "prodigy":
+            return self.read_params(h), _prodigy_fields(h["states"], list(h["params"]))
+        fields_of = {"adan": _adan_state, "muon": _muon_state}.get(h["optimizer"],
+                                                                  _state_fields)
         state = {k: fields_of(s) for k, s in h["states"].items()}
         if h["optimizer"] == "adafactor":
             state = {k: _adafactor_state(s, h["params"][k], h["hp"][k])
@@ -504,3 +520,97 @@ def _adafactor_state(state, param, hp) -> dict:
         for f, a in (("v_row", axes[0]), ("v_col", axes[1])):
             out[f] = out[f].reshape(tuple(1 if i == a else n for i, n in enumerate(shape)))
     return out
+
+# ---- Prodigy (optax/contrib/_prodigy.py prodigy): one transformation of the whole model -----
+
+def _prodigy_why_not(hp, need) -> list:
+    return [need("bias_correction", True, "optax.contrib.prodigy always applies Adam's bias "
+                 "correction in dlr"),
+            need("growth_rate", float("inf"), "optax.contrib.prodigy has no growth_rate"),
+            need("slice_p", 1, "optax.contrib.prodigy has no slice_p"),
+            need("weight_decay_mode", "decoupled", "optax.contrib.prodigy's decay is AdamW-style "
+                 "(decoupled)") if hp.get("weight_decay", 0.0) else None]
+
+
+def _prodigy_build(case, params: dict, schedule, jit: bool) -> dict:
+    """optax.contrib.prodigy over the dict of every parameter (its sums run over the tree)."""
+    import jax
+    from optax import contrib
+
+    hp = Given(case.param_hparams(next(iter(params))))
+    beta3 = hp["beta3"]
+    tx = contrib.prodigy(hp["lr"] if schedule is None else schedule, **present(dict(
+        betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], estim_lr0=hp["d0"],
+        estim_lr_coef=hp["d_coef"], weight_decay=hp["weight_decay"],
+        safeguard_warmup=hp["safeguard_warmup"],
+        beta3=None if beta3 == -1.0 or beta3 is ABSENT else beta3)))
+
+    def update(params, state, grads):
+        u, state = tx.update(grads, state, params)
+        return {k: params[k] + u[k] for k in params}, state
+
+    return {"params": params, "states": tx.init(params),
+            "update": jax.jit(update) if jit else update, "dtype": case.dtype,
+            "optimizer": "prodigy"}
+
+
+def _prodigy_fields(state, names) -> dict:
+    """Each parameter's share of optax's ProdigyState (estim_lr is d; it keeps no d_max)."""
+    d, r = float(np.asarray(state.estim_lr)), float(np.asarray(state.numerator_weighted))
+    return {k: {"mu": np.asarray(state.exp_avg[k]), "nu": np.asarray(state.exp_avg_sq[k]),
+                "s": np.asarray(state.grad_sum[k]), "p0": np.asarray(state.params0[k]),
+                "d": d, "d_numerator": r, "count": int(np.asarray(state.count))}
+            for k in names}
+# ---- Muon: optax.contrib.muon (optax/contrib/_muon.py scale_by_muon, scale_by_shape, muon) ----
+# scale_by_muon: the EMA with Adam's bias correction, NAdam-style Nesterov (or m_hat), the
+# iteration in the parameter dtype on x/(||x||_F + eps) (finding M3); scale_by_shape:
+# sqrt(max(1, fan_out/fan_in)) with the in x out layout (reduction_axis=0: finding M2), the
+# out x in one via MuonDimensionNumbers(reduction_axis=1, output_axis=0), or consistent_rms;
+# then add_decayed_weights and the lr: p - lr (r O + wd p) (decoupled, multiplied by lr).
+_MUON_NESTEROV = {"nadam": True, "none": False}
+
+
+def _muon_why_not(hp, need, dtype: str) -> list:
+    ns = hp.get("ns_dtype", "param")
+    return [
+        need("momentum_form", "ema_bias_corrected", "optax.contrib.muon's buffer is the EMA "
+             "read with Adam's bias correction"),
+        None if hp.get("nesterov", "nadam") in _MUON_NESTEROV else
+        "optax.contrib.muon's Nesterov is the NAdam-style bias-corrected form (or none)",
+        None if {"param": dtype}.get(ns, ns) == dtype else
+        f"optax.contrib.muon iterates in the parameter dtype ({dtype}), not {ns}",
+        None if hp.get("norm_precision", "ns_dtype") == "ns_dtype" or dtype == "float32" else
+        "optax.contrib.muon's Frobenius norm is in the parameter dtype",
+        need("eps_form", "add", "optax.contrib.muon divides by ||x||_F + eps"),
+        need("shape_scale", "fan_ratio", "optax.contrib.muon scales by the fan ratio or "
+             "consistent_rms") if hp.get("shape_scale") == "none" else None,
+    ]
+
+
+def _muon_transform(hp, lr):
+    from optax import contrib
+
+    dims = ABSENT
+    if hp["shape_scale"] in ("fan_ratio", ABSENT) and hp["layout"] == "out_in":
+        dims = contrib.MuonDimensionNumbers(reduction_axis=1, output_axis=0)
+    coeffs = (hp["ns_a"], hp["ns_b"], hp["ns_c"])
+    return contrib.muon(lr, **present(dict(
+        ns_coeffs=coeffs, ns_steps=hp["ns_steps"], beta=hp["momentum"], eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+        nesterov=_MUON_NESTEROV.get(hp["nesterov"], ABSENT),
+        consistent_rms=hp["rms_scale"] if hp["shape_scale"] == "rms" else ABSENT,
+        muon_weight_dimension_numbers=dims)))
+
+
+def _muon_state(state) -> dict:
+    """mu and count of the MuonState inside optax.contrib.muon's partition state (its 'adam'
+    branch holds masked-out placeholders for a 2-D parameter)."""
+    if hasattr(state, "ns_coeffs") and hasattr(state, "mu"):
+        return {"mu": np.asarray(state.mu), "count": int(np.asarray(state.count))}
+    parts = state.values() if isinstance(state, dict) else (
+        state if isinstance(state, (tuple, list)) else ())
+    for x in parts:
+        out = _muon_state(x)
+        if out:
+            return out
+    return {}

@@ -72,14 +72,22 @@ class ReferenceAdapter(Adapter):
             return f"unsupported: {case.optimizer} is not registered"
         if case.optimizer in NOT_ON.get(self.backend, {}):
             return f"unsupported: {NOT_ON[self.backend][case.optimizer]}"
+        if self.backend not in (Backend.TORCH, Backend.JAX) and any(
+                case.param_hparams(p.name).get("ns_dtype") == "bfloat16" for p in case.params):
+            return (f"unsupported: ns_dtype='bfloat16' (Muon finding M1): {self.backend.value} "
+                    f"has no bfloat16 (the reference raises BFloat16Unavailable)")
         return None
 
     def build(self, case):
         spec = registry.get(case.optimizer)
         b = self.backend
         params = {k: b.asarray(self._cast(v)) for k, v in case.init_params().items()}
-        states = {k: spec.init(params[k], **spec.init_kwargs(case.param_hparams(k)))
-                  for k in params}
+        if spec.coupling == "tree":  # one state for the whole model (Prodigy)
+            states = spec.init(tuple(params.values()),
+                               **spec.init_kwargs(case.param_hparams(next(iter(params)))))
+        else:
+            states = {k: spec.init(params[k], **spec.init_kwargs(case.param_hparams(k)))
+                      for k in params}
         h = {"spec": spec, "case": case, "params": params, "states": states}
         if self.jit and not case.row_sparse():
             import jax
@@ -99,6 +107,10 @@ class ReferenceAdapter(Adapter):
             # without one jnp.asarray dispatch per array (the same values reach the same code)
             garr = {k: np.asarray(self._cast(g)) for k, g in grads.items()}
             h["params"], h["states"] = h["jitted"](h["params"], h["states"], garr, lr)
+            return
+        if spec.coupling == "tree":
+            h["params"], h["states"] = _model_step(spec, case, h["params"], h["states"], {
+                k: self.backend.asarray(self._cast(g)) for k, g in grads.items()}, lr)
             return
         sparse = {p.name: p.grad for p in case.params
                   if p.grad is not None and p.grad.get("row_fraction") is not None}
@@ -138,13 +150,18 @@ class ReferenceAdapter(Adapter):
             import dask
 
             keys = list(h["params"])
-            flat = [h["params"][k] for k in keys] + [h["states"][k] for k in keys]
+            tree = h["spec"].coupling == "tree"
+            flat = [h["params"][k] for k in keys] + (
+                [h["states"]] if tree else [h["states"][k] for k in keys])
             flat = dask.persist(*flat)
             h["params"] = dict(zip(keys, flat[:len(keys)], strict=True))
-            h["states"] = dict(zip(keys, flat[len(keys):], strict=True))
+            h["states"] = flat[-1] if tree else dict(zip(keys, flat[len(keys):], strict=True))
         params = {k: np.asarray(b.to_numpy(v)) for k, v in h["params"].items()}
         state = {}
-        for k, st in h["states"].items():
+        states = h["states"]
+        if h["spec"].coupling == "tree":  # each parameter's share of the model's state
+            states = {k: _leaf_state(states, j) for j, k in enumerate(h["params"])}
+        for k, st in states.items():
             fields = {}
             for name, v in zip(st._fields, st, strict=False):
                 if v is None:
@@ -161,6 +178,23 @@ class ReferenceAdapter(Adapter):
                 fields[name] = np.asarray(b.to_numpy(fn(h["params"][k], st, **settings)))
             state[k] = fields
         return params, state
+
+
+def _model_step(spec, case, params: dict, state, grads: dict, lr):
+    """A whole-model optimizer's step (``coupling == "tree"``): every parameter at once, under
+    the model's one setting (the first parameter's; tree cases have no per-parameter ones)."""
+    keys = list(params)
+    kw = case.param_hparams(keys[0])
+    if lr is not None:
+        kw["lr"] = lr
+    new_p, new_s = spec.step(tuple(params.values()), tuple(grads[k] for k in keys), state, **kw)
+    return dict(zip(keys, new_p, strict=True)), new_s
+
+
+def _leaf_state(state, j: int):
+    """Leaf ``j``'s fields of a whole-model state: its arrays, and the model's 0-d scalars."""
+    return state._replace(**{f: v[j] for f, v in zip(state._fields, state, strict=True)
+                             if isinstance(v, tuple)})
 
 
 _JITTED: dict = {}
@@ -183,6 +217,8 @@ def _jitted_step(case):
         spec = registry.get(case.optimizer)
 
         def step_all(params, states, grads, lr):
+            if spec.coupling == "tree":
+                return _model_step(spec, case, params, states, grads, lr if scheduled else None)
             new_p, new_s = {}, {}
             for k in names:
                 kw = dict(hps[k])

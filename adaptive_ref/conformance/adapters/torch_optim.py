@@ -53,6 +53,41 @@ _FIXED["adafactor"] = {"relative_step": True, "multiply_by_parameter_scale": Tru
                        "min_dim_size_to_factor": 0.0}
 TORCH_CLASSES["adafactor"] = "Adafactor"
 
+# torch.optim.Muon (torch/optim/_muon.py): the EMA buffer (lerp_), Nesterov g.lerp(buf, mu) or
+# none, the iteration forced to bfloat16 with X/clamp(||X||, eps) (findings M1, M7), the scale
+# sqrt(max(1, A/B)) of the out x in shape or 0.2 sqrt(max(A, B)) (adjust_lr_fn), lr in Python
+# floats; one code path (no foreach/fused), its buffer is state["momentum_buffer"] (field mu)
+TORCH_CLASSES["muon"] = "Muon"
+_FIXED["muon"] = {"momentum_form": "ema", "ns_dtype": "bfloat16", "ns_rounding": "line",
+                  "scale_dtype": "param", "eps_form": "clamp", "norm_precision": "ns_dtype",
+                  "factor_precision": "float64"}
+_SINGLE_PATH = {"muon"}
+_STATE_OF = {("muon", "momentum_buffer"): "mu"}
+_MUON_ADJUST = {"fan_ratio": "original", "rms": "match_rms_adamw"}
+
+
+def _muon_kwargs(hp: Given) -> dict:
+    return {"lr": hp["lr"], "weight_decay": hp["weight_decay"], "momentum": hp["momentum"],
+            "nesterov": hp["nesterov"] == "lerp" if hp["nesterov"] else ABSENT,
+            "ns_coefficients": (hp["ns_a"], hp["ns_b"], hp["ns_c"]), "eps": hp["eps"],
+            "ns_steps": hp["ns_steps"],
+            "adjust_lr_fn": _MUON_ADJUST.get(hp["shape_scale"], ABSENT)
+            if hp["shape_scale"] else ABSENT}
+
+
+def _muon_why_not(hp: dict) -> str | None:
+    hp = Given(hp)
+    if hp["nesterov"] not in ("lerp", "none", ABSENT):
+        return (f"torch.optim.Muon's Nesterov is g.lerp(buf, momentum) or off, not "
+                f"{hp['nesterov']!r}")
+    if hp["shape_scale"] == "none":
+        return "torch.optim.Muon's adjust_lr_fn is 'original' or 'match_rms_adamw' (no unscaled lr)"
+    if hp["shape_scale"] == "fan_ratio" and hp["layout"] not in ("out_in", ABSENT):
+        return "torch.optim.Muon reads a matrix as out x in (sqrt(max(1, A/B)), finding M2)"
+    if hp["shape_scale"] == "rms" and hp["rms_scale"] not in (0.2, ABSENT):
+        return "torch.optim.Muon's match_rms_adamw has the constant 0.2 built in"
+    return None
+
 _STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "sum": "sum",
           "square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "momentum_buffer",
           "exp_inf": "nu", "mu_product": "mu_product", "step": "count",
@@ -108,6 +143,8 @@ def _kwargs(opt: str, hp: dict) -> dict:
                   weight_decay=hp["weight_decay"])
         if e1 is not ABSENT and hp["eps2"] is not ABSENT:
             kw["eps"] = (e1, hp["eps2"])
+    elif opt == "muon":
+        kw = _muon_kwargs(hp)
     return present(kw)
 
 
@@ -124,6 +161,8 @@ def _why_not(opt: str, hp: dict, dtype: str = "float64") -> str | None:
                     "(factor_precision='float64')")
         if hp.get("ema_weight_precision", "float64") != "float64":
             return "torch's EMA weights 1 - beta are Python floats (ema_weight_precision='float64')"
+    if opt == "muon":
+        return _muon_why_not(hp)
     if opt in _COUPLED_ONLY and hp.get("weight_decay_mode", "coupled") != "coupled" \
             and hp.get("weight_decay", 0.0) != 0:
         return f"torch.optim.{TORCH_CLASSES[opt]} has coupled L2 weight decay only"
@@ -186,6 +225,9 @@ class TorchAdapter(Adapter):
             return unsupported(f"torch.optim has no counterpart of {opt}")
         if opt in SPARSE and self.mode != "forloop":
             return unsupported("sparse gradients take torch's single-tensor path only")
+        if self.mode != "forloop" and opt in _SINGLE_PATH:
+            return unsupported(f"torch.optim.{TORCH_CLASSES[opt]} has one code path (the "
+                               f"single-tensor one: torch-forloop)")
         if self.mode == "fused" and opt not in FUSED:
             return unsupported(f"torch.optim.{TORCH_CLASSES[opt]} has no fused implementation")
         for p in case.params:
@@ -221,8 +263,8 @@ class TorchAdapter(Adapter):
             groups.append({"params": [p], **kw})
         path = {"foreach": False} if self.mode == "forloop" else (
             {"foreach": True} if self.mode == "foreach" else {"fused": True})
-        if case.optimizer == "lazy_adam":
-            path = {}  # SparseAdam has a single code path
+        if case.optimizer == "lazy_adam" or case.optimizer in _SINGLE_PATH:
+            path = {}  # SparseAdam and Muon have a single code path
         # Constructor-level settings too: torch.optim.Adagrad reads initial_accumulator_value
         # from the constructor only and ignores a per-group value (a finding, docs/conformance.md).
         top = {k: v for k, v in _kwargs(case.optimizer, case.hparams).items()
@@ -269,7 +311,7 @@ class TorchAdapter(Adapter):
             st = h["opt"].state.get(p, {})
             out = {}
             for name, v in st.items():
-                canon = _STATE.get(name)
+                canon = _STATE_OF.get((h["case"].optimizer, name), _STATE.get(name))
                 if canon is None or v is None:
                     continue
                 a = v.detach().numpy().copy() if hasattr(v, "detach") else np.asarray(v)

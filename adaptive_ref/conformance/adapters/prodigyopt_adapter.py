@@ -1,0 +1,101 @@
+"""The authors' Prodigy package (``prodigyopt``, ``Prodigy``) as an implementation under
+Prodigy's ``upstream`` profile: ``upstream-prodigyopt``.
+
+It is a torch optimizer, so the torch adapter's machinery drives it (a scheduled lr written into
+every group, the gradients set on the parameters). All parameters are one group: Prodigy's d,
+d_max and d_numerator are the group's (Python floats), its sums run over every parameter. The
+state is read back from ``optimizer.state`` (``s`` and ``p0`` are kept flattened, and ``p0`` as
+a 0-d zero for a parameter that starts at 0: both are given the parameter's shape) and the
+group. The package prints a line when decoupled decay is on; that output is swallowed. Not
+installed: every case is skipped with the reason (``pip install prodigyopt==1.1.2``, the
+``upstream`` extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+
+from .base import Given, present, unsupported
+from .torch_optim import TorchAdapter
+
+__all__ = ["ProdigyoptAdapter"]
+
+_STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "s": "s", "p0": "p0", "step": "count"}
+
+
+class ProdigyoptAdapter(TorchAdapter):
+    profile = "upstream"
+
+    def __init__(self):
+        self.mode = "forloop"
+        self.name = "upstream-prodigyopt"
+        self.description = "prodigyopt.Prodigy (the authors' package)"
+
+    def applies_to(self, case):
+        return case.optimizer == "prodigy" and case.profile == self.profile
+
+    def missing(self):
+        try:
+            import prodigyopt  # noqa: F401
+        except Exception as err:
+            return (f"prodigyopt is not installed ({type(err).__name__}; pip install "
+                    f"prodigyopt==1.1.2)")
+        return None
+
+    def version(self):
+        import importlib.metadata
+
+        return importlib.metadata.version("prodigyopt")
+
+    def supports(self, case):
+        if case.optimizer != "prodigy":
+            return unsupported(f"prodigyopt has no counterpart of {case.optimizer}")
+        hp = Given(case.hparams)
+        if case.dtype != "float64" and hp.get("factor_precision", "float64") != "float64":
+            return unsupported("prodigyopt keeps d, d_max and d_numerator in Python floats and "
+                               "sums the per-tensor reductions in float64 "
+                               "(factor_precision='float64')")
+        return None
+
+    def build(self, case):
+        import torch
+        from prodigyopt import Prodigy
+
+        hp = Given(case.hparams)
+        params = {k: torch.nn.Parameter(torch.from_numpy(v.copy()))
+                  for k, v in case.init_params().items()}
+        mode, b3 = hp["weight_decay_mode"], hp["beta3"]
+        kw = present(dict(
+            lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+            weight_decay=hp["weight_decay"], d0=hp["d0"], d_coef=hp["d_coef"],
+            growth_rate=hp["growth_rate"], slice_p=hp["slice_p"],
+            use_bias_correction=hp["bias_correction"], safeguard_warmup=hp["safeguard_warmup"],
+            decouple=mode if not mode else mode == "decoupled"))
+        if b3 and b3 != -1.0:
+            kw["beta3"] = b3
+        with self._dtype(case), contextlib.redirect_stdout(io.StringIO()):
+            opt = Prodigy(list(params.values()), **kw)
+        return {"case": case, "params": params, "opt": opt}
+
+    def read(self, h):
+        group = h["opt"].param_groups[0]
+        state = {}
+        for k, p in h["params"].items():
+            out = {}
+            for name, v in h["opt"].state.get(p, {}).items():
+                canon = _STATE.get(name)
+                if canon is None:
+                    continue
+                if canon == "count":
+                    out[canon] = int(v)
+                    continue
+                a = v.detach().numpy().copy()
+                out[canon] = np.broadcast_to(a.reshape(p.shape) if a.size == p.numel() else a,
+                                             tuple(p.shape)).copy()
+            out.update(d=float(group["d"]), d_max=float(group["d_max"]),
+                       d_numerator=float(group["d_numerator"]))
+            state[k] = out
+        return self.read_params(h), state

@@ -1,0 +1,285 @@
+r"""Prodigy: Adam whose step size d is estimated from the whole model's distance travelled.
+
+Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free Learner", ICML 2024
+(arXiv:2306.06101), Algorithm 4 (the Adam version), in the form of the authors' package.
+
+Prodigy's scalars d, the numerator r and the denominator ||s||_1 are sums over *every* parameter
+of the model, so the step of one leaf depends on all leaves (``OptimizerSpec.coupling ==
+"tree"``): :func:`prodigy_step` takes and returns the whole model, a list or tuple of arrays
+(one array is a one-leaf model), and the sums are taken by :mod:`adaptive_ref._global`.
+:func:`adaptive_ref.tree.tree_step` hands it every leaf of a parameter tree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from .. import _global as gl
+from .. import _numerics as nx
+from .._checks import check_arrays, check_count, check_hparams, is_array
+from .._common import init_zeros
+from .._spec import HParam, OptimizerSpec, Profile
+
+__all__ = ["ProdigyState", "prodigy_init", "prodigy_step", "PRODIGY"]
+
+
+class ProdigyState(NamedTuple):
+    """count: 0-d integer step count. d: 0-d step-size estimate (starts at d0); d_max: the
+    largest estimate seen; d_numerator: 0-d r, the weighted sum of <g, p0 - p> (all three in the
+    scalar dtype, see ``factor_precision``). mu, nu: Adam's moments of d*g; s: the weighted sum
+    of gradients; p0: the starting point. For a one-leaf model these are arrays of the
+    parameter's shape, else tuples with one array per leaf; with ``slice_p > 1``, s and p0 hold
+    every slice_p-th element of the flattened leaf (1-D)."""
+
+    count: Any
+    d: Any
+    d_max: Any
+    d_numerator: Any
+    mu: Any
+    nu: Any
+    s: Any
+    p0: Any
+
+    SCALAR_FIELDS = ("d", "d_max", "d_numerator")
+
+
+PRODIGY_HPARAMS = (
+    HParam("lr", 1.0, "multiplier of the estimated step size d (1: use d as it is)", low=0.0),
+    HParam("beta1", 0.9, "decay rate of the first moment", low=0.0, high=1.0, high_open=True),
+    HParam("beta2", 0.999, "decay rate of the second moment", low=0.0, high=1.0,
+           high_open=True),
+    HParam("beta3", -1.0, "decay rate of s and r; -1: sqrt(beta2) (both implementations' "
+           "default, beta3=None)", low=-1.0, high=1.0, high_open=True),
+    HParam("eps", 1e-8, "added to sqrt(v), times d", low=0.0),
+    HParam("weight_decay", 0.0, "weight decay coefficient (where: weight_decay_mode)", low=0.0),
+    HParam("d0", 1e-6, "initial estimate of d", low=0.0, low_open=True, init=True),
+    HParam("d_coef", 1.0, "d_hat = d_coef * r / ||s||_1", low=0.0, low_open=True),
+    HParam("growth_rate", math.inf, "d grows by at most this factor per step (inf: unbounded; "
+           "upstream only)", low=1.0, allow_inf=True),
+    HParam("slice_p", 1, "s, p0 and the sums read every slice_p-th element of each flattened "
+           "leaf (upstream; 1: every element)", kind="choice", choices=(1, 2, 3, 11),
+           init=True),
+    HParam("weight_decay_mode", "decoupled",
+           "'decoupled': p <- p - wd*dlr*p with the update (optax, upstream decouple=True); "
+           "'coupled': g <- g + wd*p before everything else, the sums included (upstream "
+           "decouple=False)", kind="choice", choices=("decoupled", "coupled"), knob=True),
+    HParam("bias_correction", False,
+           "dlr = d*lr*sqrt(1 - beta2^t)/(1 - beta1^t) (optax always; upstream "
+           "use_bias_correction=True) or d*lr (upstream's default)", kind="bool", knob=True),
+    HParam("safeguard_warmup", False,
+           "s gains (d/d0)*d*g instead of (d/d0)*dlr*g (lr removed from the denominator of d)",
+           kind="bool", knob=True),
+    HParam("factor_precision", "float64",
+           "dtype of the scalars d, d_max, r, the cross-leaf sums and 1 - beta^t: 'float64' "
+           "(upstream: Python floats; per-leaf sums in the leaf's dtype, read back with .item()) "
+           "or 'param': the parameters' dtype (optax: estim_lr, numerator_weighted and "
+           "optax.tree.vdot/sum in the parameter dtype); the same for float64 parameters",
+           kind="choice", choices=nx.FACTOR_PRECISIONS, knob=True),
+)
+
+
+def _leaves(op: str, what: str, x) -> tuple[list, bool]:
+    """``(leaves, single)``: one array is a one-leaf model."""
+    if is_array(x):
+        return [x], True
+    if isinstance(x, (list, tuple)):
+        return list(x), False
+    msg = (f"{op}: {what} must be an array or a list/tuple of arrays (the whole model), got "
+           f"{type(x).__name__}")
+    raise TypeError(msg)
+
+
+def _slice(xp, x, slice_p: int):
+    return x if slice_p == 1 else xp.reshape(x, (-1,))[::slice_p]
+
+
+def prodigy_init(params, /, *, d0=1e-6, slice_p=1, state_dtype=None) -> ProdigyState:
+    """Count 0, d = d_max = d0, r = 0, zero moments and s, p0 = the parameters."""
+    leaves, single = _leaves("prodigy_init", "params", params)
+    check_hparams("prodigy_init", (PRODIGY_HPARAMS[6], PRODIGY_HPARAMS[9]), (d0, slice_p))
+    arrays = [leaf for leaf in leaves if leaf is not None]  # None: a leaf without a state
+    xp = gl.leaves_namespace("prodigy_init", arrays)
+    mu, nu, s, p0 = [], [], [], []
+    for leaf in leaves:
+        if leaf is None:
+            for v in (mu, nu, s, p0):
+                v.append(None)
+            continue
+        _, z, count = init_zeros("prodigy_init", leaf, state_dtype)
+        mu.append(z)
+        nu.append(xp.zeros_like(z))
+        s.append(xp.zeros_like(_slice(xp, z, slice_p)))
+        p0.append(_slice(xp, xp.astype(leaf, z.dtype, copy=True), slice_p))
+    sd = nx.scalar_dtype(xp, arrays[0], z.dtype)
+    d = nx.as_scalar(xp, d0, sd, arrays[0])
+    pack = (lambda v: v[0]) if single else tuple
+    return ProdigyState(count, d, d, xp.zeros_like(d), pack(mu), pack(nu), pack(s), pack(p0))
+
+
+def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, beta2=0.999,
+                 beta3=-1.0, eps=1e-8, weight_decay=0.0, d0=1e-6, d_coef=1.0,
+                 growth_rate=math.inf, slice_p=1, weight_decay_mode="decoupled",
+                 bias_correction=False, safeguard_warmup=False, factor_precision="float64"):
+    r"""One Prodigy step of the whole model (Mishchenko & Defazio 2024, Algorithm 4, as in the
+    authors' ``prodigyopt.Prodigy``).
+
+    With sums over every leaf :math:`i` of the model, :math:`t` the step number and
+    :math:`\beta_3 = \sqrt{\beta_2}` unless given:
+
+    .. math::
+
+        \hat d &= d_{t-1}\,\mathrm{lr}\,c_t, \quad c_t = \sqrt{1-\beta_2^t}/(1-\beta_1^t)
+                  \text{ (bias\_correction) or } 1 \\
+        m_i &\leftarrow \beta_1 m_i + d_{t-1}(1-\beta_1)\, g_i, \qquad
+        v_i \leftarrow \beta_2 v_i + d_{t-1}^2(1-\beta_2)\, g_i^2 \\
+        s_i &\leftarrow \beta_3 s_i + \tfrac{d_{t-1}}{d_0}\,\hat d\, g_i, \qquad
+        r \leftarrow \beta_3 r + \tfrac{d_{t-1}}{d_0}\,\hat d
+              \textstyle\sum_i \langle g_i, p_{0,i} - p_i \rangle \\
+        \tilde d &= d_{coef}\, r / \textstyle\sum_i \|s_i\|_1, \quad
+        d_{max} \leftarrow \max(d_{max}, \tilde d), \quad
+        d_t = \min(d_{max},\, \gamma\, d') \text{ with } d' = \max(d_{t-1}, \tilde d)
+              \text{ if } d_{t-1} = d_0 \text{ else } d_{t-1} \\
+        p_i &\leftarrow p_i - \hat d\,\lambda\, p_i - \hat d\, m_i / (\sqrt{v_i} + d_t\,\epsilon)
+
+    (:math:`\hat d` is ``dlr``, :math:`\gamma` ``growth_rate``, :math:`\lambda` the decoupled
+    weight decay; with the default :math:`\gamma = \infty`, :math:`d_t = \max(d_{t-1},
+    \tilde d)`.) ``safeguard_warmup`` replaces :math:`\hat d` by :math:`d_{t-1}` in the update of
+    s. ``weight_decay_mode="coupled"`` adds :math:`\lambda p_i` to :math:`g_i` first (the sums
+    then see it) and drops the decay term. ``slice_p = k`` takes s, :math:`p_0` and the
+    numerator's dot on every k-th element of each flattened leaf only. Where
+    :math:`\sum_i\|s_i\|_1 = 0` (no gradient yet), the authors' step returns after updating
+    m, v and s: d, :math:`d_{max}`, r, the count and the parameters keep their values (so does
+    this one; optax divides by 0).
+
+    ``params``: an array (a one-leaf model) or a list/tuple of arrays; ``grads`` of the same
+    structure (``None`` entries: leaves without a gradient, left out of the sums and left
+    unchanged, as the authors' loop skips ``p.grad is None``). Returns ``(params, state)`` of the
+    same structure (a tuple for a sequence). Every scalar stays a 0-d array (no host reads).
+
+    Defaults (the authors' package, prodigyopt 1.1.2): lr=1, betas (0.9, 0.999), beta3 =
+    sqrt(beta2), eps=1e-8, wd=0 decoupled, d0=1e-6, d_coef=1, growth_rate=inf, no bias
+    correction, no safeguard. Profiles: ``upstream`` (prodigyopt.Prodigy: d, r in Python
+    floats, per-leaf sums in the leaf dtype) and ``optax`` (optax.contrib.prodigy: bias
+    correction always on, every scalar in the parameter dtype, no growth_rate or slice_p).
+    """
+    op = "prodigy_step"
+    check_hparams(op, PRODIGY_HPARAMS, (lr, beta1, beta2, beta3, eps, weight_decay, d0, d_coef,
+                                        growth_rate, slice_p, weight_decay_mode,
+                                        bias_correction, safeguard_warmup, factor_precision))
+    if not isinstance(state, ProdigyState):
+        msg = (f"{op}: state is a {type(state).__name__}, not a ProdigyState; make it with "
+               f"prodigy_init")
+        raise TypeError(msg)
+    ps, single = _leaves(op, "params", params)
+    gs = [grads] if single else _leaves(op, "grads", grads)[0]
+    fields = {f: [getattr(state, f)] if single else list(getattr(state, f))
+              for f in ("mu", "nu", "s", "p0")}
+    if len(gs) != len(ps) or any(len(v) != len(ps) for v in fields.values()):
+        msg = (f"{op}: params has {len(ps)} leaves but grads has {len(gs)} and the state "
+               f"{', '.join(f'{f} {len(v)}' for f, v in fields.items())}; make the state with "
+               f"prodigy_init on these params")
+        raise ValueError(msg)
+    live = [i for i, g in enumerate(gs) if g is not None and ps[i] is not None]
+    if not live:
+        return params, state
+    xp = gl.leaves_namespace(op, [ps[i] for i in live])
+    pdtype = sdtype = None
+    for i in live:
+        names = {"param": ps[i], "grad": gs[i],
+                 **{f"state.{f}": fields[f][i] for f in ("mu", "nu", "s", "p0")}}
+        _, pd, sdt = check_arrays(f"{op} (leaf {i})", names,
+                                  same_shape=["grad", "state.mu", "state.nu"],
+                                  state_dtype_names=["state.mu", "state.nu", "state.s",
+                                                     "state.p0"])
+        if pdtype is None:
+            pdtype, sdtype = pd, sdt
+        n_sl = len(range(0, math.prod(ps[i].shape), slice_p))
+        want = tuple(ps[i].shape) if slice_p == 1 else (n_sl,)
+        for f in ("s", "p0"):
+            if tuple(fields[f][i].shape) != want:
+                msg = (f"{op} (leaf {i}): state.{f} has shape {tuple(fields[f][i].shape)}, "
+                       f"expected {want} for slice_p={slice_p}; make the state with "
+                       f"prodigy_init(..., slice_p={slice_p})")
+                raise ValueError(msg)
+    check_count(op, xp, state.count)
+    like = ps[live[0]]
+    sd = nx.factor_dtype(xp, nx.scalar_dtype(xp, like, sdtype), pdtype, factor_precision)
+    s0 = lambda v: nx.as_scalar(xp, v, sd, like)  # noqa: E731
+    d, d_max, num = (xp.astype(x, sd) for x in (state.d, state.d_max, state.d_numerator))
+    count, t = nx.advance(xp, state.count, sd)
+    if isinstance(beta3, (int, float)):  # -1: sqrt(beta2), as a Python float (upstream)
+        b3 = math.sqrt(beta2) if beta3 == -1.0 and isinstance(beta2, (int, float)) else beta3
+    if not isinstance(beta3, (int, float)) or not isinstance(b3, (int, float)):
+        b3 = xp.where(s0(beta3) == -1.0, xp.sqrt(s0(beta2)), s0(beta3))  # a 0-d array
+    # lr carries the poison of an overflowed unreadable count (NaN: every parameter NaN)
+    dlr = d * s0(lr if bias_correction else nx.poison(xp, lr, state.count, t))
+    if bias_correction:
+        dlr = dlr * (xp.sqrt(nx.bias_correction(xp, beta2, t)) / nx.bias_correction(xp, beta1, t))
+    ratio = d / s0(d0)
+    c = lambda v: nx.to(xp, v, sdtype)  # noqa: E731
+    coupled = weight_decay_mode == "coupled"
+    g_in, dots, new = {}, [], {f: list(v) for f, v in fields.items()}
+    s_coef = ratio * (d if safeguard_warmup else dlr)
+    for i in live:
+        p = ps[i] if ps[i].dtype == sdtype else xp.astype(ps[i], sdtype)
+        g = gs[i] if gs[i].dtype == sdtype else xp.astype(gs[i], sdtype)
+        if coupled:
+            g = g + c(weight_decay) * p
+        g_in[i] = (p, g)
+        g_sl = _slice(xp, g, slice_p)
+        dots.append(xp.sum(g_sl * (fields["p0"][i] - _slice(xp, p, slice_p))))
+        new["mu"][i] = c(beta1) * fields["mu"][i] + c(d * (1 - beta1)) * g
+        new["nu"][i] = c(beta2) * fields["nu"][i] + c(d * d * (1 - beta2)) * (g * g)
+        new["s"][i] = c(b3) * fields["s"][i] + c(s_coef) * g_sl
+    num_new = s0(b3) * num + ratio * dlr * gl.global_sum(xp, dots, sd)
+    den = gl.global_abs_sum(xp, [new["s"][i] for i in live], sd)
+    moved = den != 0
+    safe_den = xp.where(moved, den, xp.ones_like(den))
+    d_hat = s0(d_coef) * num_new / safe_den
+    d_first = xp.where(d == s0(d0), xp.maximum(d, d_hat), d)
+    d_max_new = xp.maximum(d_max, d_hat)
+    d_new = xp.minimum(d_max_new, d_first * s0(growth_rate))
+    d_new, d_max_new = xp.where(moved, d_new, d), xp.where(moved, d_max_new, d_max)
+    num_new = xp.where(moved, num_new, num)
+    count = xp.where(moved, count, state.count)
+    out = list(ps)
+    for i in live:
+        p, _ = g_in[i]
+        upd = c(dlr) * new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(d_new * eps))
+        if not coupled and not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+            upd = upd + c(dlr * weight_decay) * p
+        p_new = xp.where(moved, p - upd, p)  # the authors' step returns early where den = 0
+        out[i] = p_new if p_new.dtype == pdtype else xp.astype(p_new, pdtype)
+    pack = (lambda v: v[0]) if single else tuple
+    return pack(out), ProdigyState(count, d_new, d_max_new, num_new, pack(new["mu"]),
+                                   pack(new["nu"]), pack(new["s"]), pack(new["p0"]))
+
+
+_UPSTREAM_SRC = ("prodigyopt 1.1.2 prodigyopt/prodigy.py Prodigy.step (the authors' package, "
+                 "konstmish/prodigy)")
+
+PRODIGY = OptimizerSpec(
+    name="prodigy", title="Prodigy", init=prodigy_init, step=prodigy_step,
+    state_type=ProdigyState, hparams=PRODIGY_HPARAMS,
+    paper="Mishchenko & Defazio, Prodigy: An Expeditiously Adaptive Parameter-Free Learner, "
+          "ICML 2024 (arXiv:2306.06101), Algorithm 4",
+    summary="Adam with its step size d estimated from sums over the whole model.",
+    elementwise=False, coupling="tree",
+    profiles={
+        "upstream": Profile("upstream", dict(
+            lr=1.0, beta1=0.9, beta2=0.999, beta3=-1.0, eps=1e-8, weight_decay=0.0, d0=1e-6,
+            d_coef=1.0, growth_rate=math.inf, slice_p=1, weight_decay_mode="decoupled",
+            bias_correction=False, safeguard_warmup=False, factor_precision="float64"),
+            _UPSTREAM_SRC,
+            "d, d_max, d_numerator are Python floats; torch.dot and s.abs().sum() per tensor "
+            "in its dtype, read with .item() (prodigy.py:194, :206)"),
+        "optax": Profile("optax", dict(
+            lr=1.0, beta1=0.9, beta2=0.999, beta3=-1.0, eps=1e-8, weight_decay=0.0, d0=1e-6,
+            d_coef=1.0, growth_rate=math.inf, slice_p=1, weight_decay_mode="decoupled",
+            bias_correction=True, safeguard_warmup=False, factor_precision="param"),
+            "optax/contrib/_prodigy.py prodigy (optax 0.2.8)",
+            "bc always applied in dlr; estim_lr and numerator_weighted in the params' lowest "
+            "dtype; optax.tree.vdot/sum in the parameter dtype"),
+    },
+)
