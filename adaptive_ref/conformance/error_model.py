@@ -1241,8 +1241,12 @@ def _soap_basis_var(fn, a, var_in, n: int) -> np.ndarray:
 
 def _soap_local(case, pp, old, new, t, lr, u) -> tuple[np.ndarray, np.ndarray]:
     """SOAP's new errors of this step, field-major over pp.fields (see the block above)."""
-    from adaptive_ref.optimizers.soap import (soap_eigenbasis, soap_layout, soap_project,
-                                              soap_project_back)
+    from adaptive_ref.optimizers.soap import (
+        soap_eigenbasis,
+        soap_layout,
+        soap_project,
+        soap_project_back,
+    )
 
     hp = pp.hp
     dims, active = soap_layout(pp.shape, max_precond_dim=hp["max_precond_dim"],
