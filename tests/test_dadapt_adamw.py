@@ -49,6 +49,18 @@ def test_second_step_estimates_d_from_every_leaf():
     assert float(q2.d) != float(s2.d)
 
 
+def test_decoupled_decay_scales_with_dlr():
+    """The decay is p (1 - wd dlr), dlr = d lr c_t (not lr); coupled L2 enters the gradient."""
+    p, g = np.array([0.75, -1.25]), np.array([0.1, 0.2])
+    a, _ = dadapt_adamw_step(p, g, dadapt_adamw_init(p), lr=0.5, weight_decay=0.1)
+    b, _ = dadapt_adamw_step(p, g, dadapt_adamw_init(p), lr=0.5)
+    dlr = 1e-6 * 0.5 * math.sqrt(1 - 0.999) / (1 - 0.9)
+    np.testing.assert_allclose(a - b, -0.1 * dlr * p, rtol=0, atol=4e-16)
+    c, _ = dadapt_adamw_step(p, g, dadapt_adamw_init(p), lr=0.5, weight_decay=0.1,
+                             weight_decay_mode="coupled")
+    assert not np.array_equal(c, a)
+
+
 def test_growth_rate_and_zero_gradient():
     """d grows by at most growth_rate per step; a zero gradient from a fresh state is the
     authors' early return: nothing moves, the count stays."""
