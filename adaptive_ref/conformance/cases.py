@@ -194,6 +194,12 @@ WITHIN_BUDGET[("prodigy", "factor_precision")] = (
     "without bias correction (the upstream profile) float32 scalars change a float32 run by d's "
     "float32 rounding only (1.6e-7 of the displacement at step 50), inside the budget; with it "
     "(optax) by the float32 bias correction, 5.7e-6 (docs/conformance.md R2)")
+# D-Adapt AdamW: as Prodigy's, float32 scalars without bias correction (upstream) change a float32
+# run by d's float32 rounding only (docs/conformance.md D3)
+WITHIN_BUDGET[("dadapt_adamw", "factor_precision")] = (
+    "without bias correction (the upstream profile) float32 scalars change a float32 run by d's "
+    "float32 rounding only, inside the budget; with it (optax) the float32 bias correction is "
+    "seen (docs/conformance.md D3)")
 # Muon: the momentum form only scales D uniformly (a sum is 1/(1 - mu) times the EMA; the bias
 # correction 1/(1 - mu^t)) unless a Nesterov form mixes it with g, and Newton-Schulz removes the
 # scale (up to eps); optax's NAdam-style form reads m without m_hat. The layout acts only through
