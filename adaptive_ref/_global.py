@@ -19,8 +19,39 @@ from typing import Any
 from ._checks import check_arrays, check_hparams, is_array
 from ._spec import HParam
 
-__all__ = ["leaves_namespace", "global_sum", "global_vdot", "global_abs_sum", "global_norm",
+__all__ = ["model_leaves", "unpack_model", "leaves_namespace", "global_sum", "global_vdot", "global_abs_sum", "global_norm",
            "clip_by_global_norm", "CLIP_HPARAMS"]
+
+
+def model_leaves(op: str, what: str, x) -> tuple[list, bool]:
+    """``(leaves, single)`` of a whole model: one array is a one-leaf model, else a list/tuple."""
+    if is_array(x):
+        return [x], True
+    if isinstance(x, (list, tuple)):
+        return list(x), False
+    msg = (f"{op}: {what} must be an array or a list/tuple of arrays (the whole model), got "
+           f"{type(x).__name__}")
+    raise TypeError(msg)
+
+
+def unpack_model(op: str, params, grads, state, state_type, fields: Sequence[str], init: str):
+    """The leaves of a whole-model step's arguments: ``(ps, gs, {field: leaves}, single, live)``
+    with ``live`` the indices of the leaves that have a parameter and a gradient; clear errors
+    for a state of another type or a leaf count that does not match."""
+    if not isinstance(state, state_type):
+        msg = (f"{op}: state is a {type(state).__name__}, not a {state_type.__name__}; make it "
+               f"with {init}")
+        raise TypeError(msg)
+    ps, single = model_leaves(op, "params", params)
+    gs = [grads] if single else model_leaves(op, "grads", grads)[0]
+    per = {f: [getattr(state, f)] if single else list(getattr(state, f)) for f in fields}
+    if len(gs) != len(ps) or any(len(v) != len(ps) for v in per.values()):
+        msg = (f"{op}: params has {len(ps)} leaves but grads has {len(gs)} and the state "
+               f"{', '.join(f'{f} {len(v)}' for f, v in per.items())}; make the state with "
+               f"{init} on these params")
+        raise ValueError(msg)
+    live = [i for i, g in enumerate(gs) if g is not None and ps[i] is not None]
+    return ps, gs, per, single, live
 
 
 def leaves_namespace(op: str, leaves: Sequence[Any], what: str = "params"):

@@ -14,6 +14,7 @@ from .optimizers.adam import ADAM, ADAMW, AMSGRAD
 from .optimizers.adamax import ADAMAX
 from .optimizers.adan import ADAN
 from .optimizers.adopt import ADOPT
+from .optimizers.dadapt_adamw import DADAPT_ADAMW
 from .optimizers.full_matrix_adagrad import FULL_MATRIX_ADAGRAD
 from .optimizers.ivon import IVON
 from .optimizers.lamb import LAMB
@@ -46,6 +47,7 @@ _SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
 _SPECS += (ADAFACTOR,)  # not elementwise; no exact goldens yet (per-tensor oracle: pending)
 _SPECS += (SOAP,)  # not elementwise: eigh/QR eigenbases (Dask: no linalg.eigh); no goldens yet
 _SPECS += (PRODIGY,)  # whole-model sums (coupling="tree": adaptive_ref._global)
+_SPECS += (DADAPT_ADAMW,)  # whole-model sums like Prodigy (coupling="tree")
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}
 
 

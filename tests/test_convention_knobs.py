@@ -51,6 +51,7 @@ UPDATE_FREE_STEPS = {"adopt": 2}
 # Prodigy's decoupled decay is p (1 - wd d lr) with its estimated d, and a zero gradient from a
 # fresh state is the authors' early return (no step at all): tests/test_prodigy.py checks both
 DECAY_NOT_LR_WD = {"prodigy"}
+DECAY_NOT_LR_WD.add("dadapt_adamw")  # the same: p (1 - wd dlr) (tests/test_dadapt_adamw.py)
 
 
 @pytest.mark.parametrize("name", WD_MODE)

@@ -117,6 +117,7 @@ KNOB_CONTEXT.update({("adafactor", "weight_decay_mode"): {"weight_decay": 1e-2},
 # Prodigy (coupling "tree": every case is one model of all its parameters, a-d or a-c): the
 # decay's placement needs a decay
 KNOB_CONTEXT[("prodigy", "weight_decay_mode")] = {"weight_decay": 1e-2}
+KNOB_CONTEXT[("dadapt_adamw", "weight_decay_mode")] = {"weight_decay": 1e-2}
 # Adan: (p - lr u)/(1 + lr wd) and p (1 - lr wd) - lr u differ by about lr^2 wd |u| per step;
 # at wd = 1e-2 (lr 1e-3) that is below a float32 rounding of p, at 0.1 it is not
 KNOB_CONTEXT[("adan", "weight_decay_mode")] = {"weight_decay": 0.1}
@@ -193,6 +194,12 @@ WITHIN_BUDGET[("prodigy", "factor_precision")] = (
     "without bias correction (the upstream profile) float32 scalars change a float32 run by d's "
     "float32 rounding only (1.6e-7 of the displacement at step 50), inside the budget; with it "
     "(optax) by the float32 bias correction, 5.7e-6 (docs/conformance.md R2)")
+# D-Adapt AdamW: as Prodigy's, float32 scalars without bias correction (upstream) change a float32
+# run by d's float32 rounding only (docs/conformance.md D3)
+WITHIN_BUDGET[("dadapt_adamw", "factor_precision")] = (
+    "without bias correction (the upstream profile) float32 scalars change a float32 run by d's "
+    "float32 rounding only, inside the budget; with it (optax) the float32 bias correction is "
+    "seen (docs/conformance.md D3)")
 # Muon: the momentum form only scales D uniformly (a sum is 1/(1 - mu) times the EMA; the bias
 # correction 1/(1 - mu^t)) unless a Nesterov form mixes it with g, and Newton-Schulz removes the
 # scale (up to eps); optax's NAdam-style form reads m without m_hat. The layout acts only through
@@ -292,6 +299,7 @@ CASE_LR = {"schedule_free_sgd": 0.1}
 # rounding amplified ~1e6 times by step 50); at 0.1 d grows from d0 = 1e-6 to ~10 in 200 steps,
 # so every case sees d's estimate act while the trajectory stays well-posed
 CASE_LR["prodigy"] = 0.1
+CASE_LR["dadapt_adamw"] = 0.1  # D-Adapt AdamW: the same growth of d (its r sums <g, s/sqrt(v)>)
 
 
 def case_lr(spec) -> float:
@@ -319,6 +327,7 @@ INIT_SCALE = {"a": 0.0, "b": "lr", "c": 1.0, "d": "lr", "e": "lr", "f": "lr"}
 # d0 = 1e-6 (so its "b" and "d" start at O(step), as every optimizer's do; its dynamics read
 # p0 - p only, so the starting values change nothing but the decay)
 STEP_UNIT = {"prodigy": 1e-6}
+STEP_UNIT["dadapt_adamw"] = 1e-6  # D-Adapt AdamW: d*lr from d0 = 1e-6, as Prodigy
 
 
 def _replay_params(dtype: str, names: str, lr: float, unit: float = 1.0

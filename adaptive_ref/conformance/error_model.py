@@ -1452,6 +1452,34 @@ def _partial_sq(terms) -> float:
     return float(np.sum(np.cumsum(np.abs(np.asarray(terms, dtype=np.float64))) ** 2))
 
 
+def _ratio_shared(m: _Model, opt: str, terms, s_new, r_pair, decay: float, k_terms: float,
+                  jac, coupled: bool) -> tuple[list, float]:
+    """``(terms, increment)``: the numerator r_t = decay r + (scalar) sum(terms) and d_hat =
+    r_t / sum_i ||s_i||_1 of a whole-model step as rank-one terms (``([], inc)`` when r does not
+    move): the terms' k_terms roundings each, their additions, the scalar product and the sum
+    (four), along v = r_t J[:, r] / decay; the denominator's additions and the new s's roundings
+    plus d_hat's two, along the same direction less the stored r."""
+    ir = m.scalar("d_numerator")
+    r_old, r_new = r_pair
+    inc = r_new - decay * r_old
+    if r_new == 0 or inc == 0:
+        return [], inc
+    dot = float(np.sum(terms))
+    scale = inc / dot if dot else 0.0
+    var_r = ((_partial_sq(terms) + k_terms * float(np.sum(terms ** 2))) * scale ** 2
+             + 4.0 * max(abs(r_new), abs(decay * r_old)) ** 2) / 3.0 / r_new ** 2
+    v_r = r_new * jac[:, ir] / decay
+    out = [(v_r, var_r)]
+    den = float(np.sum(np.abs(s_new)))
+    if den > 0:
+        k_s = FIELD_ROUNDINGS_OF[(opt, "s")] + (2 if coupled else 0)
+        var_den = (_partial_sq(s_new) + k_s * float(np.sum(s_new ** 2))) / 3.0 / den ** 2
+        v_d = v_r.copy()
+        v_d[ir] -= r_new
+        out.append((v_d, var_den + 2.0 / 3.0))
+    return out, inc
+
+
 def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
     """Prodigy's shared scalars as rank-one terms ``(v, sigma^2)`` (relative variance, units
     u^2, along v = d(new state)/d(ln scalar)):
@@ -1476,24 +1504,10 @@ def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
         g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
         terms.append((g * (np.asarray(st_old.p0[j]) - params[j])).reshape(-1))
         s_new.append(np.asarray(st_new.s[j]).reshape(-1))
-    terms, s_new = np.concatenate(terms), np.concatenate(s_new)
-    inc = r_new - b3 * r_old
-    out = []
-    if r_new == 0 or inc == 0:
+    out, inc = _ratio_shared(m, "prodigy", np.concatenate(terms), np.concatenate(s_new),
+                             (r_old, r_new), b3, 2.0, jac, coupled)
+    if not out:
         return out
-    dot = float(np.sum(terms))
-    scale = inc / dot if dot else 0.0
-    var_r = ((_partial_sq(terms) + 2.0 * float(np.sum(terms ** 2))) * scale ** 2
-             + 4.0 * max(abs(r_new), abs(b3 * r_old)) ** 2) / 3.0 / r_new ** 2
-    v_r = r_new * jac[:, ir] / b3
-    out.append((v_r, var_r))
-    den = float(np.sum(np.abs(s_new)))
-    if den > 0:
-        k_s = FIELD_ROUNDINGS_OF[("prodigy", "s")] + (2 if coupled else 0)
-        var_den = (_partial_sq(s_new) + k_s * float(np.sum(s_new ** 2))) / 3.0 / den ** 2
-        v_d = v_r.copy()
-        v_d[ir] -= r_new
-        out.append((v_d, var_den + 2.0 / 3.0))
     v_lr = np.zeros_like(new)
     for j in range(len(m.names)):
         sp, ss = m.slot(j, "p"), m.slot(j, "s")
@@ -1506,6 +1520,92 @@ def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
 
 
 TREE_SHARED = {"prodigy": _prodigy_shared}
+# ---- D-Adapt AdamW (adaptive_ref.optimizers.dadapt_adamw): Prodigy's machinery --------------
+# fields: mu = b1 mu + c g (c = dlr(1 - b1), one rounding on dlr's), nu = b2 nu + (1 - b2) g*g
+# (g*g, (1 - b2) (a constant: one), *, b2*, +), s = sb2 s + c'' g (c'' = (1 - sb2) dlr: two);
+# the update m / (sqrt(v) + eps): sqrt, +, /, the decoupled wd*dlr*p (2) and their sum. The
+# bias correction scales dlr, hence this step's terms of mu and s (TREE_DLR_FIELDS).
+TREE_FIELDS["dadapt_adamw"] = ("mu", "nu", "s")
+TREE_SCALARS["dadapt_adamw"] = ("d", "d_numerator")
+FIELD_ROUNDINGS_OF.update({("dadapt_adamw", "mu"): 3, ("dadapt_adamw", "nu"): 4,
+                           ("dadapt_adamw", "s"): 3})
+UPDATE_ROUNDINGS["dadapt_adamw"] = 6
+TREE_SCALAR_ROUNDINGS.update({("dadapt_adamw", "mu"): 1, ("dadapt_adamw", "nu"): 1,
+                              ("dadapt_adamw", "s"): 2})
+FACTORS["dadapt_adamw"] = (("beta1", -1.0), ("beta2", 0.5))  # dlr = d lr sqrt(1-b2^t)/(1-b1^t)
+TREE_DLR_FIELDS = {"dadapt_adamw": ("mu", "s")}  # default ("s",): Prodigy's
+
+
+def _dadapt_adamw_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
+    """D-Adapt AdamW's shared scalars as rank-one terms, as :func:`_prodigy_shared`:
+
+    * r_t = sb2 r + (1 - sb2) dlr a, a = sum_i <g_i, s_i / (sqrt(v_i) + eps)> (the old s, v):
+      the terms' four roundings each (sqrt, +, /, *), their additions, the scalar products and
+      sum (four); v = r_t J[:, r] / sb2;
+    * sum_i ||s_i||_1 (additions, and the new s's roundings) and d_hat = r / ((1 - sb2) den)'s
+      two: the same direction less the stored r;
+    * dlr = d lr (c_t): this step's terms of mu and s, r's increment, the decay and the
+      parameter's move through mu."""
+    hp = m.hp
+    sb2 = np.sqrt(float(hp["beta2"]))
+    eps, wd = float(hp["eps"]), float(hp["weight_decay"])
+    coupled = hp["weight_decay_mode"] == "coupled"
+    ir = m.scalar("d_numerator")
+    r_old, r_new = old[ir], new[ir]
+    params, _ = m.unpack(old)
+    _, st_new = m.unpack(new)
+    terms, s_new = [], []
+    for j, k in enumerate(m.names):
+        g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
+        s_o, v_o = np.asarray(st_old.s[j]), np.asarray(st_old.nu[j])
+        terms.append((g * s_o / (np.sqrt(v_o) + eps)).reshape(-1))
+        s_new.append(np.asarray(st_new.s[j]).reshape(-1))
+    out, inc = _ratio_shared(m, "dadapt_adamw", np.concatenate(terms), np.concatenate(s_new),
+                             (r_old, r_new), sb2, 4.0, jac, coupled)
+    if not out:
+        return out
+    v_lr = np.zeros_like(new)
+    for j in range(len(m.names)):
+        sp, sm, ss = m.slot(j, "p"), m.slot(j, "mu"), m.slot(j, "s")
+        sv = m.slot(j, "nu")
+        v_lr[sm] = new[sm] - float(hp["beta1"]) * old[sm]
+        v_lr[ss] = new[ss] - sb2 * old[ss]
+        v_lr[sp] = -v_lr[sm] / (np.sqrt(new[sv]) + eps)
+        if not coupled:
+            dlr_wd = (new[sp] - old[sp]) + new[sm] / (np.sqrt(new[sv]) + eps)  # -dlr wd p
+            v_lr[sp] += dlr_wd
+    v_lr[ir] = inc
+    out.append((v_lr, (1.0 + (2.0 if hp["bias_correction"] else 0.0)) / 3.0))
+    return out
+
+
+TREE_SHARED["dadapt_adamw"] = _dadapt_adamw_shared
+
+
+def _dadapt_adamw_one_minus(m: _Model, old, new, fp, u, bound) -> None:
+    """1 - sqrt(b2), as both implementations form it (Python: sqrt rounded in float64, then the
+    subtraction, exact by Sterbenz; optax casts it to the scalar dtype): the sqrt's float64
+    rounding is amplified by sqrt(b2)/(1 - sqrt(b2)) (~2000 at b2 = 0.999: 8.6e-14 relative,
+    measured in every implementation), plus one rounding in the scalar dtype. The same error at
+    every step (systematic): a bound on this step's term of s, r's increment and d_hat =
+    r / ((1 - sqrt(b2)) den), whose three factors all carry it. Likewise the decay sqrt(b2)'s
+    own rounding (systematic: on the decayed s and r)."""
+    sb2 = np.sqrt(float(m.hp["beta2"]))
+    e = (UNIT["float64"] * sb2 / (1.0 - sb2) + fp[0]) / u
+    # the decay sqrt(b2) itself: rounded to the scalar dtype from the float64 sqrt of the
+    # unrounded b2 (the rounded-hyperparameter run takes sqrt of b2 rounded to the case dtype):
+    # up to fp[0] + u/2 relative, the same at every step, on the decayed s and r
+    e_dec = fp[0] / u + 0.5
+    for j in range(len(m.names)):
+        ss = m.slot(j, "s")
+        bound[ss] += e * np.abs(new[ss] - sb2 * old[ss]) + e_dec * sb2 * np.abs(old[ss])
+    ir, idd = m.scalar("d_numerator"), m.scalar("d")
+    bound[ir] += e * abs(new[ir] - sb2 * old[ir]) + e_dec * sb2 * abs(old[ir])
+    if new[idd] != old[idd]:
+        bound[idd] += 3.0 * e * abs(new[idd])
+
+
+TREE_LOCAL_EXTRA = {"dadapt_adamw": _dadapt_adamw_one_minus}
 
 
 def _tree_local(m: _Model, old, new, t, lr, fp, u):
@@ -1523,7 +1623,8 @@ def _tree_local(m: _Model, old, new, t, lr, fp, u):
         fac = sum(abs(power) * _factor_error(float(hp[h]), t, fp)
                   for h, power in FACTORS.get(opt, ())) / u
     ema = {"mu": float(hp["beta1"]), "nu": float(hp["beta2"]),
-           "s": np.sqrt(float(hp["beta2"])) if hp["beta3"] == -1.0 else float(hp["beta3"])}
+           "s": np.sqrt(float(hp["beta2"])) if hp.get("beta3", -1.0) == -1.0
+           else float(hp["beta3"])}
     for j in range(len(m.names)):
         sp = m.slot(j, "p")
         po, pn = np.abs(old[sp]), np.abs(new[sp])
@@ -1535,7 +1636,10 @@ def _tree_local(m: _Model, old, new, t, lr, fp, u):
             k = FIELD_ROUNDINGS_OF[(opt, f)] + (2 if coupled else 0)
             var[sf] = k * (np.abs(old[sf]) + np.abs(new[sf])) ** 2 / 3.0
             term = np.abs(new[sf] - ema[f] * old[sf])
-            bound[sf] = TREE_SCALAR_ROUNDINGS[(opt, f)] * term + (fac * term if f == "s" else 0)
+            bound[sf] = (TREE_SCALAR_ROUNDINGS[(opt, f)] * term
+                         + (fac * term if f in TREE_DLR_FIELDS.get(opt, ("s",)) else 0))
+    if opt in TREE_LOCAL_EXTRA:
+        TREE_LOCAL_EXTRA[opt](m, old, new, fp, u, bound)
     return var, bound
 
 
@@ -1612,7 +1716,8 @@ def _tree_record(m: _Model, var, b) -> dict:
                 rec["params"][name] = pair
             else:
                 st[f] = pair
-        st["p0"] = [0.0, 0.0]
+        if "p0" in m.st._fields:
+            st["p0"] = [0.0, 0.0]
         for f in m.scalars:
             i = m.scalar(f)
             st[f] = [float(np.sqrt(var[i])), float(b[i])]

@@ -841,6 +841,8 @@ def tensor_of(opt: str, hp: dict, elems: list) -> _Tensor:
 def _tree_init_fields(opt: str, hp: dict) -> dict:
     z = mpmath.mpf(0)
     d0 = _m(hp["d0"])
+    if opt == "dadapt_adamw":
+        return {"mu": z, "nu": z, "s": z, "d": d0, "d_numerator": z}
     return {"mu": z, "nu": z, "s": z, "p0": _PARAM, "d": d0, "d_max": d0, "d_numerator": z}
 
 
@@ -885,6 +887,43 @@ def _prodigy_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
 
 
 TREE_STEPS = {"prodigy": _prodigy_tree}
+
+
+def _dadapt_adamw_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
+    """dadaptation.DAdaptAdam.step / optax.contrib.dadapt_adamw
+    (adaptive_ref.optimizers.dadapt_adamw), exactly."""
+    es = [e for name in model for e in model[name]]
+    gs = [g for name in model for g in grads[name]]
+    d, num = es[0].s["d"], es[0].s["d_numerator"]
+    lr, b1, b2, eps = _m(lr), _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+    wd, sb2 = _m(hp["weight_decay"]), _sqrt(_m(hp["beta2"]))
+    dlr = d * lr
+    if hp["bias_correction"]:
+        dlr = dlr * _sqrt(1 - _pow(b2, mpmath.mpf(t), hp)) / (1 - _pow(b1, mpmath.mpf(t), hp))
+    coupled = hp["weight_decay_mode"] == "coupled"
+    if coupled:
+        gs = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
+    acc = mpmath.fsum(g * e.s["s"] / (_sqrt(e.s["nu"]) + eps) for e, g in zip(es, gs, strict=True))
+    for e, g in zip(es, gs, strict=True):
+        S = e.s
+        S["mu"] = b1 * S["mu"] + dlr * (1 - b1) * g
+        S["nu"] = b2 * S["nu"] + (1 - b2) * g * g
+        S["s"] = sb2 * S["s"] + (1 - sb2) * dlr * g
+    den = mpmath.fsum(abs(e.s["s"]) for e in es)
+    if den == 0:  # the authors' step returns early: m, v, s only
+        return
+    num = sb2 * num + (1 - sb2) * dlr * acc
+    d_hat = num / ((1 - sb2) * den)
+    growth = hp["growth_rate"]
+    d_new = max(d, d_hat if growth == float("inf") else min(d_hat, d * _m(growth)))
+    for e in es:
+        S = e.s
+        step = S["mu"] / (_sqrt(S["nu"]) + eps)
+        e.p = e.p - (0 if coupled else dlr * wd * e.p) - step
+        S["d"], S["d_numerator"] = d_new, num
+
+
+TREE_STEPS["dadapt_adamw"] = _dadapt_adamw_tree
 # ---- Muon (adaptive_ref.optimizers.muon): the momentum, its Nesterov direction D, the exact
 # Newton-Schulz iteration on D (a 2-D parameter, its shape in hp["_shape"]), the shape scale and
 # the decoupled decay. Every knob that changes the exact values is honoured: momentum_form,

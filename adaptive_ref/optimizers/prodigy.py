@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from .. import _global as gl
 from .. import _numerics as nx
-from .._checks import check_arrays, check_count, check_hparams, is_array
+from .._checks import check_arrays, check_count, check_hparams
 from .._common import init_zeros
 from .._spec import HParam, OptimizerSpec, Profile
 
@@ -79,24 +79,13 @@ PRODIGY_HPARAMS = (
 )
 
 
-def _leaves(op: str, what: str, x) -> tuple[list, bool]:
-    """``(leaves, single)``: one array is a one-leaf model."""
-    if is_array(x):
-        return [x], True
-    if isinstance(x, (list, tuple)):
-        return list(x), False
-    msg = (f"{op}: {what} must be an array or a list/tuple of arrays (the whole model), got "
-           f"{type(x).__name__}")
-    raise TypeError(msg)
-
-
 def _slice(xp, x, slice_p: int):
     return x if slice_p == 1 else xp.reshape(x, (-1,))[::slice_p]
 
 
 def prodigy_init(params, /, *, d0=1e-6, slice_p=1, state_dtype=None) -> ProdigyState:
     """Count 0, d = d_max = d0, r = 0, zero moments and s, p0 = the parameters."""
-    leaves, single = _leaves("prodigy_init", "params", params)
+    leaves, single = gl.model_leaves("prodigy_init", "params", params)
     check_hparams("prodigy_init", (PRODIGY_HPARAMS[6], PRODIGY_HPARAMS[9]), (d0, slice_p))
     arrays = [leaf for leaf in leaves if leaf is not None]  # None: a leaf without a state
     xp = gl.leaves_namespace("prodigy_init", arrays)
@@ -167,20 +156,8 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
     check_hparams(op, PRODIGY_HPARAMS, (lr, beta1, beta2, beta3, eps, weight_decay, d0, d_coef,
                                         growth_rate, slice_p, weight_decay_mode,
                                         bias_correction, safeguard_warmup, factor_precision))
-    if not isinstance(state, ProdigyState):
-        msg = (f"{op}: state is a {type(state).__name__}, not a ProdigyState; make it with "
-               f"prodigy_init")
-        raise TypeError(msg)
-    ps, single = _leaves(op, "params", params)
-    gs = [grads] if single else _leaves(op, "grads", grads)[0]
-    fields = {f: [getattr(state, f)] if single else list(getattr(state, f))
-              for f in ("mu", "nu", "s", "p0")}
-    if len(gs) != len(ps) or any(len(v) != len(ps) for v in fields.values()):
-        msg = (f"{op}: params has {len(ps)} leaves but grads has {len(gs)} and the state "
-               f"{', '.join(f'{f} {len(v)}' for f, v in fields.items())}; make the state with "
-               f"prodigy_init on these params")
-        raise ValueError(msg)
-    live = [i for i, g in enumerate(gs) if g is not None and ps[i] is not None]
+    ps, gs, fields, single, live = gl.unpack_model(op, params, grads, state, ProdigyState,
+                                                   ("mu", "nu", "s", "p0"), "prodigy_init")
     if not live:
         return params, state
     xp = gl.leaves_namespace(op, [ps[i] for i in live])

@@ -49,6 +49,10 @@ def all_adapters() -> list[Adapter]:
     from .prodigyopt_adapter import ProdigyoptAdapter
 
     out.append(ProdigyoptAdapter())  # the authors' Prodigy package (issue 12)
+
+    from .dadaptation_adapter import DAdaptationAdapter
+
+    out.append(DAdaptationAdapter())  # the authors' D-Adaptation package (issue 12)
     return out
 
 

@@ -82,6 +82,8 @@ def _why_not(opt: str, hp: dict, scheduled: bool, dtype: str = "float64") -> str
         checks += _trust_why_not(opt, need)
     elif opt == "prodigy":
         checks += _prodigy_why_not(hp, need)
+    elif opt == "dadapt_adamw":
+        checks += _dadapt_adamw_why_not(hp, need)
     elif opt == "muon":
         checks += _muon_why_not(hp, need, dtype)
     elif opt not in ("adadelta", "lion"):
@@ -353,8 +355,8 @@ class OptaxAdapter(Adapter):
             table = jnp.asarray(np.asarray(case.lr_schedule, dtype=np.float64), dtype=case.dtype)
             schedule = lambda count: table[count]  # noqa: E731
         params = {k: jnp.asarray(v) for k, v in case.init_params().items()}
-        if case.optimizer == "prodigy":  # one transformation of the whole model
-            return _prodigy_build(case, params, schedule, self.jit)
+        if case.optimizer in _WHOLE_MODEL:  # one transformation of the whole model
+            return _WHOLE_MODEL[case.optimizer][0](case, params, schedule, self.jit)
         # "_dtype": the case dtype, for the accumulators optax would otherwise make float32
         txs = {k: _transform(case.optimizer, {**case.param_hparams(k), "_dtype": case.dtype},
                              schedule) for k in params}
@@ -386,8 +388,9 @@ class OptaxAdapter(Adapter):
         return {k: np.asarray(v) for k, v in h["params"].items()}
 
     def read(self, h):
-        if h["optimizer"] == "prodigy":
-            return self.read_params(h), _prodigy_fields(h["states"], list(h["params"]))
+        if h["optimizer"] in _WHOLE_MODEL:
+            fields = _WHOLE_MODEL[h["optimizer"]][1]
+            return self.read_params(h), fields(h["states"], list(h["params"]))
         fields_of = {"adan": _adan_state, "muon": _muon_state}.get(h["optimizer"],
                                                                   _state_fields)
         state = {k: fields_of(s) for k, s in h["states"].items()}
@@ -534,7 +537,6 @@ def _prodigy_why_not(hp, need) -> list:
 
 def _prodigy_build(case, params: dict, schedule, jit: bool) -> dict:
     """optax.contrib.prodigy over the dict of every parameter (its sums run over the tree)."""
-    import jax
     from optax import contrib
 
     hp = Given(case.param_hparams(next(iter(params))))
@@ -544,6 +546,13 @@ def _prodigy_build(case, params: dict, schedule, jit: bool) -> dict:
         estim_lr_coef=hp["d_coef"], weight_decay=hp["weight_decay"],
         safeguard_warmup=hp["safeguard_warmup"],
         beta3=None if beta3 == -1.0 or beta3 is ABSENT else beta3)))
+    return _whole_model_handle(tx, params, jit, case)
+
+
+def _whole_model_handle(tx, params: dict, jit: bool, case) -> dict:
+    """One optax transformation over the dict of every parameter (its sums run over the
+    tree), jitted or not."""
+    import jax
 
     def update(params, state, grads):
         u, state = tx.update(grads, state, params)
@@ -551,7 +560,7 @@ def _prodigy_build(case, params: dict, schedule, jit: bool) -> dict:
 
     return {"params": params, "states": tx.init(params),
             "update": jax.jit(update) if jit else update, "dtype": case.dtype,
-            "optimizer": "prodigy"}
+            "optimizer": case.optimizer}
 
 
 def _prodigy_fields(state, names) -> dict:
@@ -561,6 +570,38 @@ def _prodigy_fields(state, names) -> dict:
                 "s": np.asarray(state.grad_sum[k]), "p0": np.asarray(state.params0[k]),
                 "d": d, "d_numerator": r, "count": int(np.asarray(state.count))}
             for k in names}
+# ---- D-Adapt AdamW (optax/contrib/_dadapt_adamw.py dadapt_adamw): as Prodigy ---------------
+
+
+def _dadapt_adamw_why_not(hp, need) -> list:
+    return [need("bias_correction", True, "optax.contrib.dadapt_adamw always applies Adam's "
+                 "bias correction in dlr"),
+            need("growth_rate", float("inf"), "optax.contrib.dadapt_adamw has no growth_rate"),
+            need("weight_decay_mode", "decoupled", "optax.contrib.dadapt_adamw's decay is "
+                 "AdamW-style (decoupled)") if hp.get("weight_decay", 0.0) else None]
+
+
+def _dadapt_adamw_build(case, params: dict, schedule, jit: bool) -> dict:
+    from optax import contrib
+
+    hp = Given(case.param_hparams(next(iter(params))))
+    tx = contrib.dadapt_adamw(hp["lr"] if schedule is None else schedule, **present(dict(
+        betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], estim_lr0=hp["d0"],
+        weight_decay=hp["weight_decay"])))
+    return _whole_model_handle(tx, params, jit, case)
+
+
+def _dadapt_adamw_fields(state, names) -> dict:
+    """Each parameter's share of optax's DAdaptAdamWState (estim_lr is d)."""
+    d, r = float(np.asarray(state.estim_lr)), float(np.asarray(state.numerator_weighted))
+    return {k: {"mu": np.asarray(state.exp_avg[k]), "nu": np.asarray(state.exp_avg_sq[k]),
+                "s": np.asarray(state.grad_sum[k]), "d": d, "d_numerator": r,
+                "count": int(np.asarray(state.count))}
+            for k in names}
+
+
+_WHOLE_MODEL = {"prodigy": (_prodigy_build, _prodigy_fields),
+                "dadapt_adamw": (_dadapt_adamw_build, _dadapt_adamw_fields)}
 # ---- Muon: optax.contrib.muon (optax/contrib/_muon.py scale_by_muon, scale_by_shape, muon) ----
 # scale_by_muon: the EMA with Adam's bias correction, NAdam-style Nesterov (or m_hat), the
 # iteration in the parameter dtype on x/(||x||_F + eps) (finding M3); scale_by_shape:

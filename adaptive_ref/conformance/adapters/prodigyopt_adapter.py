@@ -28,6 +28,9 @@ _STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "s": "s", "p0": "p0", "step": "co
 
 class ProdigyoptAdapter(TorchAdapter):
     profile = "upstream"
+    optimizer = "prodigy"
+    package = "prodigyopt==1.1.2"
+    scalars = {"d": "d", "d_max": "d_max", "d_numerator": "d_numerator"}  # ours: the group's
 
     def __init__(self):
         self.mode = "forloop"
@@ -35,27 +38,31 @@ class ProdigyoptAdapter(TorchAdapter):
         self.description = "prodigyopt.Prodigy (the authors' package)"
 
     def applies_to(self, case):
-        return case.optimizer == "prodigy" and case.profile == self.profile
+        return case.optimizer == self.optimizer and case.profile == self.profile
 
     def missing(self):
+        import importlib
+
+        module = self.package.split("==")[0]
         try:
-            import prodigyopt  # noqa: F401
+            importlib.import_module(module)
         except Exception as err:
-            return (f"prodigyopt is not installed ({type(err).__name__}; pip install "
-                    f"prodigyopt==1.1.2)")
+            return (f"{module} is not installed ({type(err).__name__}; pip install "
+                    f"{self.package})")
         return None
 
     def version(self):
         import importlib.metadata
 
-        return importlib.metadata.version("prodigyopt")
+        return importlib.metadata.version(self.package.split("==")[0])
 
     def supports(self, case):
-        if case.optimizer != "prodigy":
-            return unsupported(f"prodigyopt has no counterpart of {case.optimizer}")
+        module = self.package.split("==")[0]
+        if case.optimizer != self.optimizer:
+            return unsupported(f"{module} has no counterpart of {case.optimizer}")
         hp = Given(case.hparams)
         if case.dtype != "float64" and hp.get("factor_precision", "float64") != "float64":
-            return unsupported("prodigyopt keeps d, d_max and d_numerator in Python floats and "
+            return unsupported(f"{module} keeps {', '.join(self.scalars)} in Python floats and "
                                "sums the per-tensor reductions in float64 "
                                "(factor_precision='float64')")
         return None
@@ -95,7 +102,6 @@ class ProdigyoptAdapter(TorchAdapter):
                 a = v.detach().numpy().copy()
                 out[canon] = np.broadcast_to(a.reshape(p.shape) if a.size == p.numel() else a,
                                              tuple(p.shape)).copy()
-            out.update(d=float(group["d"]), d_max=float(group["d_max"]),
-                       d_numerator=float(group["d_numerator"]))
+            out.update({ours: float(group[theirs]) for ours, theirs in self.scalars.items()})
             state[k] = out
         return self.read_params(h), state
