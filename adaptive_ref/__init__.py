@@ -99,7 +99,6 @@ from ._global import clip_by_global_norm  # noqa: E402
 from .optimizers.prodigy import ProdigyState, prodigy_init, prodigy_step  # noqa: E402
 
 __all__ += ["ProdigyState", "prodigy_init", "prodigy_step", "clip_by_global_norm"]
-from .optimizers.dadapt_adamw import (  # noqa: E402
-    DAdaptAdamWState, dadapt_adamw_init, dadapt_adamw_step)
+from .optimizers.dadapt_adamw import DAdaptAdamWState, dadapt_adamw_init, dadapt_adamw_step  # noqa: E402
 
 __all__ += ["DAdaptAdamWState", "dadapt_adamw_init", "dadapt_adamw_step"]

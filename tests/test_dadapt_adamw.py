@@ -115,7 +115,6 @@ def _data():
 def test_matches_optax_float64():
     pytest.importorskip("optax")
     import jax
-
     from optax import contrib
     p, gs = _data()
     old = jax.config.jax_enable_x64
