@@ -19,8 +19,8 @@ from typing import Any
 from ._checks import check_arrays, check_hparams, is_array
 from ._spec import HParam
 
-__all__ = ["model_leaves", "unpack_model", "leaves_namespace", "global_sum", "global_vdot", "global_abs_sum", "global_norm",
-           "clip_by_global_norm", "CLIP_HPARAMS"]
+__all__ = ["model_leaves", "unpack_model", "leaves_namespace", "global_sum", "global_vdot",
+           "global_abs_sum", "global_norm", "clip_by_global_norm", "CLIP_HPARAMS"]
 
 
 def model_leaves(op: str, what: str, x) -> tuple[list, bool]:
