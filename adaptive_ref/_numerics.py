@@ -185,6 +185,8 @@ def to(xp, value, dtype):
         # A NumPy float64 scalar (what 0-d NumPy arithmetic returns) subclasses float but is
         # not weakly typed under NEP 50: float32 array * np.float64 would compute in float64.
         return float(value) if hasattr(value, "dtype") else value
+    if xp is not NP.xp and (type(value) is NP.ndarray or type(value) in NP.scalar_floats):
+        return xp.asarray(float(value), dtype=dtype)  # a host NumPy value with other arrays
     if value.dtype == dtype:  # already an operand of dtype: astype would only copy it
         return value
     return xp.astype(value, dtype)
@@ -245,6 +247,8 @@ def power(xp, base, t):
             base = t.dtype.type(float(base))
         else:
             base = xp.asarray(float(base), dtype=t.dtype, device=_device_key(t))
+    elif _foreign(xp, base):  # a NumPy scalar or 0-d array with another namespace's t
+        base = as_scalar(xp, base, t.dtype, t)
     return xp.pow(base, t)
 
 

@@ -110,7 +110,16 @@ def test_real_keras_is_profile_keras(optimizer):
 
 
 def _catalogued():
-    return [s.name for s in REGISTRY.values() if in_catalogue(s)[0] and not is_sparse(s)]
+    return [s.name for s in REGISTRY.values() if in_catalogue(s)[0] and not is_sparse(s)
+            and D.probe_limit(s) is None]
+
+
+def test_optimizers_the_probes_cannot_run_are_refused_with_the_reason():
+    for name in ("muon", "soap", "prodigy", "dadapt_adamw"):
+        from adaptive_ref.conformance.adapters.reference import ReferenceAdapter
+
+        with pytest.raises(ValueError, match="cannot probe it yet"):
+            D.diagnose(ReferenceAdapter(), name)
 
 
 # Optimizers whose float64 rounding alone exceeds EQUAL_TOL on the probes, with the measurement:
@@ -158,7 +167,7 @@ FLOAT32_ONLY = getattr(importlib.import_module("adaptive_ref.conformance.cases")
 
 def _knob_effects():
     for spec in REGISTRY.values():
-        if not in_catalogue(spec)[0] or is_sparse(spec):
+        if not in_catalogue(spec)[0] or is_sparse(spec) or D.probe_limit(spec) is not None:
             continue
         probes = D.probe_cases(spec)
         for prof in spec.profiles:

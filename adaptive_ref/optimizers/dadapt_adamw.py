@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from .. import _global as gl
 from .. import _numerics as nx
 from .._checks import check_arrays, check_count, check_hparams
-from .._common import init_zeros
+from .._common import init_zeros, scalars
 from .._spec import HParam, OptimizerSpec, Profile
 
 __all__ = ["DAdaptAdamWState", "dadapt_adamw_init", "dadapt_adamw_step", "DADAPT_ADAMW"]
@@ -156,6 +156,9 @@ def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta
     check_count(op, xp, state.count)
     like = ps[live[0]]
     sd = nx.factor_dtype(xp, nx.scalar_dtype(xp, like, sdtype), pdtype, factor_precision)
+    # array hyperparameters (a NumPy scalar with torch leaves) as 0-d arrays of xp; numbers kept
+    lr, beta1, beta2, eps, weight_decay, d0, growth_rate = scalars(
+        xp, sd, like, lr, beta1, beta2, eps, weight_decay, d0, growth_rate)
     s0 = lambda v: nx.as_scalar(xp, v, sd, like)  # noqa: E731
     d, num = xp.astype(state.d, sd), xp.astype(state.d_numerator, sd)
     count, t = nx.advance(xp, state.count, sd)

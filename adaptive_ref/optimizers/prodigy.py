@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from .. import _global as gl
 from .. import _numerics as nx
 from .._checks import check_arrays, check_count, check_hparams
-from .._common import init_zeros
+from .._common import init_zeros, scalars
 from .._spec import HParam, OptimizerSpec, Profile
 
 __all__ = ["ProdigyState", "prodigy_init", "prodigy_step", "PRODIGY"]
@@ -182,6 +182,9 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
     check_count(op, xp, state.count)
     like = ps[live[0]]
     sd = nx.factor_dtype(xp, nx.scalar_dtype(xp, like, sdtype), pdtype, factor_precision)
+    # array hyperparameters (a NumPy scalar with torch leaves) as 0-d arrays of xp; numbers kept
+    lr, beta1, beta2, beta3, eps, weight_decay, d0, d_coef, growth_rate = scalars(
+        xp, sd, like, lr, beta1, beta2, beta3, eps, weight_decay, d0, d_coef, growth_rate)
     s0 = lambda v: nx.as_scalar(xp, v, sd, like)  # noqa: E731
     d, d_max, num = (xp.astype(x, sd) for x in (state.d, state.d_max, state.d_numerator))
     count, t = nx.advance(xp, state.count, sd)
