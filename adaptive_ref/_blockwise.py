@@ -12,21 +12,34 @@ It applies where it helps and is safe: NumPy arrays (writeable, eager, on the CP
 one block. Other namespaces evaluate the update on whole arrays, as written (JAX and Dask fuse or
 chunk it themselves; GPU backends would pay a kernel launch per block). The context manager
 :func:`functional` turns blocking off, so tests can compare both forms.
+
+A pure step that evaluates one ufunc per rounding step cannot come near the memory-bandwidth
+limit even blocked (docs/performance.md, issue 14: writing the fresh outputs and the ufunc passes
+cost about 7x the limit for Adam). So the step functions that have a generated fused kernel
+(:mod:`adaptive_ref.fused`, numba) hand such arrays to it, through :func:`fused`: one pass over
+memory, the same per-element operations in the same order from the same description, tested bit
+for bit against the blocked ufunc evaluation. Without numba, inside :func:`functional` or
+:func:`unfused`, or with ``ADAPTIVE_REF_FUSED=0`` in the environment, the ufunc evaluation runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import os
 from collections.abc import Callable, Sequence
 
 import array_api_compat as aac
 
 from ._checks import NP
 
-__all__ = ["BLOCK", "run", "functional"]
+__all__ = ["BLOCK", "run", "functional", "unfused", "fusable", "fused", "in_fused"]
 
 BLOCK = 1 << 16
 _ENABLED = [True]
+_FUSE = [os.environ.get("ADAPTIVE_REF_FUSED", "1") != "0"]
+_IN_FUSED = contextvars.ContextVar("adaptive_ref_in_fused", default=False)
+_KERNELS: list = []  # [adaptive_ref.fused.numba_path, or None without numba], filled on first use
 
 
 @contextlib.contextmanager
@@ -37,6 +50,54 @@ def functional():
         yield
     finally:
         _ENABLED.pop()
+
+
+@contextlib.contextmanager
+def unfused():
+    """Within this block, large NumPy arrays take the blocked ufunc evaluation, not the fused
+    kernel (for tests that compare the two, and for users who want the ufunc form)."""
+    _FUSE.append(False)
+    try:
+        yield
+    finally:
+        _FUSE.pop()
+
+
+def fusable(param) -> bool:
+    """True when a step with a fused kernel should hand ``param`` to :func:`fused`: a NumPy
+    array larger than one block, outside :func:`functional` and :func:`unfused`, and not already
+    inside a fused call (whose fallback is the plain reference)."""
+    return type(param) is NP.ndarray and param.size > BLOCK and _ENABLED[-1] and _FUSE[-1] \
+        and not _IN_FUSED.get()
+
+
+def in_fused() -> bool:
+    """True while :func:`fused` runs: the fused kernels then use one thread (a step called from
+    several threads at once, as Dask does, must not launch nested thread pools)."""
+    return _IN_FUSED.get()
+
+
+def fused(step: Callable, args: dict):
+    """``step``'s result computed by its fused kernel (the function of the same name in
+    :mod:`adaptive_ref.fused`), one thread; ``args``: the step's arguments by name (its
+    ``locals()`` on entry). The fused function takes inputs it covers to its kernel and the rest
+    to the reference, which this call marks so that it does not come back here. Without numba:
+    ``step`` itself, evaluated by ufuncs."""
+    if not _KERNELS:
+        try:
+            from .fused import numba_path
+        except ImportError:
+            numba_path = None
+        _KERNELS.append(numba_path)
+    kernels = _KERNELS[0]
+    target = step if kernels is None else getattr(kernels, step.__name__)
+    args = dict(args)
+    param, grad, state = args.pop("param"), args.pop("grad"), args.pop("state")
+    token = _IN_FUSED.set(True)
+    try:
+        return target(param, grad, state, **args)
+    finally:
+        _IN_FUSED.reset(token)
 
 
 def run(xp, update: Callable, arrays: Sequence, *, block: int | None = None) -> tuple:

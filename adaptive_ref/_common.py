@@ -236,5 +236,12 @@ def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_mul
     return lambda lr_, wd: 1 - schedule_multiplier * wd
 
 
+def decoupled_decay(lr, weight_decay):
+    """The factor ``1 - lr*wd`` that multiplies p for ``weight_decay_mode="decoupled"`` (the
+    lr-scaled form of :func:`decoupled_decay_factor`), or None when wd is 0."""
+    factor = decoupled_decay_factor(weight_decay)
+    return None if factor is None else factor(lr, weight_decay)
+
+
 __all__ += ["WEIGHT_DECAY_MODE", "FACTOR_PRECISION", "EMA_WEIGHT_PRECISION", "ema_weights",
-            "decoupled_decay_factor"]
+            "decoupled_decay_factor", "decoupled_decay"]

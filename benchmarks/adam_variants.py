@@ -189,9 +189,24 @@ def reference_jit_donate(params):
     return step
 
 
+def reference_ufunc(params):
+    """The reference with the fused hand-off of large arrays turned off
+    (:func:`adaptive_ref._blockwise.unfused`, as ``ADAPTIVE_REF_FUSED=0``): its blocked ufunc
+    evaluation."""
+    from adaptive_ref import _blockwise
+
+    step = reference(params)
+
+    def run():
+        with _blockwise.unfused():
+            return step()
+    return run
+
+
 #: key -> (label, make). Keys are what ``--variants`` takes.
 VARIANTS = {
     "ref": ("reference (NumPy)", reference),
+    "ref_ufunc": ("reference, ufunc form (NumPy)", reference_ufunc),
     "fused": ("fused (pure)", fused_pure),
     "fused_": ("fused (in place)", fused_inplace),
     "fused_flat": ("fused (flat buffer, 1 call)", fused_flat),

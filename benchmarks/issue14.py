@@ -7,7 +7,9 @@
    elementwise optimizer that has one, <= 2x; the tree API (50 leaves) / the sum of its leaves'
    steps, <= 1.5x. Minimum over interleaved rounds of the measuring thread's CPU time (the
    fixed cost, not the machine's load).
-2. the reference Adam fp32 at N = 1e7 on NumPy <= 4x the bandwidth limit.
+2. the reference Adam fp32 at N = 1e7 on NumPy <= 4x the bandwidth limit: as users call it
+   (large arrays go to the generated fused kernel, ``adaptive_ref._blockwise.fused``), and, for
+   comparison, its blocked ufunc form (what runs without numba).
 3. the fused in-place Adam (numba kernels generated from the elementwise bodies) at N = 1e7:
    <= 1.1x the limit (it stays at the limit), and its time / torch fused's.
 4. ``python -m adaptive_ref conform`` (everything installed, default options): wall time <= 60 s,
@@ -109,7 +111,7 @@ def large(rounds: int) -> list[tuple]:
     params = [np.random.default_rng(0).standard_normal(n).astype(np.float32)]
     steps = {f"limit:{k}": f for k, f in V.make_limit(n, 1).items()}
     errors = {}
-    for key in ("ref", "fused_", "torch_fused"):
+    for key in ("ref", "ref_ufunc", "fused_", "torch_fused"):
         try:
             steps[key] = V.VARIANTS[key][1](params)
             steps[key]()
@@ -126,6 +128,8 @@ def large(rounds: int) -> list[tuple]:
     limit = min(v for k, v in med.items() if k.startswith("limit:")) * BYTES_ADAM / BYTES_ADD
     rows = []
     for key, text, goal in (("ref", "reference Adam fp32, NumPy, N=1e7 <= 4x limit", 4.0),
+                            ("ref_ufunc", "the same, ufunc form (ADAPTIVE_REF_FUSED=0 or no "
+                             "numba), <= 4x limit", 4.0),
                             ("fused_", "fused in-place Adam fp32 (numba), N=1e7 <= 1.1x limit",
                              1.1)):
         if key in med:

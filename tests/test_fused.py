@@ -15,7 +15,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import adaptive_ref as ar  # noqa: E402
-from adaptive_ref import fused  # noqa: E402
+from adaptive_ref import _blockwise, fused  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -64,7 +64,8 @@ def test_several_steps_match_and_parallel_kernel(monkeypatch):
         pi, si = p.copy(), ar.adamw_init(p, amsgrad=True)
         for _ in range(4):
             g = rng.standard_normal(n).astype(np.float32)
-            pr, sr = ar.adamw_step(pr, g, sr, amsgrad=True)
+            with _blockwise.unfused():  # the ufunc reference, not its hand-off to the kernel
+                pr, sr = ar.adamw_step(pr, g, sr, amsgrad=True)
             pf, sf = fused.adamw_step(pf, g, sf, amsgrad=True)
             pi, si = fused.adamw_step_(pi, g, si, amsgrad=True)
         _same((pr, sr), (pf, sf))
@@ -171,3 +172,47 @@ def test_optimizers_without_a_kernel_are_declined(name):
     assert not hasattr(fused, f"{name}_step") and not hasattr(fused, f"{name}_step_")
     with pytest.raises(ImportError, match=f"{name}_step"):
         exec(f"from adaptive_ref.fused import {name}_step")  # noqa: S102
+
+
+def test_the_reference_hands_large_arrays_to_the_kernel_on_one_thread(monkeypatch):
+    """Above one block the reference step calls its fused function (on the caller's thread: no
+    nested thread pools under Dask's threads); inputs the kernel does not cover come back to the
+    reference's ufunc evaluation without looping; ``unfused()`` keeps the ufunc form."""
+    from adaptive_ref.fused import _dispatch, numba_path
+
+    calls = []
+    real = numba_path.adam_step
+
+    def spy(*args, **kw):
+        calls.append(_dispatch.parallel_for(10**9))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(numba_path, "adam_step", spy)
+    rng = np.random.default_rng(3)
+    n = 2 * _blockwise.BLOCK + 1
+    p, g = rng.standard_normal((2, n)).astype(np.float32)
+    s = ar.adam_init(p)
+    for kw in ({}, {"factor_precision": "param"}):  # the second: no kernel, the reference
+        got = ar.adam_step(p, g, s, **kw)
+        with _blockwise.unfused():
+            want = ar.adam_step(p, g, s, **kw)
+        _same(want, got)
+    assert calls == [False, False]
+    small = ar.adam_step(p[:100], g[:100], ar.adam_init(p[:100]))
+    assert len(calls) == 2 and small[0].shape == (100,)
+
+
+def test_reference_hand_off_from_several_threads():
+    """Steps of large arrays called from several threads at once (as Dask's threaded scheduler
+    does) give each thread the same result as one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    n = 5 * _blockwise.BLOCK
+    p, g = rng.standard_normal((2, n))
+    s = ar.nadam_init(p)
+    want = ar.nadam_step(p, g, s)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: ar.nadam_step(p, g, s), range(8)))
+    for r in got:
+        _same(want, r)

@@ -10,6 +10,8 @@ block, with and without blocking), on array-api-strict and on torch.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from fused_cases import _quiet, _same, cases
@@ -87,12 +89,12 @@ def test_adam_equals_functional_form_on_numpy(dtype, data):
           _np(_quiet(ar.adam_step, p, g, state, **kw)))
 
 
-@pytest.mark.parametrize("blocking", [True, False], ids=["blocked", "whole"])
+@pytest.mark.parametrize("form", ["default", "blocked", "whole"])
 @settings(max_examples=8)
 @given(data=st.data())
-def test_adam_large_arrays_blocked_and_whole(blocking, data):
-    """Arrays of 2.5 blocks: the blocked evaluation (and the unblocked one) equal the functional
-    form."""
+def test_adam_large_arrays_blocked_and_whole(form, data):
+    """Arrays of 2.5 blocks: the step as called (the fused kernel where numba is installed), its
+    blocked ufunc evaluation and the unblocked one equal the functional form."""
     _, _, _, kw = data.draw(cases("adam", np.float32))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n = 5 * _blockwise.BLOCK // 2 + 3
@@ -104,11 +106,10 @@ def test_adam_large_arrays_blocked_and_whole(blocking, data):
     if state.nu_max is not None:
         state = state._replace(nu_max=state.nu * 1.5)
     want = _quiet(adam_functional, p, g, state, **kw)
-    if blocking:
+    context = {"default": contextlib.nullcontext, "blocked": _blockwise.unfused,
+               "whole": _blockwise.functional}[form]
+    with context():
         got = _quiet(ar.adam_step, p, g, state, **kw)
-    else:
-        with _blockwise.functional():
-            got = _quiet(ar.adam_step, p, g, state, **kw)
     _same(_np(want), _np(got))
 
 
@@ -131,7 +132,8 @@ def test_adam_equals_functional_form_on_other_backends(backend, data):
 @settings(max_examples=6)
 @given(data=st.data())
 def test_blocked_reference_equals_whole_arrays_and_fused(name, data):
-    """Large arrays (2.5 blocks): blocked = unblocked reference = fused kernel, bit for bit."""
+    """Large arrays (2.5 blocks): blocked = unblocked reference = fused kernel = the step as
+    called (which hands such arrays to the fused kernel), bit for bit."""
     from fused_cases import INIT_KNOBS
 
     numba = pytest.importorskip("numba")  # noqa: F841
@@ -148,8 +150,10 @@ def test_blocked_reference_equals_whole_arrays_and_fused(name, data):
         for f, x in zip(state._fields, state, strict=True)
         if x is not None and f not in ("count", "mu_product")})
     step = getattr(ar, f"{name}_step")
-    blocked = _quiet(step, p, g, state, **kw)
+    with _blockwise.unfused():
+        blocked = _quiet(step, p, g, state, **kw)
     with _blockwise.functional():
         whole = _quiet(step, p, g, state, **kw)
     _same(_np(whole), _np(blocked))
     _same(_np(whole), _quiet(getattr(fused, f"{name}_step"), p, g, state, **kw))
+    _same(_np(whole), _quiet(step, p, g, state, **kw))

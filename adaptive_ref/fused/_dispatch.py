@@ -14,6 +14,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from .. import _blockwise
 from ._kernels import BLOCK
 
 __all__ = ["fast_dtype", "advance", "power", "is_zero", "numbers", "parallel_for", "flat",
@@ -85,7 +86,9 @@ def numbers(*values) -> bool:
 
 
 def parallel_for(n: int) -> bool:
-    return n >= PARALLEL_MIN and numba.get_num_threads() > 1
+    """Threads for large arrays, except for a reference step handed here
+    (:func:`adaptive_ref._blockwise.fused`), which stays on its caller's thread."""
+    return n >= PARALLEL_MIN and numba.get_num_threads() > 1 and not _blockwise.in_fused()
 
 
 def flat(a):

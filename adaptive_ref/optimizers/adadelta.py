@@ -12,7 +12,7 @@ from .. import _numerics as nx
 from .._common import (
     WEIGHT_DECAY_MODE,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     finish,
     init_zeros,
     prelude,
@@ -81,8 +81,7 @@ def adadelta_step(param, grad, state: AdadeltaState, /, *, lr=1.0, rho=0.95, eps
     count, lr = nx.advance_count(xp, state.count, sd, lr)
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     coupled = weight_decay_mode == "coupled"
-    decay = None if coupled else decoupled_decay_factor(weight_decay)
-    decay = None if decay is None else decay(lr, weight_decay)
+    decay = None if coupled else decoupled_decay(lr, weight_decay)
 
     def update(p, g, v, u):
         # in-place operators on fresh arrays round as the expressions in the docstring

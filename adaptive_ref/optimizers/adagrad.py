@@ -13,7 +13,7 @@ from .. import _numerics as nx
 from .._common import (
     WEIGHT_DECAY_MODE,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     finish,
     init_zeros,
     prelude,
@@ -79,6 +79,8 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
     Profiles: ``torch``; ``optax`` (optax.adagrad: initial value 0.1, eps=1e-7 inside the root);
     ``keras`` (keras.optimizers.Adagrad: as optax, lr 1e-3, decoupled decay).
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(adagrad_step, locals())
     check_hparams("adagrad_step", ADAGRAD_HPARAMS, (lr, lr_decay, initial_accumulator_value, eps,
                   eps_placement, weight_decay, weight_decay_mode, maximize))
     pre = prelude("adagrad_step", param, grad, state, AdagradState, "adagrad_init")
@@ -88,8 +90,7 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     clr = lr / (1.0 + (t - 1.0) * lr_decay)
     coupled = weight_decay_mode == "coupled"
-    decay = None if coupled else decoupled_decay_factor(weight_decay)
-    decay = None if decay is None else decay(lr, weight_decay)
+    decay = None if coupled else decoupled_decay(lr, weight_decay)
 
     def update(p, g, s_old):
         # in-place operators on fresh arrays round as the expressions in the docstring

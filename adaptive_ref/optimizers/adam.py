@@ -197,6 +197,8 @@ def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
 
     Returns ``(new_param, new_state)``; the inputs are not modified.
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(adam_step, locals())
     check_hparams("adam_step", ADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
                   bias_correction, amsgrad, amsgrad_max_over, maximize, factor_precision,
                   weight_decay, weight_decay_mode))
@@ -269,6 +271,8 @@ def adamw_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.
     leaves lambda free). Profiles: ``torch`` (torch.optim.AdamW: wd 1e-2) and ``optax``
     (optax.adamw: wd 1e-4, no default lr).
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(adamw_step, locals())
     check_hparams("adamw_step", ADAMW_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
                   bias_correction, amsgrad, amsgrad_max_over, maximize, factor_precision,
                   weight_decay, decay_scaling, schedule_multiplier))

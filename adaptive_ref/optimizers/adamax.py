@@ -13,7 +13,7 @@ from .._common import (
     FACTOR_PRECISION,
     WEIGHT_DECAY_MODE,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     finish,
     init_zeros,
     prelude,
@@ -76,6 +76,8 @@ def adamax_step(param, grad, state: AdamaxState, /, *, lr=2e-3, beta1=0.9, beta2
     Profiles: ``torch``; ``optax`` (optax.adamax: the same formula, no default lr); ``keras``
     (keras.optimizers.Adamax: eps after the max, eps=1e-7, decoupled decay, float32 factors).
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(adamax_step, locals())
     check_hparams("adamax_step", ADAMAX_HPARAMS, (lr, beta1, beta2, eps, eps_placement,
                   weight_decay, weight_decay_mode, maximize, factor_precision))
     pre = prelude("adamax_step", param, grad, state, AdamaxState, "adamax_init")
@@ -87,8 +89,7 @@ def adamax_step(param, grad, state: AdamaxState, /, *, lr=2e-3, beta1=0.9, beta2
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     clr = lr / nx.bias_correction(xp, beta1, t)
     coupled = weight_decay_mode == "coupled"
-    decay = None if coupled else decoupled_decay_factor(weight_decay)
-    decay = None if decay is None else decay(lr, weight_decay)
+    decay = None if coupled else decoupled_decay(lr, weight_decay)
 
     def update(p, g, m, u):
         # in-place operators on fresh arrays round as the expressions in the docstring

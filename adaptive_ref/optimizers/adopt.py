@@ -15,7 +15,7 @@ from .._common import (
     EMA_WEIGHT_PRECISION,
     WEIGHT_DECAY_MODE,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     ema_weights,
     finish,
     init_zeros,
@@ -117,8 +117,7 @@ def adopt_step(param, grad, state: AdoptState, /, *, lr=1e-3, beta1=0.9, beta2=0
     _, w1 = ema_weights(xp, beta1, param, sd, ema_weight_precision)
     _, w2 = ema_weights(xp, beta2, param, sd, ema_weight_precision)
     coupled = weight_decay_mode == "coupled"
-    factor = None if coupled else decoupled_decay_factor(weight_decay)
-    decay = None if factor is None else factor(lr, weight_decay)
+    decay = None if coupled else decoupled_decay(lr, weight_decay)
     bound = None
     if clipping:
         s = t - 1.0 if clip_index == "previous" else t

@@ -13,7 +13,7 @@ from .. import _numerics as nx
 from .._common import (
     EMA_WEIGHT_PRECISION,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     ema_weights,
     finish,
     init_zeros,
@@ -86,8 +86,7 @@ def lion_step(param, grad, state: LionState, /, *, lr=1e-4, beta1=0.9, beta2=0.9
     c = nx.caster(xp, dtype)  # scalar -> an operand for dtype arrays
     _, w1 = ema_weights(xp, beta1, param, sd, ema_weight_precision)
     _, w2 = ema_weights(xp, beta2, param, sd, ema_weight_precision)
-    factor = decoupled_decay_factor(weight_decay)  # Lion's decay is always decoupled
-    decay = None if factor is None else factor(lr, weight_decay)
+    decay = decoupled_decay(lr, weight_decay)  # Lion's decay is always decoupled
 
     def update(p, g, m):
         g = prepare_grad(xp, g, p, dtype, maximize=maximize, weight_decay=0.0, coupled=False)

@@ -118,6 +118,8 @@ def nadam_step(param, grad, state: NAdamState, /, *, lr=2e-3, beta1=0.9, beta2=0
     .. warning:: torch keeps ``mu_product`` in its default dtype (float32 unless set to
        float64); the reference keeps it in float64 where the backend has it.
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(nadam_step, locals())
     check_hparams("nadam_step", NADAM_HPARAMS, (lr, beta1, beta2, eps, momentum_schedule,
                   momentum_decay, weight_decay, weight_decay_mode, maximize, factor_precision,
                   ema_weight_precision))

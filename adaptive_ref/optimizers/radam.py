@@ -85,6 +85,8 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
     Defaults (torch.optim.RAdam): lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, threshold 5 (>).
     Profiles: ``torch``; ``optax`` (optax.radam: eps on sqrt(v_hat), rho_t >= 5).
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(radam_step, locals())
     check_hparams("radam_step", RADAM_HPARAMS, (lr, beta1, beta2, eps, eps_root, eps_placement,
                   threshold, threshold_inclusive, weight_decay, weight_decay_mode, maximize,
                   factor_precision))

@@ -15,7 +15,7 @@ from .._common import (
     FACTOR_PRECISION,
     WEIGHT_DECAY_MODE,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     finish,
     init_zeros,
     prelude,
@@ -106,6 +106,8 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     momentum buffer); ``keras`` (keras.optimizers.RMSprop: as optax with lr 1e-3, eps 1e-7,
     decoupled decay).
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(rmsprop_step, locals())
     check_hparams("rmsprop_step", RMSPROP_HPARAMS, (lr, alpha, eps, eps_placement, centered,
                   momentum, nesterov, lr_placement, bias_correction, initial_accumulator_value,
                   weight_decay, weight_decay_mode, maximize, factor_precision))
@@ -129,8 +131,7 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     bc = nx.bias_correction(xp, alpha, t) if bias_correction else None
     inside = lr_placement == "inside"
     coupled = weight_decay_mode == "coupled"
-    decay = None if coupled else decoupled_decay_factor(weight_decay)
-    decay = None if decay is None else decay(lr, weight_decay)
+    decay = None if coupled else decoupled_decay(lr, weight_decay)
 
     def update(p, g, v, m, b):
         # in-place operators on fresh arrays round as the expressions in the docstring

@@ -13,7 +13,7 @@ from .. import _numerics as nx
 from .._common import (
     WEIGHT_DECAY_MODE,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     finish,
     init_zeros,
     prelude,
@@ -80,6 +80,8 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
     which on step 1 gives the same b_1 = g); ``keras`` (keras.optimizers.SGD: lr 0.01, lr inside
     the buffer, which Keras stores negated, decoupled decay).
     """
+    if _blockwise.fusable(param):  # a large NumPy array: its fused kernel, bit for bit
+        return _blockwise.fused(sgd_step, locals())
     check_hparams("sgd_step", SGD_HPARAMS, (lr, momentum, dampening, nesterov, weight_decay,
                   weight_decay_mode, maximize, lr_placement, dampen_first_step))
     pre = prelude("sgd_step", param, grad, state, SGDState, "sgd_init")
@@ -99,8 +101,7 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
     first = state.count == 0
     inside = lr_placement == "inside"
     coupled = weight_decay_mode == "coupled"
-    decay = None if coupled else decoupled_decay_factor(weight_decay)
-    decay = None if decay is None else decay(lr, weight_decay)
+    decay = None if coupled else decoupled_decay(lr, weight_decay)
 
     def update(p, g, b):
         # in-place operators on fresh arrays round as the expressions in the docstring
