@@ -263,9 +263,20 @@ def powers(xp, bases, t):
             if not isinstance(b, (int, float)):
                 break
         else:
-            r = xp.pow(NP.asarray([float(b) for b in bases], dtype=t.dtype), t)
-            return tuple(r[i] for i in range(len(bases)))
+            key = (bases, type(t))  # the array of the bases, made once (read-only)
+            arr = _BASES.get(key)
+            if arr is None:
+                if len(_BASES) >= 256:
+                    _BASES.clear()
+                arr = _BASES[key] = NP.asarray([float(b) for b in bases], dtype=t.dtype)
+                arr.flags.writeable = False
+            r = xp.pow(arr, t)
+            # indexing gives the NumPy scalars (tuple(r) costs four times as much)
+            return (r[0], r[1]) if len(bases) == 2 else tuple([r[i] for i in range(len(bases))])
     return tuple(power(xp, b, t) for b in bases)
+
+
+_BASES: dict = {}  # (bases, dtype) -> powers' array of the bases
 
 
 def bias_correction(xp, beta, t):

@@ -1480,6 +1480,33 @@ def _ratio_shared(m: _Model, opt: str, terms, s_new, r_pair, decay: float, k_ter
     return out, inc
 
 
+def _tree_ratio(m: _Model, opt: str, old, new, grads, jac, term, decay: float,
+                k_terms: float) -> tuple[list, float]:
+    """:func:`_ratio_shared` of a whole-model step whose numerator's terms are ``term(j, g)``
+    for leaf j and its gradient g (with the coupled ``wd * p`` added when the decay is coupled)."""
+    hp = m.hp
+    wd = float(hp["weight_decay"])
+    coupled = hp["weight_decay_mode"] == "coupled"
+    ir = m.scalar("d_numerator")
+    params, _ = m.unpack(old)
+    _, st_new = m.unpack(new)
+    terms, s_new = [], []
+    for j, k in enumerate(m.names):
+        g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
+        terms.append(term(j, g).reshape(-1))
+        s_new.append(np.asarray(st_new.s[j]).reshape(-1))
+    return _ratio_shared(m, opt, np.concatenate(terms), np.concatenate(s_new),
+                         (old[ir], new[ir]), decay, k_terms, jac, coupled)
+
+
+def _with_lr_term(m: _Model, out: list, v_lr, inc: float) -> list:
+    """``out`` and the term of dlr (which moves r by ``inc`` and the fields as ``v_lr``): one
+    rounding of d lr, two more with the bias correction."""
+    v_lr[m.scalar("d_numerator")] = inc
+    out.append((v_lr, (1.0 + (2.0 if m.hp["bias_correction"] else 0.0)) / 3.0))
+    return out
+
+
 def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
     """Prodigy's shared scalars as rank-one terms ``(v, sigma^2)`` (relative variance, units
     u^2, along v = d(new state)/d(ln scalar)):
@@ -1493,19 +1520,9 @@ def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
       it."""
     hp = m.hp
     b3 = np.sqrt(float(hp["beta2"])) if hp["beta3"] == -1.0 else float(hp["beta3"])
-    ir = m.scalar("d_numerator")
-    r_old, r_new = old[ir], new[ir]
     params, _ = m.unpack(old)
-    _, st_new = m.unpack(new)
-    wd = float(hp["weight_decay"])
-    coupled = hp["weight_decay_mode"] == "coupled"
-    terms, s_new = [], []
-    for j, k in enumerate(m.names):
-        g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
-        terms.append((g * (np.asarray(st_old.p0[j]) - params[j])).reshape(-1))
-        s_new.append(np.asarray(st_new.s[j]).reshape(-1))
-    out, inc = _ratio_shared(m, "prodigy", np.concatenate(terms), np.concatenate(s_new),
-                             (r_old, r_new), b3, 2.0, jac, coupled)
+    out, inc = _tree_ratio(m, "prodigy", old, new, grads, jac,
+                           lambda j, g: g * (np.asarray(st_old.p0[j]) - params[j]), b3, 2.0)
     if not out:
         return out
     v_lr = np.zeros_like(new)
@@ -1514,9 +1531,7 @@ def _prodigy_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list:
         v_lr[sp] = new[sp] - old[sp]
         if not hp["safeguard_warmup"]:
             v_lr[ss] = new[ss] - b3 * old[ss]
-    v_lr[ir] = inc
-    out.append((v_lr, (1.0 + (2.0 if hp["bias_correction"] else 0.0)) / 3.0))
-    return out
+    return _with_lr_term(m, out, v_lr, inc)
 
 
 TREE_SHARED = {"prodigy": _prodigy_shared}
@@ -1548,20 +1563,13 @@ def _dadapt_adamw_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list
       parameter's move through mu."""
     hp = m.hp
     sb2 = np.sqrt(float(hp["beta2"]))
-    eps, wd = float(hp["eps"]), float(hp["weight_decay"])
+    eps = float(hp["eps"])
     coupled = hp["weight_decay_mode"] == "coupled"
-    ir = m.scalar("d_numerator")
-    r_old, r_new = old[ir], new[ir]
-    params, _ = m.unpack(old)
-    _, st_new = m.unpack(new)
-    terms, s_new = [], []
-    for j, k in enumerate(m.names):
-        g = np.asarray(grads[k], dtype=np.float64) + (wd * params[j] if coupled else 0.0)
-        s_o, v_o = np.asarray(st_old.s[j]), np.asarray(st_old.nu[j])
-        terms.append((g * s_o / (np.sqrt(v_o) + eps)).reshape(-1))
-        s_new.append(np.asarray(st_new.s[j]).reshape(-1))
-    out, inc = _ratio_shared(m, "dadapt_adamw", np.concatenate(terms), np.concatenate(s_new),
-                             (r_old, r_new), sb2, 4.0, jac, coupled)
+
+    def term(j, g):
+        return g * np.asarray(st_old.s[j]) / (np.sqrt(np.asarray(st_old.nu[j])) + eps)
+
+    out, inc = _tree_ratio(m, "dadapt_adamw", old, new, grads, jac, term, sb2, 4.0)
     if not out:
         return out
     v_lr = np.zeros_like(new)
@@ -1574,9 +1582,7 @@ def _dadapt_adamw_shared(m: _Model, old, new, grads, jac, st_old, t, lr) -> list
         if not coupled:
             dlr_wd = (new[sp] - old[sp]) + new[sm] / (np.sqrt(new[sv]) + eps)  # -dlr wd p
             v_lr[sp] += dlr_wd
-    v_lr[ir] = inc
-    out.append((v_lr, (1.0 + (2.0 if hp["bias_correction"] else 0.0)) / 3.0))
-    return out
+    return _with_lr_term(m, out, v_lr, inc)
 
 
 TREE_SHARED["dadapt_adamw"] = _dadapt_adamw_shared
