@@ -260,10 +260,10 @@ def powers(xp, bases, t):
     bit for bit, for a third of the cost of three calls."""
     if type(t) in NP.scalar_floats:
         for b in bases:
-            if not isinstance(b, (int, float)):
+            if not isinstance(b, (int, float)) or not b:  # a zero: -0.0 == 0.0 as keys
                 break
         else:
-            key = (bases, type(t))  # the array of the bases, made once (read-only)
+            key = (tuple(bases), type(t))  # the array of the bases, made once (read-only)
             arr = _BASES.get(key)
             if arr is None:
                 if len(_BASES) >= 256:

@@ -193,3 +193,15 @@ def test_powers_equal_power_one_by_one(dtype):
             assert type(g) is type(want) and g.tobytes() == want.tobytes(), (b, t)
     arr = np.asarray(0.9)  # a 0-d array base: one by one
     assert nx.powers(xp, (0.9, arr), dtype(3.0))[1] == nx.power(xp, arr, dtype(3.0))
+
+
+def test_powers_keeps_signed_zeros_and_repeated_bases_apart():
+    """powers remembers the array of its bases; -0.0 and 0.0 (equal as keys) still give their own
+    powers, and a list of bases gives what the tuple does."""
+    xp = nx.NP.xp
+    t = np.float64(3.0)
+    plus = nx.powers(xp, (0.0, 0.5), t)
+    minus = nx.powers(xp, (-0.0, 0.5), t)
+    assert not np.signbit(plus[0]) and np.signbit(minus[0])
+    assert nx.powers(xp, [0.9, 0.999], t) == nx.powers(xp, (0.9, 0.999), t)
+    assert [type(x) for x in nx.powers(xp, (0.9, 0.999, 0.5), t)] == [np.float64] * 3
