@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import array_api_compat as aac
@@ -82,7 +83,10 @@ def fused(step: Callable, args: dict):
     :mod:`adaptive_ref.fused`), one thread; ``args``: the step's arguments by name (its
     ``locals()`` on entry). The fused function takes inputs it covers to its kernel and the rest
     to the reference, which this call marks so that it does not come back here. Without numba:
-    ``step`` itself, evaluated by ufuncs."""
+    ``step`` itself, evaluated by ufuncs. Should the fused function fail where the ufunc
+    evaluation succeeds (a broken numba install, a kernel that cannot compile here), the ufunc
+    result is returned with a RuntimeWarning naming the failure; invalid input raises the
+    reference's own error either way."""
     if not _KERNELS:
         try:
             from .fused import numba_path
@@ -95,7 +99,16 @@ def fused(step: Callable, args: dict):
     param, grad, state = args.pop("param"), args.pop("grad"), args.pop("state")
     token = _IN_FUSED.set(True)
     try:
-        return target(param, grad, state, **args)
+        try:
+            return target(param, grad, state, **args)
+        except Exception as err:
+            if target is step:
+                raise
+            out = step(param, grad, state, **args)  # invalid input raises its error here
+            msg = (f"{step.__name__}: the fused kernel failed ({type(err).__name__}: {err}); "
+                   f"the result is the ufunc evaluation's (ADAPTIVE_REF_FUSED=0 skips the kernel)")
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            return out
     finally:
         _IN_FUSED.reset(token)
 

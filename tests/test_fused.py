@@ -216,3 +216,28 @@ def test_reference_hand_off_from_several_threads():
         got = list(pool.map(lambda _: ar.nadam_step(p, g, s), range(8)))
     for r in got:
         _same(want, r)
+
+
+def test_reference_survives_a_failing_kernel(monkeypatch):
+    """A fused function that fails (a broken numba install) leaves the reference correct: the
+    ufunc result, with a warning naming the failure; invalid input still raises the reference's
+    own error, without a warning."""
+    import warnings
+
+    from adaptive_ref.fused import numba_path
+
+    def broken(*args, **kw):
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(numba_path, "adam_step", broken)
+    rng = np.random.default_rng(5)
+    p, g = rng.standard_normal((2, 2 * _blockwise.BLOCK + 1))
+    s = ar.adam_init(p)
+    with pytest.warns(RuntimeWarning, match="adam_step: the fused kernel failed.*no LLVM here"):
+        got = ar.adam_step(p, g, s)
+    with _blockwise.unfused():
+        _same(ar.adam_step(p, g, s), got)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="lr"):
+            ar.adam_step(p, g, s, lr=-1.0)
