@@ -24,10 +24,10 @@ def _adam(p, *, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, ams=False, wd=0.0):
         p = s["p"] * (1 - lr * wd) if wd else s["p"]
         m = b1 * s["m"] + (1 - b1) * g
         v = b2 * s["v"] + (1 - b2) * (g * g)
-        if ams:
+        s["m"], s["v"] = m, v
+        if ams:  # the running maximum of the raw v (torch's), v itself stays the EMA
             s["vmax"] = v = np.maximum(s["vmax"], v)
         s["p"] = p - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
-        s["m"], s["v"] = m, v
     return step
 
 
@@ -194,10 +194,63 @@ def _schedule_free(p, *, adam: bool, lr, b1=0.9, b2=0.999, eps=1e-8, power=2.0):
     return step
 
 
+# ---- the Bayesian and sparse ones: the reference's defaults ---------------------------------
+
+def _von(p, *, lr=1e-3, b1=0.9, b2=0.999, prior=1.0, ess=1.0, hess_init=1.0):
+    delta = prior / ess  # the Vadam form: the squared gradient as the Hessian estimate
+    s = {"p": p, "m": np.zeros_like(p), "s": np.zeros_like(p) + hess_init, "t": 0}
+
+    def step(g):
+        s["t"] += 1
+        s["s"] = b2 * s["s"] + (1 - b2) * (g * g)
+        s["m"] = b1 * s["m"] + (1 - b1) * (g + delta * s["p"])
+        s["p"] = s["p"] - lr * (s["m"] / (1 - b1 ** s["t"])) / (s["s"] + delta)
+    return step
+
+
+def _ivon(p, *, lr=0.1, hess_init=1.0, b1=0.9, b2=0.99999, wd=1e-4):
+    s = {"p": p, "m": np.zeros_like(p), "h": np.zeros_like(p) + hess_init, "t": 0}
+
+    def step(g):  # the gradient at the mean (no noise draw): the 'price' estimate is 0
+        s["t"] += 1
+        h, h_hat = s["h"], np.zeros_like(g)
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        e = (1 - b2) * (h - h_hat)
+        s["h"] = b2 * h + (1 - b2) * h_hat + 0.5 * e * (e / (h + wd))
+        d = (s["m"] / (1 - b1 ** s["t"]) + wd * s["p"]) / (s["h"] + wd)
+        s["p"] = s["p"] - lr * (hess_init + wd) * d
+    return step
+
+
+def _rootfree(p, *, lr=1e-2, b2=0.99, damping=1e-8):
+    s = {"p": p, "S": np.ones_like(p)}
+
+    def step(g):
+        s["S"] = b2 * s["S"] + (1 - b2) * (g * g)
+        s["p"] = s["p"] - lr * (g / (s["S"] + damping))
+    return step
+
+
+def _lazy_adam(p, *, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """A dense gradient (every row present): Adam with eps on the uncorrected sqrt(v)."""
+    s = {"p": p, "m": np.zeros_like(p), "v": np.zeros_like(p), "t": 0}
+
+    def step(g):
+        s["t"] += 1
+        t = s["t"]
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["v"] = b2 * s["v"] + (1 - b2) * (g * g)
+        s["p"] = s["p"] - lr * math.sqrt(1 - b2**t) / (1 - b1**t) * (s["m"] / (np.sqrt(s["v"])
+                                                                              + eps))
+    return step
+
+
 STEPS = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam,
          "amsgrad": lambda p: _adam(p, ams=True), "adamw": lambda p: _adam(p, wd=1e-2),
          "adamax": _adamax, "nadam": _nadam, "radam": _radam,
          "adadelta": _adadelta, "lion": _lion, "adopt": _adopt, "adabelief": _adabelief,
          "adan": _adan,
          "schedule_free_adamw": lambda p: _schedule_free(p, adam=True, lr=2.5e-3),
-         "schedule_free_sgd": lambda p: _schedule_free(p, adam=False, lr=1.0)}
+         "schedule_free_sgd": lambda p: _schedule_free(p, adam=False, lr=1.0),
+         "von": _von, "ivon": _ivon, "rootfree_rmsprop": _rootfree, "lazy_adam": _lazy_adam,
+         "sparse_adagrad": _adagrad}  # a dense gradient: every row present
