@@ -5,8 +5,9 @@
 
 1. per call at N = 100: the reference / a hand-written NumPy step (:mod:`.handwritten`), every
    elementwise optimizer that has one, <= 2x; the tree API (50 leaves) / the sum of its leaves'
-   steps, <= 1.5x. Minimum over interleaved rounds of the measuring thread's CPU time (the
-   fixed cost, not the machine's load).
+   steps, <= 1.5x. The ratio is the median over interleaved rounds of the two sides' CPU
+   times (measuring thread), each round's pair timed back to back (:func:`_paired`); the times
+   shown are each side's minimum.
 2. the reference Adam fp32 at N = 1e7 on NumPy <= 4x the bandwidth limit: as users call it
    (large arrays go to the generated fused kernel, ``adaptive_ref._blockwise.fused``), and, for
    comparison, its blocked ufunc form (what runs without numba).
@@ -44,16 +45,20 @@ ROOT = Path(__file__).resolve().parent.parent
 BYTES_ADAM, BYTES_ADD = 28, 12
 
 
-def _min_per_call(fns: dict, rounds: int, number: int) -> dict:
-    """Per-call seconds of each function: the minimum over ``rounds`` interleaved batches, in
-    CPU time of the measuring thread (as targets 2 and 3: a wall clock would count the time
-    slices of the machine's other jobs)."""
-    best = dict.fromkeys(fns, float("inf"))
+def _paired(fns: dict, rounds: int, number: int) -> tuple[dict, float]:
+    """``(seconds, ratio)`` of two functions timed in ``rounds`` interleaved batches of
+    ``number`` calls, in CPU time of the measuring thread (as targets 2 and 3: a wall clock
+    would count the time slices of the machine's other jobs). ``seconds``: each one's per-call
+    time, the minimum over the batches; ``ratio``: the median over the rounds of the first's
+    batch time / the second's, each pair taken back to back, so that a slow spell of the
+    machine (they last seconds here) slows both sides of a pair rather than one side's best."""
+    times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            t = timeit.Timer(f, timer=time.thread_time).timeit(number=number)
-            best[k] = min(best[k], t / number)
-    return best
+            times[k].append(timeit.Timer(f, timer=time.thread_time).timeit(number=number) / number)
+    a, b = list(fns)
+    ratio = float(np.median([x / y for x, y in zip(times[a], times[b], strict=True)]))
+    return {k: min(v) for k, v in times.items()}, ratio
 
 
 def per_call(rounds: int) -> list[tuple]:
@@ -79,8 +84,7 @@ def per_call(rounds: int) -> list[tuple]:
             box[0], box[1] = spec.step(box[0], g, box[1])
 
         hand = STEPS[name](rng.standard_normal(100))
-        t = _min_per_call({"ref": ref, "hand": lambda hand=hand: hand(g)}, rounds, 300)
-        ratio = t["ref"] / t["hand"]
+        t, ratio = _paired({"ref": ref, "hand": lambda hand=hand: hand(g)}, 3 * rounds, 100)
         rows.append((f"per call N=100, {name}: reference / hand-written NumPy <= 2x", ratio,
                      f"{t['ref'] * 1e6:.1f} / {t['hand'] * 1e6:.1f} µs", ratio <= 2.0))
     leaves = {f"w{i}": rng.standard_normal(100) for i in range(50)}
@@ -95,8 +99,7 @@ def per_call(rounds: int) -> list[tuple]:
         for k, v in leaves.items():
             ar.adam_step(v, grads[k], lstates[k])
 
-    t = _min_per_call({"tree": tree, "loop": loop}, rounds, 10)
-    ratio = t["tree"] / t["loop"]
+    t, ratio = _paired({"tree": tree, "loop": loop}, 3 * rounds, 4)
     rows.append(("tree API, Adam, 50 leaves of 100: tree_step / sum of the leaves' steps <= 1.5x",
                  ratio, f"{t['tree'] * 1e3:.2f} / {t['loop'] * 1e3:.2f} ms", ratio <= 1.5))
     return rows
