@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import _numerics as nx
 from ._checks import check_arrays, check_hparams, is_array
 from ._spec import HParam
 
 __all__ = ["model_leaves", "unpack_model", "leaves_namespace", "global_sum", "global_vdot",
-           "global_abs_sum", "global_norm", "clip_by_global_norm", "CLIP_HPARAMS"]
+           "global_abs_sum", "global_norm", "clip_by_global_norm", "CLIP_HPARAMS", "pack",
+           "init_leaves", "check_leaves", "leaf_inputs", "adapted_lr", "step_leaves"]
 
 
 def model_leaves(op: str, what: str, x) -> tuple[list, bool]:
@@ -62,6 +64,90 @@ def leaves_namespace(op: str, leaves: Sequence[Any], what: str = "params"):
         raise ValueError(msg)
     xp, _, _ = check_arrays(op, {f"{what}[{i}]": x for i, x in enumerate(leaves)})
     return xp
+
+
+# ---- what the whole-model steps (Prodigy, D-Adapt AdamW) share ------------------------------
+
+def pack(values: Sequence[Any], single: bool):
+    """A state field or the parameters in the model's structure: the one leaf of a one-leaf
+    model, else a tuple."""
+    return values[0] if single else tuple(values)
+
+
+def init_leaves(op: str, leaves: Sequence[Any], state_dtype, make) -> tuple:
+    """``(xp, count, zero, columns)`` of a whole-model init: ``make(xp, leaf, zeros)`` gives a
+    leaf's state arrays (``zeros``: ``init_zeros``' zeros of the leaf in the state dtype);
+    ``columns[k]`` lists field k of every leaf (None for a leaf that is None); ``zero`` is the
+    last leaf's zeros (its dtype is the state dtype) and ``count`` the new step count."""
+    from ._common import init_zeros
+
+    arrays = [leaf for leaf in leaves if leaf is not None]  # None: a leaf without a state
+    xp = leaves_namespace(op, arrays)
+    rows = []
+    for leaf in leaves:
+        if leaf is None:
+            rows.append(None)
+            continue
+        _, z, count = init_zeros(op, leaf, state_dtype)
+        rows.append(make(xp, leaf, z))
+    width = len(next(r for r in rows if r is not None))
+    columns = [[None if r is None else r[k] for r in rows] for k in range(width)]
+    return xp, count, z, columns
+
+
+def check_leaves(op: str, ps, gs, fields: dict, live: Sequence[int], same_shape: Sequence[str],
+                 extra=None) -> tuple:
+    """Check every live leaf's parameter, gradient and state arrays (one namespace and device,
+    float dtypes, the state fields in one dtype, ``same_shape`` fields of the parameter's
+    shape), then ``extra(i)`` if given; return the first live leaf's parameter and state
+    dtypes."""
+    pdtype = sdtype = None
+    for i in live:
+        names = {"param": ps[i], "grad": gs[i], **{f"state.{f}": fields[f][i] for f in fields}}
+        _, pd, sdt = check_arrays(f"{op} (leaf {i})", names,
+                                  same_shape=["grad", *(f"state.{f}" for f in same_shape)],
+                                  state_dtype_names=[f"state.{f}" for f in fields])
+        if pdtype is None:
+            pdtype, sdtype = pd, sdt
+        if extra is not None:
+            extra(i)
+    return pdtype, sdtype
+
+
+def leaf_inputs(xp, p, g, dtype, coupled_decay=None) -> tuple:
+    """A leaf's parameter and gradient in the compute ``dtype``; with ``coupled_decay`` (the
+    coupled weight decay as an operand) the gradient is ``g + coupled_decay * p``."""
+    p = p if p.dtype == dtype else xp.astype(p, dtype)
+    g = g if g.dtype == dtype else xp.astype(g, dtype)
+    return p, (g if coupled_decay is None else g + coupled_decay * p)
+
+
+def adapted_lr(xp, d, lr, to_scalar, count, t, *, bias_correction: bool, beta1, beta2):
+    """``dlr = d * lr * c_t``, ``c_t = sqrt(1 - beta2^t) / (1 - beta1^t)`` with the bias
+    correction, else 1; ``to_scalar`` makes a 0-d scalar of the step's scalar dtype. Without the
+    correction lr carries the poison of an overflowed unreadable count (NaN: every parameter
+    NaN); with it, t carries it."""
+    dlr = d * to_scalar(lr if bias_correction else nx.poison(xp, lr, count, t))
+    if bias_correction:
+        dlr = dlr * (xp.sqrt(nx.bias_correction(xp, beta2, t)) / nx.bias_correction(xp, beta1, t))
+    return dlr
+
+
+def step_leaves(xp, ps, live: Sequence[int], inputs: dict, direction, decay, moved,
+                pdtype) -> list:
+    """The new parameters: ``p - (direction(i) + decay * p)`` for each live leaf i (``inputs[i]``
+    its parameter in the compute dtype; ``decay``: the decoupled weight decay's operand, or None)
+    where ``moved``, else ``p`` (the authors' steps return early where the denominator is 0),
+    cast to ``pdtype``; the other leaves as they are."""
+    out = list(ps)
+    for i in live:
+        p = inputs[i]
+        upd = direction(i)
+        if decay is not None:
+            upd = upd + decay * p
+        p_new = xp.where(moved, p - upd, p)
+        out[i] = p_new if p_new.dtype == pdtype else xp.astype(p_new, pdtype)
+    return out
 
 
 def global_sum(xp, per_leaf: Sequence[Any], dtype):

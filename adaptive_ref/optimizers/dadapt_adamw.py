@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 from .. import _global as gl
 from .. import _numerics as nx
-from .._checks import check_arrays, check_count, check_hparams
-from .._common import init_zeros, scalars
+from .._checks import check_count, check_hparams
+from .._common import scalars
 from .._spec import HParam, OptimizerSpec, Profile
 
 __all__ = ["DAdaptAdamWState", "dadapt_adamw_init", "dadapt_adamw_step", "DADAPT_ADAMW"]
@@ -77,21 +77,11 @@ def dadapt_adamw_init(params, /, *, d0=1e-6, state_dtype=None) -> DAdaptAdamWSta
     op = "dadapt_adamw_init"
     leaves, single = gl.model_leaves(op, "params", params)
     check_hparams(op, (DADAPT_ADAMW_HPARAMS[5],), (d0,))
-    arrays = [leaf for leaf in leaves if leaf is not None]  # None: a leaf without a state
-    xp = gl.leaves_namespace(op, arrays)
-    mu, nu, s = [], [], []
-    for leaf in leaves:
-        if leaf is None:
-            for v in (mu, nu, s):
-                v.append(None)
-            continue
-        _, z, count = init_zeros(op, leaf, state_dtype)
-        mu.append(z)
-        nu.append(xp.zeros_like(z))
-        s.append(xp.zeros_like(z))
-    d = nx.as_scalar(xp, d0, nx.scalar_dtype(xp, arrays[0], z.dtype), arrays[0])
-    pack = (lambda v: v[0]) if single else tuple
-    return DAdaptAdamWState(count, d, xp.zeros_like(d), pack(mu), pack(nu), pack(s))
+    xp, count, z, columns = gl.init_leaves(
+        op, leaves, state_dtype, lambda xp, leaf, z: (z, xp.zeros_like(z), xp.zeros_like(z)))
+    like = next(leaf for leaf in leaves if leaf is not None)
+    d = nx.as_scalar(xp, d0, nx.scalar_dtype(xp, like, z.dtype), like)
+    return DAdaptAdamWState(count, d, xp.zeros_like(d), *(gl.pack(v, single) for v in columns))
 
 
 def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta1=0.9,
@@ -145,14 +135,7 @@ def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta
     if not live:
         return params, state
     xp = gl.leaves_namespace(op, [ps[i] for i in live])
-    pdtype = sdtype = None
-    for i in live:
-        names = {"param": ps[i], "grad": gs[i], **{f"state.{f}": fields[f][i] for f in _FIELDS}}
-        _, pd, sdt = check_arrays(f"{op} (leaf {i})", names,
-                                  same_shape=["grad", *(f"state.{f}" for f in _FIELDS)],
-                                  state_dtype_names=[f"state.{f}" for f in _FIELDS])
-        if pdtype is None:
-            pdtype, sdtype = pd, sdt
+    pdtype, sdtype = gl.check_leaves(op, ps, gs, fields, live, _FIELDS)
     check_count(op, xp, state.count)
     like = ps[live[0]]
     sd = nx.factor_dtype(xp, nx.scalar_dtype(xp, like, sdtype), pdtype, factor_precision)
@@ -167,19 +150,14 @@ def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta
     else:
         sb2 = xp.sqrt(s0(beta2))
         one_m = 1 - sb2
-    # lr carries the poison of an overflowed unreadable count (NaN: every parameter NaN)
-    dlr = d * s0(lr if bias_correction else nx.poison(xp, lr, state.count, t))
-    if bias_correction:
-        dlr = dlr * (xp.sqrt(nx.bias_correction(xp, beta2, t)) / nx.bias_correction(xp, beta1, t))
+    dlr = gl.adapted_lr(xp, d, lr, s0, state.count, t, bias_correction=bias_correction,
+                        beta1=beta1, beta2=beta2)
     c = lambda v: nx.to(xp, v, sdtype)  # noqa: E731
     coupled = weight_decay_mode == "coupled"
-    g_in, dots, new = {}, [], {f: list(v) for f, v in fields.items()}
+    p_in, dots, new = {}, [], {f: list(v) for f, v in fields.items()}
     for i in live:
-        p = ps[i] if ps[i].dtype == sdtype else xp.astype(ps[i], sdtype)
-        g = gs[i] if gs[i].dtype == sdtype else xp.astype(gs[i], sdtype)
-        if coupled:
-            g = g + c(weight_decay) * p
-        g_in[i] = p
+        p, g = gl.leaf_inputs(xp, ps[i], gs[i], sdtype, c(weight_decay) if coupled else None)
+        p_in[i] = p
         dots.append(xp.sum(g * (fields["s"][i] / (xp.sqrt(fields["nu"][i]) + c(eps)))))
         new["mu"][i] = c(beta1) * fields["mu"][i] + c(dlr * (1 - beta1)) * g
         new["nu"][i] = c(beta2) * fields["nu"][i] + c(1 - beta2) * (g * g)
@@ -192,17 +170,13 @@ def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta
     d_new = xp.maximum(d, xp.minimum(d_hat, d * s0(growth_rate)))
     d_new, num_new = xp.where(moved, d_new, d), xp.where(moved, num_new, num)
     count = xp.where(moved, count, state.count)
-    out = list(ps)
-    for i in live:
-        p = g_in[i]
-        upd = new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(eps))
-        if not coupled and not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-            upd = upd + c(dlr * weight_decay) * p
-        p_new = xp.where(moved, p - upd, p)  # the authors' step returns early where den = 0
-        out[i] = p_new if p_new.dtype == pdtype else xp.astype(p_new, pdtype)
-    pack = (lambda v: v[0]) if single else tuple
-    return pack(out), DAdaptAdamWState(count, d_new, num_new, pack(new["mu"]), pack(new["nu"]),
-                                       pack(new["s"]))
+    decay = None if coupled or (isinstance(weight_decay, (int, float)) and weight_decay == 0) \
+        else c(dlr * weight_decay)
+    out = gl.step_leaves(xp, ps, live, p_in,
+                         lambda i: new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(eps)),
+                         decay, moved, pdtype)
+    return gl.pack(out, single), DAdaptAdamWState(
+        count, d_new, num_new, *(gl.pack(new[f], single) for f in _FIELDS))
 
 
 DADAPT_ADAMW = OptimizerSpec(

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 
 from .. import _global as gl
 from .. import _numerics as nx
-from .._checks import check_arrays, check_count, check_hparams
-from .._common import init_zeros, scalars
+from .._checks import check_count, check_hparams
+from .._common import scalars
 from .._spec import HParam, OptimizerSpec, Profile
 
 __all__ = ["ProdigyState", "prodigy_init", "prodigy_step", "PRODIGY"]
@@ -87,23 +87,15 @@ def prodigy_init(params, /, *, d0=1e-6, slice_p=1, state_dtype=None) -> ProdigyS
     """Count 0, d = d_max = d0, r = 0, zero moments and s, p0 = the parameters."""
     leaves, single = gl.model_leaves("prodigy_init", "params", params)
     check_hparams("prodigy_init", (PRODIGY_HPARAMS[6], PRODIGY_HPARAMS[9]), (d0, slice_p))
-    arrays = [leaf for leaf in leaves if leaf is not None]  # None: a leaf without a state
-    xp = gl.leaves_namespace("prodigy_init", arrays)
-    mu, nu, s, p0 = [], [], [], []
-    for leaf in leaves:
-        if leaf is None:
-            for v in (mu, nu, s, p0):
-                v.append(None)
-            continue
-        _, z, count = init_zeros("prodigy_init", leaf, state_dtype)
-        mu.append(z)
-        nu.append(xp.zeros_like(z))
-        s.append(xp.zeros_like(_slice(xp, z, slice_p)))
-        p0.append(_slice(xp, xp.astype(leaf, z.dtype, copy=True), slice_p))
-    sd = nx.scalar_dtype(xp, arrays[0], z.dtype)
-    d = nx.as_scalar(xp, d0, sd, arrays[0])
-    pack = (lambda v: v[0]) if single else tuple
-    return ProdigyState(count, d, d, xp.zeros_like(d), pack(mu), pack(nu), pack(s), pack(p0))
+
+    def make(xp, leaf, z):
+        return (z, xp.zeros_like(z), xp.zeros_like(_slice(xp, z, slice_p)),
+                _slice(xp, xp.astype(leaf, z.dtype, copy=True), slice_p))
+
+    xp, count, z, columns = gl.init_leaves("prodigy_init", leaves, state_dtype, make)
+    like = next(leaf for leaf in leaves if leaf is not None)
+    d = nx.as_scalar(xp, d0, nx.scalar_dtype(xp, like, z.dtype), like)
+    return ProdigyState(count, d, d, xp.zeros_like(d), *(gl.pack(v, single) for v in columns))
 
 
 def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, beta2=0.999,
@@ -161,16 +153,8 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
     if not live:
         return params, state
     xp = gl.leaves_namespace(op, [ps[i] for i in live])
-    pdtype = sdtype = None
-    for i in live:
-        names = {"param": ps[i], "grad": gs[i],
-                 **{f"state.{f}": fields[f][i] for f in ("mu", "nu", "s", "p0")}}
-        _, pd, sdt = check_arrays(f"{op} (leaf {i})", names,
-                                  same_shape=["grad", "state.mu", "state.nu"],
-                                  state_dtype_names=["state.mu", "state.nu", "state.s",
-                                                     "state.p0"])
-        if pdtype is None:
-            pdtype, sdtype = pd, sdt
+
+    def sliced_shapes(i):
         n_sl = len(range(0, math.prod(ps[i].shape), slice_p))
         want = tuple(ps[i].shape) if slice_p == 1 else (n_sl,)
         for f in ("s", "p0"):
@@ -179,6 +163,8 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
                        f"expected {want} for slice_p={slice_p}; make the state with "
                        f"prodigy_init(..., slice_p={slice_p})")
                 raise ValueError(msg)
+
+    pdtype, sdtype = gl.check_leaves(op, ps, gs, fields, live, ("mu", "nu"), sliced_shapes)
     check_count(op, xp, state.count)
     like = ps[live[0]]
     sd = nx.factor_dtype(xp, nx.scalar_dtype(xp, like, sdtype), pdtype, factor_precision)
@@ -192,21 +178,16 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
         b3 = math.sqrt(beta2) if beta3 == -1.0 and isinstance(beta2, (int, float)) else beta3
     if not isinstance(beta3, (int, float)) or not isinstance(b3, (int, float)):
         b3 = xp.where(s0(beta3) == -1.0, xp.sqrt(s0(beta2)), s0(beta3))  # a 0-d array
-    # lr carries the poison of an overflowed unreadable count (NaN: every parameter NaN)
-    dlr = d * s0(lr if bias_correction else nx.poison(xp, lr, state.count, t))
-    if bias_correction:
-        dlr = dlr * (xp.sqrt(nx.bias_correction(xp, beta2, t)) / nx.bias_correction(xp, beta1, t))
+    dlr = gl.adapted_lr(xp, d, lr, s0, state.count, t, bias_correction=bias_correction,
+                        beta1=beta1, beta2=beta2)
     ratio = d / s0(d0)
     c = lambda v: nx.to(xp, v, sdtype)  # noqa: E731
     coupled = weight_decay_mode == "coupled"
-    g_in, dots, new = {}, [], {f: list(v) for f, v in fields.items()}
+    p_in, dots, new = {}, [], {f: list(v) for f, v in fields.items()}
     s_coef = ratio * (d if safeguard_warmup else dlr)
     for i in live:
-        p = ps[i] if ps[i].dtype == sdtype else xp.astype(ps[i], sdtype)
-        g = gs[i] if gs[i].dtype == sdtype else xp.astype(gs[i], sdtype)
-        if coupled:
-            g = g + c(weight_decay) * p
-        g_in[i] = (p, g)
+        p, g = gl.leaf_inputs(xp, ps[i], gs[i], sdtype, c(weight_decay) if coupled else None)
+        p_in[i] = p
         g_sl = _slice(xp, g, slice_p)
         dots.append(xp.sum(g_sl * (fields["p0"][i] - _slice(xp, p, slice_p))))
         new["mu"][i] = c(beta1) * fields["mu"][i] + c(d * (1 - beta1)) * g
@@ -223,17 +204,15 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
     d_new, d_max_new = xp.where(moved, d_new, d), xp.where(moved, d_max_new, d_max)
     num_new = xp.where(moved, num_new, num)
     count = xp.where(moved, count, state.count)
-    out = list(ps)
-    for i in live:
-        p, _ = g_in[i]
-        upd = c(dlr) * new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(d_new * eps))
-        if not coupled and not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-            upd = upd + c(dlr * weight_decay) * p
-        p_new = xp.where(moved, p - upd, p)  # the authors' step returns early where den = 0
-        out[i] = p_new if p_new.dtype == pdtype else xp.astype(p_new, pdtype)
-    pack = (lambda v: v[0]) if single else tuple
-    return pack(out), ProdigyState(count, d_new, d_max_new, num_new, pack(new["mu"]),
-                                   pack(new["nu"]), pack(new["s"]), pack(new["p0"]))
+    decay = None if coupled or (isinstance(weight_decay, (int, float)) and weight_decay == 0) \
+        else c(dlr * weight_decay)
+    out = gl.step_leaves(
+        xp, ps, live, p_in,
+        lambda i: c(dlr) * new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(d_new * eps)),
+        decay, moved, pdtype)
+    return gl.pack(out, single), ProdigyState(
+        count, d_new, d_max_new, num_new, *(gl.pack(new[f], single) for f in ("mu", "nu", "s",
+                                                                               "p0")))
 
 
 _UPSTREAM_SRC = ("prodigyopt 1.1.2 prodigyopt/prodigy.py Prodigy.step (the authors' package, "
