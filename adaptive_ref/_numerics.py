@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from ._checks import NP
-from ._checks import _device as _checks_device
+from ._checks import _device as _device_key  # None where x reports no device
 from ._checks import readable as _readable
 
 __all__ = ["scalar_dtype", "count_dtype", "as_scalar", "scalar_maker", "where", "choose",
@@ -79,10 +79,6 @@ def scalar_dtype(xp, like, fallback):
     except TypeError:  # unhashable device
         fl = _dtypes(xp, "real floating", dev)
         return fl["float64"] if "float64" in fl else fallback
-
-
-def _device_key(x):
-    return _checks_device(x)
 
 
 @lru_cache(maxsize=64)

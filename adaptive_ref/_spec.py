@@ -112,9 +112,9 @@ class OptimizerSpec:
     # What one element's step reads (the conformance oracle and error model follow it):
     # "element" -- its own state only; "tensor" -- also reductions over its whole parameter
     # (LAMB's and LARS's per-tensor norms: trust ratios; Muon's Newton-Schulz on the whole
-    # matrix); "tree" is reserved for steps that
-    # reduce over every parameter of the model (Prodigy). Row-sparse and matrix optimizers
-    # (elementwise False, coupling "element") are outside the catalogue or handled apart.
+    # matrix); "tree" -- reductions over every parameter of the model (Prodigy, D-Adapt
+    # AdamW: adaptive_ref._global). Row-sparse and matrix optimizers (elementwise False,
+    # coupling "element") are outside the catalogue or handled apart.
     coupling: str = "element"
 
     @property

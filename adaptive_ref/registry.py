@@ -44,8 +44,8 @@ _SPECS += (ADADELTA, LION, ADOPT, ADABELIEF, ADAN, SCHEDULE_FREE_ADAMW,
            SCHEDULE_FREE_SGD)  # issue 11: the newer family (elementwise)
 _SPECS += (MUON,)  # Newton-Schulz on 2-D parameters (coupling="tensor"; adaptive_ref.routing)
 _SPECS += (LAMB, LARS)  # per-tensor trust ratios (coupling="tensor")
-_SPECS += (ADAFACTOR,)  # not elementwise; no exact goldens yet (per-tensor oracle: pending)
-_SPECS += (SOAP,)  # not elementwise: eigh/QR eigenbases (Dask: no linalg.eigh); no goldens yet
+_SPECS += (ADAFACTOR,)  # factored second moments (coupling="tensor")
+_SPECS += (SOAP,)  # eigh/QR eigenbases (Dask: no linalg.eigh); goldens for well-posed cases only
 _SPECS += (PRODIGY,)  # whole-model sums (coupling="tree": adaptive_ref._global)
 _SPECS += (DADAPT_ADAMW,)  # whole-model sums like Prodigy (coupling="tree")
 REGISTRY: dict[str, OptimizerSpec] = {s.name: s for s in _SPECS}

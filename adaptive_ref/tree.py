@@ -229,13 +229,12 @@ def tree_init(optimizer, params, *, groups: Sequence[Group] = (), state_dtype=No
     spec = _spec(optimizer)
     flat = _flatten(params)
     base = spec.settings(None, **hparams)
-    if spec.coupling == "tree":
-        _whole_model_only(spec, groups, None)
-        extra = {} if state_dtype is None else {"state_dtype": state_dtype}
-        return spec.init(tuple(flat.leaves), **spec.init_kwargs(base), **extra)
-    per_leaf = _leaf_settings(spec, base, flat, groups, None)
     # state_dtype only when asked for: a user's ``init(param)`` need not take it
     extra = {} if state_dtype is None else {"state_dtype": state_dtype}
+    if spec.coupling == "tree":
+        _whole_model_only(spec, groups, None)
+        return spec.init(tuple(flat.leaves), **spec.init_kwargs(base), **extra)
+    per_leaf = _leaf_settings(spec, base, flat, groups, None)
     states = [None if leaf is None else spec.init(leaf, **spec.init_kwargs(s), **extra)
               for leaf, s in zip(flat.leaves, per_leaf, strict=True)]
     return flat.rebuild(states)
