@@ -221,6 +221,12 @@ def ema_weights(xp, beta, like, sdtype, ema_weight_precision: str):
     return beta, 1 - b
 
 
+def is_zero(x) -> bool:
+    """True for a Python number equal to 0 (a hyperparameter that switches its term off); an
+    array, even a zero one, is never treated so (its value may change or be traced)."""
+    return isinstance(x, (int, float)) and x == 0
+
+
 def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_multiplier=1.0):
     """``(lr, wd) -> factor`` that multiplies p for decoupled decay, or None when wd is 0.
 
@@ -229,7 +235,7 @@ def decoupled_decay_factor(weight_decay, decay_scaling: str = "lr", schedule_mul
     (Loshchilov & Hutter). Used by every optimizer's ``weight_decay_mode="decoupled"`` and by the
     fused paths.
     """
-    if isinstance(weight_decay, (int, float)) and weight_decay == 0:
+    if is_zero(weight_decay):
         return None
     if decay_scaling == "lr":
         return lambda lr_, wd: 1 - lr_ * wd
@@ -244,4 +250,4 @@ def decoupled_decay(lr, weight_decay):
 
 
 __all__ += ["WEIGHT_DECAY_MODE", "FACTOR_PRECISION", "EMA_WEIGHT_PRECISION", "ema_weights",
-            "decoupled_decay_factor", "decoupled_decay"]
+            "decoupled_decay_factor", "decoupled_decay", "is_zero"]

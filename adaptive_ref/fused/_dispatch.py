@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from .. import _blockwise
+from .._common import is_zero
 from ._kernels import BLOCK
 
 __all__ = ["fast_dtype", "advance", "power", "is_zero", "numbers", "parallel_for", "flat",
@@ -71,10 +72,6 @@ def power(base: float, t: float) -> float:
     it (:func:`adaptive_ref._numerics.power`); Python's ``**`` (the C library's ``pow``) differs
     from it in the last bit for some arguments (0.999 ** 7)."""
     return float(np.power(np.asarray(base, dtype=np.float64), np.asarray(t, dtype=np.float64)))
-
-
-def is_zero(x) -> bool:
-    return isinstance(x, (int, float)) and x == 0
 
 
 def numbers(*values) -> bool:

@@ -28,7 +28,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._common import check_hparams, finish, prelude, scalars
+from .._common import check_hparams, finish, is_zero, prelude, scalars
 from ..optimizers import adagrad as _adagrad
 from ..optimizers import adam as _adam
 from ..optimizers import adamax as _adamax
@@ -80,10 +80,6 @@ def _typed(xp, dtype, v):
     return v
 
 
-def _zero(x) -> bool:
-    return isinstance(x, (int, float)) and x == 0
-
-
 # ----------------------------------------------------------------------------------------- plans
 
 def _plan_adam(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_placement,
@@ -98,7 +94,7 @@ def _plan_adam(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_p
     lr, beta1, beta2, eps, eps_root, weight_decay = scalars(
         xp, sd, param, lr, beta1, beta2, eps, eps_root, weight_decay)
     c = lambda v: _typed(xp, dtype, _cast(xp, dtype, v))  # noqa: E731
-    wd_on = coupled and (not _zero(weight_decay))
+    wd_on = coupled and (not is_zero(weight_decay))
     decay = decay_factor(lr, weight_decay) if decay_factor is not None else 1.0
     count, t = nx.advance(xp, state.count, sd)
     lr = nx.poison(xp, lr, state.count, t)  # NaN if the count overflows (t unused without bc)
@@ -111,7 +107,7 @@ def _plan_adam(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_p
         step = lr
     ams = 0 if not amsgrad else (1 if amsgrad_max_over == "raw" else 2)
     body = E.adam_body(bool(maximize), 1 if wd_on else (2 if decay_factor else 0), ams,
-                       bool(bias_correction), eps_placement == "hat", not _zero(eps_root))
+                       bool(bias_correction), eps_placement == "hat", not is_zero(eps_root))
     arrays = {"p": pre.p, "g": pre.g, "m": state.mu, "v": state.nu}
     if amsgrad:
         arrays["vmax"] = state.nu_max
@@ -126,8 +122,8 @@ def _plan_sgd(op, param, grad, state, *, lr, momentum, dampening, nesterov, weig
               maximize, lr_placement, dampen_first_step):
     pre = prelude(op, param, grad, state, _sgd.SGDState, "sgd_init")
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
-    has_mom = not _zero(momentum)
-    if nesterov and (not has_mom or not _zero(dampening)):
+    has_mom = not is_zero(momentum)
+    if nesterov and (not has_mom or not is_zero(dampening)):
         msg = "sgd_step: nesterov=True needs momentum > 0 and dampening = 0"
         raise ValueError(msg)
     if has_mom and state.momentum_buffer is None:
@@ -140,7 +136,7 @@ def _plan_sgd(op, param, grad, state, *, lr, momentum, dampening, nesterov, weig
     count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if the count overflows
     has_buf = state.momentum_buffer is not None
     first = (state.count == 0) if not dampen_first_step else xp.asarray(False)
-    body = E.sgd_body(bool(maximize), not _zero(weight_decay), has_buf,
+    body = E.sgd_body(bool(maximize), not is_zero(weight_decay), has_buf,
                       lr_placement == "inside", bool(nesterov))
     arrays = {"p": pre.p, "g": pre.g}
     if has_buf:
@@ -158,7 +154,7 @@ def _plan_adagrad(op, param, grad, state, *, lr, lr_decay, eps, eps_placement, w
     c = lambda v: _typed(xp, dtype, _cast(xp, dtype, v))  # noqa: E731
     count, t = nx.advance(xp, state.count, sd)
     clr = lr / (1.0 + (t - 1.0) * lr_decay)
-    body = E.adagrad_body(bool(maximize), not _zero(weight_decay), eps_placement == "inside")
+    body = E.adagrad_body(bool(maximize), not is_zero(weight_decay), eps_placement == "inside")
     sc = dict(clr=c(clr), eps=c(eps), wd=c(weight_decay), zero=c(0.0), one=c(1.0))
     return Plan(xp, body, {"p": pre.p, "g": pre.g, "s": state.sum}, sc, pre.param_dtype,
                 lambda new: _adagrad.AdagradState(count, new["s"]))
@@ -172,7 +168,7 @@ def _plan_rmsprop(op, param, grad, state, *, lr, alpha, eps, eps_placement, cent
         msg = (f"rmsprop_step: centered={centered} but the state was made with "
                f"centered={not centered}; pass the same value to rmsprop_init")
         raise ValueError(msg)
-    if not _zero(momentum) and state.momentum_buffer is None:
+    if not is_zero(momentum) and state.momentum_buffer is None:
         msg = ("rmsprop_step: momentum is not 0 but the state has no momentum buffer; "
                "pass the same momentum to rmsprop_init")
         raise ValueError(msg)
@@ -183,7 +179,7 @@ def _plan_rmsprop(op, param, grad, state, *, lr, alpha, eps, eps_placement, cent
     lr = nx.poison(xp, lr, state.count, t)  # NaN if the count overflows (t unused without bc)
     bcf = nx.bias_correction(xp, alpha, t) if bias_correction else 1.0
     has_buf = state.momentum_buffer is not None
-    body = E.rmsprop_body(bool(maximize), not _zero(weight_decay), bool(centered),
+    body = E.rmsprop_body(bool(maximize), not is_zero(weight_decay), bool(centered),
                           bool(bias_correction), eps_placement == "inside", has_buf,
                           lr_placement == "inside", bool(nesterov))
     arrays = {"p": pre.p, "g": pre.g, "v": state.nu}
@@ -206,7 +202,7 @@ def _plan_adamax(op, param, grad, state, *, lr, beta1, beta2, eps, eps_placement
     c = lambda v: _typed(xp, dtype, _cast(xp, dtype, v))  # noqa: E731
     count, t = nx.advance(xp, state.count, sd)
     clr = lr / nx.bias_correction(xp, beta1, t)
-    body = E.adamax_body(bool(maximize), not _zero(weight_decay), eps_placement == "max")
+    body = E.adamax_body(bool(maximize), not is_zero(weight_decay), eps_placement == "max")
     sc = dict(b1=c(beta1), omb1=c(1 - beta1), b2=c(beta2), eps=c(eps), clr=c(clr),
               wd=c(weight_decay))
     return Plan(xp, body, {"p": pre.p, "g": pre.g, "m": state.mu, "u": state.nu}, sc,
@@ -225,7 +221,7 @@ def _plan_nadam(op, param, grad, state, *, lr, beta1, beta2, eps, momentum_sched
     mu_product, bc2, coef_g, coef_m = _nadam.nadam_coefficients(
         xp, sd, param, state.mu_product, t, lr=lr, beta1=beta1, beta2=beta2,
         momentum_schedule=momentum_schedule, momentum_decay=momentum_decay)
-    body = E.nadam_body(bool(maximize), not decoupled and not _zero(weight_decay), decoupled)
+    body = E.nadam_body(bool(maximize), not decoupled and not is_zero(weight_decay), decoupled)
     sc = dict(b1=c(beta1), omb1=c(1 - beta1), b2=c(beta2), omb2=c(1 - beta2), bc2=c(bc2),
               eps=c(eps), cg=c(coef_g), cm=c(coef_m), wd=c(weight_decay),
               decay=c(1 - lr * weight_decay))
@@ -251,8 +247,8 @@ def _plan_radam(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps_
     ratio = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
              / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
     rect = xp.sqrt(xp.where(rectify, ratio, xp.ones_like(rho_t)))
-    body = E.radam_body(bool(maximize), not decoupled and not _zero(weight_decay), decoupled,
-                        eps_placement == "hat", not _zero(eps_root))
+    body = E.radam_body(bool(maximize), not decoupled and not is_zero(weight_decay), decoupled,
+                        eps_placement == "hat", not is_zero(eps_root))
     sc = dict(b1=c(beta1), omb1=c(1 - beta1), b2=c(beta2), omb2=c(1 - beta2), bc1=c(bc1),
               bc2=c(bc2), sbc2=c(xp.sqrt(bc2)), lr=c(lr), eps=c(eps), eps_root=c(eps_root),
               rect=c(rect), one=c(1.0), wd=c(weight_decay), decay=c(1 - lr * weight_decay),
@@ -446,7 +442,7 @@ def _fusable(name: str, op: str, hparams: dict) -> dict:
         if name not in names or knob not in out:
             continue
         value = out.pop(knob)
-        inert = knob == "weight_decay_mode" and _zero(out.get("weight_decay", 0.0))
+        inert = knob == "weight_decay_mode" and is_zero(out.get("weight_decay", 0.0))
         if value != fused and not inert:
             msg = (f"adaptive_ref.fused.cupy_kernels.{op}: {knob}={value!r} is not fused on "
                    f"CuPy (the kernels implement {knob}={fused!r}); call "

@@ -34,6 +34,7 @@ from .._common import (
     finish,
     init_number,
     init_zeros,
+    is_zero,
     prelude,
     prepare_grad,
     scalars,
@@ -306,7 +307,7 @@ def adafactor_step(param, grad, state: AdafactorState, /, *, lr=1e-2, decay_rate
                   own_shape=("v_row", "v_col"))
     _check_layout(op, param, state, axes)
     xp, pdtype, dtype, sd = pre.xp, pre.param_dtype, pre.dtype, pre.sdtype
-    if state.mu is None and not (isinstance(beta1, (int, float)) and beta1 == 0):
+    if state.mu is None and not is_zero(beta1):
         msg = (f"{op}: beta1={beta1!r} asks for momentum but the state has no momentum buffer; "
                f"make it with adafactor_init(param, beta1={beta1!r})")
         raise ValueError(msg)

@@ -18,6 +18,7 @@ from .._common import (
     decoupled_decay_factor,
     finish,
     init_zeros,
+    is_zero,
     prelude,
     prepare_grad,
     scalars,
@@ -141,7 +142,7 @@ def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps
             raw_v = nu
             corrected_v = nu / c(bc2) if bias_correction else nu
         v = corrected_v if eps_placement == "outside" else raw_v
-        root = xp.sqrt(v + c(eps_root)) if not _is_zero(eps_root) else xp.sqrt(v)
+        root = xp.sqrt(v + c(eps_root)) if not is_zero(eps_root) else xp.sqrt(v)
         if eps_placement == "outside":
             m_hat = mu / c(bc1) if bias_correction else mu
             u = m_hat / (root + c(eps))
@@ -154,10 +155,6 @@ def _adam_update(op, param, grad, state, *, lr, beta1, beta2, eps, eps_root, eps
     p_new, mu, nu, nu_max = _blockwise.run(
         xp, update, (pre.p, pre.g, state.mu, state.nu, state.nu_max))
     return finish(xp, p_new, pre.param_dtype), AdamState(count, mu, nu, nu_max)
-
-
-def _is_zero(x) -> bool:
-    return isinstance(x, (int, float)) and x == 0
 
 
 def adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,

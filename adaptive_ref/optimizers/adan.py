@@ -18,12 +18,12 @@ from .._common import (
     decoupled_decay_factor,
     finish,
     init_zeros,
+    is_zero,
     prelude,
     prepare_grad,
     scalars,
 )
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
-from .adam import _is_zero
 
 __all__ = ["AdanState", "adan_init", "adan_step", "ADAN"]
 
@@ -116,7 +116,7 @@ def adan_step(param, grad, state: AdanState, /, *, lr=1e-3, beta1=0.98, beta2=0.
     coef_v = lr * k / (1.0 - beta2_t)
     bc3 = 1.0 - beta3_t
     first = state.count == 0  # 0-d bool: the first step has no previous gradient
-    decay = None if _is_zero(weight_decay) or weight_decay_mode == "coupled" else (
+    decay = None if is_zero(weight_decay) or weight_decay_mode == "coupled" else (
         1 + lr * weight_decay if weight_decay_mode == "proximal"
         else decoupled_decay_factor(weight_decay)(lr, weight_decay))
 
@@ -134,7 +134,7 @@ def adan_step(param, grad, state: AdanState, /, *, lr=1e-3, beta1=0.98, beta2=0.
         n_new = c(beta3) * n
         n_new += c(1 - beta3) * (s * s)
         nh = n_new / c(bc3)
-        denom = xp.sqrt(nh if _is_zero(eps_root) else nh + c(eps_root)) + c(eps)
+        denom = xp.sqrt(nh if is_zero(eps_root) else nh + c(eps_root)) + c(eps)
         step = c(coef_m) * m_new
         step += c(coef_v) * v_new
         step /= denom

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from .. import _global as gl
 from .. import _numerics as nx
 from .._checks import check_count, check_hparams
-from .._common import scalars
+from .._common import is_zero, scalars
 from .._spec import HParam, OptimizerSpec, Profile
 
 __all__ = ["DAdaptAdamWState", "dadapt_adamw_init", "dadapt_adamw_step", "DADAPT_ADAMW"]
@@ -170,7 +170,7 @@ def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta
     d_new = xp.maximum(d, xp.minimum(d_hat, d * s0(growth_rate)))
     d_new, num_new = xp.where(moved, d_new, d), xp.where(moved, num_new, num)
     count = xp.where(moved, count, state.count)
-    decay = None if coupled or (isinstance(weight_decay, (int, float)) and weight_decay == 0) \
+    decay = None if coupled or is_zero(weight_decay) \
         else c(dlr * weight_decay)
     out = gl.step_leaves(xp, ps, live, p_in,
                          lambda i: new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(eps)),

@@ -10,10 +10,17 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._common import FACTOR_PRECISION, check_hparams, finish, init_zeros, prelude, scalars
+from .._common import (
+    FACTOR_PRECISION,
+    check_hparams,
+    finish,
+    init_zeros,
+    is_zero,
+    prelude,
+    scalars,
+)
 from .._spec import REQUIRED, HParam, OptimizerSpec, Profile
 from .._trust import ZERO_NORM, tensor_norm, trust_ratio
-from .adam import _is_zero
 
 __all__ = ["LambState", "lamb_init", "lamb_step", "LAMB"]
 
@@ -86,7 +93,7 @@ def lamb_step(param, grad, state: LambState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
     bc1, bc2 = nx.bias_correction(xp, beta1, t), nx.bias_correction(xp, beta2, t)
     p, g = pre.p, pre.g
-    has_wd = not _is_zero(weight_decay)
+    has_wd = not is_zero(weight_decay)
     if has_wd and decay_placement == "decoupled":
         p = p * c(1 - lr * weight_decay)
     mu = c(beta1) * state.mu
@@ -94,7 +101,7 @@ def lamb_step(param, grad, state: LambState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
     nu = c(beta2) * state.nu
     nu += c(1 - beta2) * (g * g)
     v_hat = nu / c(bc2)
-    root = xp.sqrt(v_hat) if _is_zero(eps_root) else xp.sqrt(v_hat + c(eps_root))
+    root = xp.sqrt(v_hat) if is_zero(eps_root) else xp.sqrt(v_hat + c(eps_root))
     r = (mu / c(bc1)) / (root + c(eps))
     if has_wd and decay_placement == "trust":
         r = r + c(weight_decay) * p

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from .. import _global as gl
 from .. import _numerics as nx
 from .._checks import check_count, check_hparams
-from .._common import scalars
+from .._common import is_zero, scalars
 from .._spec import HParam, OptimizerSpec, Profile
 
 __all__ = ["ProdigyState", "prodigy_init", "prodigy_step", "PRODIGY"]
@@ -204,7 +204,7 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
     d_new, d_max_new = xp.where(moved, d_new, d), xp.where(moved, d_max_new, d_max)
     num_new = xp.where(moved, num_new, num)
     count = xp.where(moved, count, state.count)
-    decay = None if coupled or (isinstance(weight_decay, (int, float)) and weight_decay == 0) \
+    decay = None if coupled or is_zero(weight_decay) \
         else c(dlr * weight_decay)
     out = gl.step_leaves(
         xp, ps, live, p_in,

@@ -16,6 +16,7 @@ from .._common import (
     check_hparams,
     finish,
     init_zeros,
+    is_zero,
     prelude,
     prepare_grad,
     scalars,
@@ -116,11 +117,11 @@ def radam_step(param, grad, state: RAdamState, /, *, lr=1e-3, beta1=0.9, beta2=0
         nu += c(1 - beta2) * (g * g)
         m_hat = mu / c(bc1)
         if eps_placement == "hat":
-            root = xp.sqrt(nu + c(eps_root)) if not _zero(eps_root) else xp.sqrt(nu)
+            root = xp.sqrt(nu + c(eps_root)) if not is_zero(eps_root) else xp.sqrt(nu)
             adaptive = c(xp.sqrt(bc2)) / (root + c(eps))
         else:
             v_hat = nu / c(bc2)
-            root = xp.sqrt(v_hat + c(eps_root)) if not _zero(eps_root) else xp.sqrt(v_hat)
+            root = xp.sqrt(v_hat + c(eps_root)) if not is_zero(eps_root) else xp.sqrt(v_hat)
             adaptive = 1.0 / (root + c(eps))
         plain = m_hat * c(lr)
         rectified = plain * adaptive
@@ -143,10 +144,6 @@ def rectifier(xp, beta2, t, beta2_t, threshold, inclusive: bool):
              / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
     one = nx.ones_like(xp, rho_t)
     return rectify, xp.sqrt(nx.choose(xp, rectify, ratio, one))
-
-
-def _zero(x) -> bool:
-    return isinstance(x, (int, float)) and x == 0
 
 
 def rho(beta2: float, t: int) -> float:

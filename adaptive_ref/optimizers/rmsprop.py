@@ -18,6 +18,7 @@ from .._common import (
     decoupled_decay,
     finish,
     init_zeros,
+    is_zero,
     prelude,
     prepare_grad,
     scalars,
@@ -68,7 +69,7 @@ def rmsprop_init(param, /, *, centered=False, momentum=0.0, initial_accumulator_
                  state_dtype=None) -> RMSpropState:
     """Step count 0; nu = initial value; zero mu (centred) and momentum buffer (momentum > 0)."""
     xp, z, count = init_zeros("rmsprop_init", param, state_dtype)
-    has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
+    has_buf = not is_zero(momentum)
     iav = _common.init_number("rmsprop_init", RMSPROP_HPARAMS, "initial_accumulator_value",
                               initial_accumulator_value)
     return RMSpropState(count, xp.full_like(z, iav),
@@ -114,7 +115,7 @@ def rmsprop_step(param, grad, state: RMSpropState, /, *, lr=1e-2, alpha=0.99, ep
     pre = prelude("rmsprop_step", param, grad, state, RMSpropState, "rmsprop_init")
     xp, dtype = pre.xp, pre.dtype
     sd = nx.factor_dtype(xp, pre.sdtype, pre.param_dtype, factor_precision)
-    has_mom = not (isinstance(momentum, (int, float)) and momentum == 0)
+    has_mom = not is_zero(momentum)
     if centered != (state.mu is not None):
         msg = (f"rmsprop_step: centered={centered} but the state was made with "
                f"centered={not centered}; pass the same value to rmsprop_init")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._common import check_hparams, finish, init_number, init_zeros, prelude, scalars
+from .._common import check_hparams, finish, init_number, init_zeros, is_zero, prelude, scalars
 from .._spec import HParam, OptimizerSpec
 
 __all__ = ["RootFreeState", "rootfree_init", "rootfree_step", "ROOTFREE"]
@@ -45,7 +45,7 @@ ROOTFREE_HPARAMS = (
 def rootfree_init(param, /, *, momentum=0.0, precond_init=1.0, state_dtype=None) -> RootFreeState:
     """Count 0; S filled with ``precond_init`` (default 1); zero momentum buffer if momentum > 0."""
     xp, z, count = init_zeros("rootfree_init", param, state_dtype)
-    has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
+    has_buf = not is_zero(momentum)
     precond_init = init_number("rootfree_init", ROOTFREE_HPARAMS, "precond_init", precond_init)
     return RootFreeState(count, z + precond_init, xp.zeros_like(z) if has_buf else None)
 
@@ -74,7 +74,7 @@ def rootfree_step(param, grad, state: RootFreeState, /, *, lr=1e-2, beta2=0.99, 
                   weight_decay, precond_init))
     pre = prelude("rootfree_step", param, grad, state, RootFreeState, "rootfree_init")
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
-    has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
+    has_buf = not is_zero(momentum)
     if has_buf != (state.momentum_buffer is not None):
         msg = ("rootfree_step: momentum > 0 needs a momentum buffer (and momentum == 0 none); "
                "pass the same momentum to rootfree_init and rootfree_step")
@@ -86,7 +86,7 @@ def rootfree_step(param, grad, state: RootFreeState, /, *, lr=1e-2, beta2=0.99, 
     count, lr = nx.advance_count(xp, state.count, sd, lr)  # lr NaN if an unreadable count overflows
     s = c(beta2) * state.precond + c((1 - beta2) * batch_size) * (g * g)
     d = g / (s + c(damping))
-    if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+    if not is_zero(weight_decay):
         d = d + c(weight_decay) * p
     buf = None
     if has_buf:

@@ -64,11 +64,11 @@ from .._common import (
     ema_weights,
     finish,
     init_zeros,
+    is_zero,
     prelude,
     scalars,
 )
 from .._spec import HParam, OptimizerSpec, Profile
-from .adam import _is_zero
 
 __all__ = ["ScheduleFreeState", "schedule_free_adamw_init", "schedule_free_adamw_step",
            "schedule_free_sgd_init", "schedule_free_sgd_step", "schedule_free_eval_params",
@@ -208,7 +208,7 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
     s = nx.scalar_maker(xp, sd, param)  # anything -> 0-d, sd
 
     # the step's scalars, all 0-d arrays of dtype sd (no host synchronisation)
-    if _is_zero(warmup_steps):
+    if is_zero(warmup_steps):
         lr_t = lr_z = s(lr)
     else:
         lr_t = _warmed_lr(xp, s, lr, t, warmup_steps, warmup_precision)
@@ -221,7 +221,7 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
         ck = s(1.0) / t
     else:
         weight = xp.pow(lr_max, s(power))
-        if not _is_zero(r):
+        if not is_zero(r):
             weight = xp.pow(t, s(r)) * weight
         weight_sum = nx.astype(xp, state.weight_sum, sd) + weight
         positive = weight_sum > 0
@@ -232,11 +232,11 @@ def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay
         coef = lr_z * (s(beta1) * (1.0 - ck) - 1.0)  # gamma (beta1 (1 - c) - 1)
 
     y, g = pre.p, pre.g
-    decay_on_y = weight_decay_form == "y" and not _is_zero(weight_decay)
+    decay_on_y = weight_decay_form == "y" and not is_zero(weight_decay)
     if decay_on_y:  # Keras: variable - variable * wd * lr, the un-warmed lr
         y = y - y * c(s(weight_decay) * s(lr))
     u, nu = direction(xp, g, state.nu, t, s, c)
-    if weight_decay_form == "direction" and not _is_zero(weight_decay):
+    if weight_decay_form == "direction" and not is_zero(weight_decay):
         u = u + c(weight_decay) * y
     y_new = y + c(ck) * (state.z - y)  # lerp(y, z, c)
     y_new = y_new + c(coef) * u

@@ -16,6 +16,7 @@ from .._common import (
     decoupled_decay,
     finish,
     init_zeros,
+    is_zero,
     prelude,
     prepare_grad,
     scalars,
@@ -51,7 +52,7 @@ SGD_HPARAMS = (
 def sgd_init(param, /, *, momentum=0.0, state_dtype=None) -> SGDState:
     """Step count 0; a zero momentum buffer when ``momentum`` is not 0."""
     xp, z, count = init_zeros("sgd_init", param, state_dtype)
-    has_buf = not (isinstance(momentum, (int, float)) and momentum == 0)
+    has_buf = not is_zero(momentum)
     return SGDState(count, z if has_buf else None)
 
 
@@ -86,8 +87,8 @@ def sgd_step(param, grad, state: SGDState, /, *, lr=1e-3, momentum=0.0, dampenin
                   weight_decay_mode, maximize, lr_placement, dampen_first_step))
     pre = prelude("sgd_step", param, grad, state, SGDState, "sgd_init")
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
-    has_mom = not (isinstance(momentum, (int, float)) and momentum == 0)
-    if nesterov and (not has_mom or not (isinstance(dampening, (int, float)) and dampening == 0)):
+    has_mom = not is_zero(momentum)
+    if nesterov and (not has_mom or not is_zero(dampening)):
         msg = "sgd_step: nesterov=True needs momentum > 0 and dampening = 0"
         raise ValueError(msg)
     if has_mom and state.momentum_buffer is None:

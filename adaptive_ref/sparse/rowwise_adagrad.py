@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .. import _numerics as nx
-from .._common import check_hparams, init_number, init_zeros, scalars
+from .._common import check_hparams, init_number, init_zeros, is_zero, scalars
 from .._spec import HParam, OptimizerSpec
 from ._prelude import sparse_prelude
 from ._rowops import put_rows, row_totals, take_rows
@@ -61,7 +61,7 @@ def rowwise_adagrad_init(param, /, *, initial_accumulator_value=0.0,
 
 def _rowwise_rows(xp, dtype, p, g, s_old, *, lr, eps, weight_decay, decoupled):
     c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    wd_on = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+    wd_on = not is_zero(weight_decay)
     if wd_on and not decoupled:
         g = g + c(weight_decay) * p
     sq = g * g
