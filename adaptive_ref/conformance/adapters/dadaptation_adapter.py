@@ -10,10 +10,7 @@ reason (``pip install dadaptation==3.2``, the ``upstream`` extra).
 
 from __future__ import annotations
 
-import contextlib
-import io
-
-from .base import Given, present
+from .base import present
 from .prodigyopt_adapter import ProdigyoptAdapter
 
 __all__ = ["DAdaptationAdapter"]
@@ -29,19 +26,13 @@ class DAdaptationAdapter(ProdigyoptAdapter):
         self.name = "upstream-dadaptation"
         self.description = "dadaptation.DAdaptAdam (the authors' package)"
 
-    def build(self, case):
-        import torch
+    def _optimizer_class(self):
         from dadaptation import DAdaptAdam
 
-        hp = Given(case.hparams)
-        params = {k: torch.nn.Parameter(torch.from_numpy(v.copy()))
-                  for k, v in case.init_params().items()}
-        mode = hp["weight_decay_mode"]
-        kw = present(dict(
+        return DAdaptAdam
+
+    def _kwargs(self, hp, decouple) -> dict:
+        return present(dict(
             lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
             weight_decay=hp["weight_decay"], d0=hp["d0"], growth_rate=hp["growth_rate"],
-            use_bias_correction=hp["bias_correction"],
-            decouple=mode if not mode else mode == "decoupled"))
-        with self._dtype(case), contextlib.redirect_stdout(io.StringIO()):
-            opt = DAdaptAdam(list(params.values()), **kw)
-        return {"case": case, "params": params, "opt": opt}
+            use_bias_correction=hp["bias_correction"], decouple=decouple))

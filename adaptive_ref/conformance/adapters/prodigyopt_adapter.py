@@ -69,23 +69,33 @@ class ProdigyoptAdapter(TorchAdapter):
 
     def build(self, case):
         import torch
-        from prodigyopt import Prodigy
 
         hp = Given(case.hparams)
         params = {k: torch.nn.Parameter(torch.from_numpy(v.copy()))
                   for k, v in case.init_params().items()}
-        mode, b3 = hp["weight_decay_mode"], hp["beta3"]
+        mode = hp["weight_decay_mode"]
+        kw = self._kwargs(hp, decouple=mode if not mode else mode == "decoupled")
+        with self._dtype(case), contextlib.redirect_stdout(io.StringIO()):
+            opt = self._optimizer_class()(list(params.values()), **kw)
+        return {"case": case, "params": params, "opt": opt}
+
+    def _optimizer_class(self):
+        from prodigyopt import Prodigy
+
+        return Prodigy
+
+    def _kwargs(self, hp, decouple) -> dict:
+        """The package's constructor arguments for the case's settings (those it names)."""
         kw = present(dict(
             lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
             weight_decay=hp["weight_decay"], d0=hp["d0"], d_coef=hp["d_coef"],
             growth_rate=hp["growth_rate"], slice_p=hp["slice_p"],
             use_bias_correction=hp["bias_correction"], safeguard_warmup=hp["safeguard_warmup"],
-            decouple=mode if not mode else mode == "decoupled"))
+            decouple=decouple))
+        b3 = hp["beta3"]
         if b3 and b3 != -1.0:
             kw["beta3"] = b3
-        with self._dtype(case), contextlib.redirect_stdout(io.StringIO()):
-            opt = Prodigy(list(params.values()), **kw)
-        return {"case": case, "params": params, "opt": opt}
+        return kw
 
     def read(self, h):
         group = h["opt"].param_groups[0]
