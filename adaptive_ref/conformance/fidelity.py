@@ -846,22 +846,31 @@ def _tree_init_fields(opt: str, hp: dict) -> dict:
     return {"mu": z, "nu": z, "s": z, "p0": _PARAM, "d": d0, "d_max": d0, "d_numerator": z}
 
 
-def _prodigy_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
-    """prodigyopt.Prodigy.step (adaptive_ref.optimizers.prodigy), exactly; slice_p = 1."""
+def _tree_inputs(model: dict, grads: dict, t: int, hp: dict, lr) -> tuple:
+    """``(es, gs, dlr, coupled)`` of a whole-model step: every element and its gradient (plus
+    wd * p where the decay is coupled), and d lr c_t with c_t = sqrt(1 - b2^t) / (1 - b1^t)
+    under bias correction, else 1 (Prodigy and D-Adapt AdamW alike)."""
     es = [e for name in model for e in model[name]]
     gs = [g for name in model for g in grads[name]]
-    S0 = es[0].s
-    d, d_max, num = S0["d"], S0["d_max"], S0["d_numerator"]
-    lr, b1, b2, eps = _m(lr), _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
-    b3 = _sqrt(b2) if hp["beta3"] == -1.0 else _m(hp["beta3"])
-    wd, d0, coef = _m(hp["weight_decay"]), _m(hp["d0"]), _m(hp["d_coef"])
-    T = mpmath.mpf(t)
-    dlr = d * lr
+    dlr = es[0].s["d"] * _m(lr)
     if hp["bias_correction"]:
+        T, b1, b2 = mpmath.mpf(t), _m(hp["beta1"]), _m(hp["beta2"])
         dlr = dlr * _sqrt(1 - _pow(b2, T, hp)) / (1 - _pow(b1, T, hp))
     coupled = hp["weight_decay_mode"] == "coupled"
     if coupled:
+        wd = _m(hp["weight_decay"])
         gs = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
+    return es, gs, dlr, coupled
+
+
+def _prodigy_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
+    """prodigyopt.Prodigy.step (adaptive_ref.optimizers.prodigy), exactly; slice_p = 1."""
+    es, gs, dlr, coupled = _tree_inputs(model, grads, t, hp, lr)
+    S0 = es[0].s
+    d, d_max, num = S0["d"], S0["d_max"], S0["d_numerator"]
+    b1, b2, eps = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+    b3 = _sqrt(b2) if hp["beta3"] == -1.0 else _m(hp["beta3"])
+    wd, d0, coef = _m(hp["weight_decay"]), _m(hp["d0"]), _m(hp["d_coef"])
     ratio = d / d0
     s_coef = ratio * (d if hp["safeguard_warmup"] else dlr)
     dot = mpmath.fsum(g * (e.s["p0"] - e.p) for e, g in zip(es, gs, strict=True))
@@ -892,17 +901,10 @@ TREE_STEPS = {"prodigy": _prodigy_tree}
 def _dadapt_adamw_tree(model: dict, grads: dict, t: int, hp: dict, lr) -> None:
     """dadaptation.DAdaptAdam.step / optax.contrib.dadapt_adamw
     (adaptive_ref.optimizers.dadapt_adamw), exactly."""
-    es = [e for name in model for e in model[name]]
-    gs = [g for name in model for g in grads[name]]
+    es, gs, dlr, coupled = _tree_inputs(model, grads, t, hp, lr)
     d, num = es[0].s["d"], es[0].s["d_numerator"]
-    lr, b1, b2, eps = _m(lr), _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
+    b1, b2, eps = _m(hp["beta1"]), _m(hp["beta2"]), _m(hp["eps"])
     wd, sb2 = _m(hp["weight_decay"]), _sqrt(_m(hp["beta2"]))
-    dlr = d * lr
-    if hp["bias_correction"]:
-        dlr = dlr * _sqrt(1 - _pow(b2, mpmath.mpf(t), hp)) / (1 - _pow(b1, mpmath.mpf(t), hp))
-    coupled = hp["weight_decay_mode"] == "coupled"
-    if coupled:
-        gs = [g + wd * e.p for e, g in zip(es, gs, strict=True)]
     acc = mpmath.fsum(g * e.s["s"] / (_sqrt(e.s["nu"]) + eps) for e, g in zip(es, gs, strict=True))
     for e, g in zip(es, gs, strict=True):
         S = e.s
