@@ -563,11 +563,14 @@ def _whole_model_handle(tx, params: dict, jit: bool, case) -> dict:
             "optimizer": case.optimizer}
 
 
-def _prodigy_fields(state, names) -> dict:
-    """Each parameter's share of optax's ProdigyState (estim_lr is d; it keeps no d_max)."""
+def _whole_model_fields(state, names) -> dict:
+    """Each parameter's share of optax's ProdigyState or DAdaptAdamWState (estim_lr is d;
+    neither keeps d_max; Prodigy's also has params0, our p0)."""
     d, r = float(np.asarray(state.estim_lr)), float(np.asarray(state.numerator_weighted))
+    p0 = getattr(state, "params0", None)
     return {k: {"mu": np.asarray(state.exp_avg[k]), "nu": np.asarray(state.exp_avg_sq[k]),
-                "s": np.asarray(state.grad_sum[k]), "p0": np.asarray(state.params0[k]),
+                "s": np.asarray(state.grad_sum[k]),
+                **({} if p0 is None else {"p0": np.asarray(p0[k])}),
                 "d": d, "d_numerator": r, "count": int(np.asarray(state.count))}
             for k in names}
 # ---- D-Adapt AdamW (optax/contrib/_dadapt_adamw.py dadapt_adamw): as Prodigy ---------------
@@ -591,17 +594,9 @@ def _dadapt_adamw_build(case, params: dict, schedule, jit: bool) -> dict:
     return _whole_model_handle(tx, params, jit, case)
 
 
-def _dadapt_adamw_fields(state, names) -> dict:
-    """Each parameter's share of optax's DAdaptAdamWState (estim_lr is d)."""
-    d, r = float(np.asarray(state.estim_lr)), float(np.asarray(state.numerator_weighted))
-    return {k: {"mu": np.asarray(state.exp_avg[k]), "nu": np.asarray(state.exp_avg_sq[k]),
-                "s": np.asarray(state.grad_sum[k]), "d": d, "d_numerator": r,
-                "count": int(np.asarray(state.count))}
-            for k in names}
 
-
-_WHOLE_MODEL = {"prodigy": (_prodigy_build, _prodigy_fields),
-                "dadapt_adamw": (_dadapt_adamw_build, _dadapt_adamw_fields)}
+_WHOLE_MODEL = {"prodigy": (_prodigy_build, _whole_model_fields),
+                "dadapt_adamw": (_dadapt_adamw_build, _whole_model_fields)}
 # ---- Muon: optax.contrib.muon (optax/contrib/_muon.py scale_by_muon, scale_by_shape, muon) ----
 # scale_by_muon: the EMA with Adam's bias correction, NAdam-style Nesterov (or m_hat), the
 # iteration in the parameter dtype on x/(||x||_F + eps) (finding M3); scale_by_shape:
