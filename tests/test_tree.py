@@ -369,3 +369,18 @@ def test_tree_api_hands_a_whole_model_optimizer_every_leaf(name, profile):
     np.testing.assert_array_equal(new["w"], ref[1])
     for field in type(st).SCALAR_FIELDS:
         assert float(getattr(st, field)) == float(getattr(rst, field)), field
+
+
+@pytest.mark.parametrize("name", sorted({n for n, _ in WHOLE_MODEL}))
+def test_whole_model_step_errors_name_the_leaf_and_the_argument(name):
+    """The checks every whole-model step shares (adaptive_ref._global): the leaf and the
+    argument in the message."""
+    spec = REGISTRY[name]
+    p = [np.ones(2), np.ones(3)]
+    st = spec.init(p)
+    with pytest.raises(ValueError, match=r"\(leaf 1\): grad has shape"):
+        spec.step(p, [np.ones(2), np.ones(2)], st)
+    with pytest.raises(ValueError, match="params has 2 leaves but grads has 1"):
+        spec.step(p, [np.ones(2)], st)
+    with pytest.raises(TypeError, match=f"not a {spec.state_type.__name__}"):
+        spec.step(p, p, (1, 2))
