@@ -83,7 +83,15 @@ def adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
         return _blockwise.fused(adagrad_step, locals())
     check_hparams("adagrad_step", ADAGRAD_HPARAMS, (lr, lr_decay, initial_accumulator_value, eps,
                   eps_placement, weight_decay, weight_decay_mode, maximize))
-    pre = prelude("adagrad_step", param, grad, state, AdagradState, "adagrad_init")
+    return _adagrad_update("adagrad_step", param, grad, state, lr, lr_decay, eps, eps_placement,
+                           weight_decay, weight_decay_mode, maximize)
+
+
+def _adagrad_update(op, param, grad, state, lr, lr_decay, eps, eps_placement, weight_decay,
+                    weight_decay_mode, maximize):
+    """Adagrad's update after the hyperparameter check (arguments by position): the one text
+    that :func:`adagrad_step` and sparse Adagrad (on the gradient's rows) both run."""
+    pre = prelude(op, param, grad, state, AdagradState, op.replace("_step", "_init"))
     xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
     lr, lr_decay, eps, weight_decay = scalars(xp, sd, param, lr, lr_decay, eps, weight_decay)
     count, t = nx.advance(xp, state.count, sd)

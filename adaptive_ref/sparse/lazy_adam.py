@@ -15,12 +15,13 @@ of counts the size of the table.
 
 from __future__ import annotations
 
-from .. import _numerics as nx
-from .._common import check_hparams, scalars
+from .._checks import is_array
+from .._common import check_hparams
 from .._spec import HParam, OptimizerSpec, Profile
-from ..optimizers.adam import AdamState, adam_init
+from ..optimizers.adam import AdamState, _adam_update, adam_init
 from ._prelude import sparse_prelude
 from ._rowops import put_rows, row_totals, take_rows
+from .rows import RowSparse, as_row_sparse
 
 __all__ = ["lazy_adam_init", "lazy_adam_step", "LAZY_ADAM", "LAZY_ADAM_HPARAMS"]
 
@@ -49,20 +50,12 @@ def lazy_adam_init(param, /, *, state_dtype=None) -> AdamState:
     return adam_init(param, amsgrad=False, state_dtype=state_dtype)
 
 
-def _adam_rows(xp, dtype, p, g, m, v, *, lr, beta1, beta2, eps, bc1, bc2, eps_placement,
-               bias_correction):
-    """Adam on some rows; the same operations, in the same order, as ``adam_step``."""
-    c = lambda val: nx.to(xp, val, dtype)  # noqa: E731
-    mu = c(beta1) * m + c(1 - beta1) * g
-    nu = c(beta2) * v + c(1 - beta2) * (g * g)
-    if eps_placement == "outside":
-        corrected = nu / c(bc2) if bias_correction else nu
-        m_hat = mu / c(bc1) if bias_correction else mu
-        p_new = p - c(lr) * (m_hat / (xp.sqrt(corrected) + c(eps)))
-    else:
-        step_size = lr * xp.sqrt(bc2) / bc1 if bias_correction else lr
-        p_new = p - c(step_size) * (mu / (xp.sqrt(nu) + c(eps)))
-    return p_new, mu, nu
+def _adam(param, grad, state, lr, beta1, beta2, eps, eps_placement, bias_correction, maximize):
+    """Adam itself (:mod:`adaptive_ref.optimizers.adam`'s one update, its checks named for
+    lazy_adam_step) on ``param`` and the state: the whole table, or the gathered rows."""
+    return _adam_update("lazy_adam_step", param, grad, state, lr, beta1, beta2, eps, 0.0,
+                        eps_placement, bias_correction, False, "raw", maximize, 0.0, True, None,
+                        "float64")
 
 
 def lazy_adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta2=0.999,
@@ -108,50 +101,25 @@ def lazy_adam_step(param, grad, state: AdamState, /, *, lr=1e-3, beta1=0.9, beta
         msg = ("lazy_adam_step: the state was made with amsgrad=True; lazy Adam has no AMSGrad "
                "(make the state with lazy_adam_init)")
         raise ValueError(msg)
+    hp = (lr, beta1, beta2, eps, eps_placement, bias_correction, maximize)
+    grad = as_row_sparse(grad, like=param if is_array(param) else None)
+    if not isinstance(grad, RowSparse):  # a dense gradient: every row present, which is Adam
+        return _adam(param, grad, state, *hp)
     pre = sparse_prelude("lazy_adam_step", param, grad, state, AdamState, "lazy_adam_init",
                          full_shape_moments=("mu", "nu"))
-    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
-    lr, beta1, beta2, eps = scalars(xp, sd, param, lr, beta1, beta2, eps)
-    count, t = nx.advance(xp, state.count, sd)
-    lr = nx.poison(xp, lr, state.count, t)  # NaN after an unreadable count overflowed
-    if bias_correction:
-        bc1, bc2 = nx.bias_correction(xp, beta1, t), nx.bias_correction(xp, beta2, t)
-    else:
-        bc1 = bc2 = 1.0
-    kw = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, bc1=bc1, bc2=bc2,
-              eps_placement=eps_placement, bias_correction=bias_correction)
-    cast = lambda a: a if a.dtype == dtype else xp.astype(a, dtype)  # noqa: E731
-    back = lambda a: a if a.dtype == pre.param_dtype else xp.astype(a, pre.param_dtype)  # noqa
-
-    if pre.rows is None:  # dense gradient: every row present
-        g = -cast(pre.grad) if maximize else cast(pre.grad)
-        p_new, mu, nu = _adam_rows(xp, dtype, cast(param), g, state.mu, state.nu, **kw)
-        return back(p_new), AdamState(count, mu, nu, None)
-
-    idx = pre.rows.indices
-    g = cast(row_totals(xp, idx, pre.rows.values))
-    if maximize:
-        g = -g
-    p_rows, mu_rows, nu_rows = _adam_rows(
-        xp, dtype, cast(take_rows(xp, param, idx)), g, take_rows(xp, state.mu, idx),
-        take_rows(xp, state.nu, idx), **kw)
+    xp, idx = pre.xp, pre.rows.indices
+    rows = AdamState(state.count, take_rows(xp, state.mu, idx), take_rows(xp, state.nu, idx))
+    p_rows, rows = _adam(take_rows(xp, param, idx), row_totals(xp, idx, pre.rows.values), rows,
+                         *hp)
     if absent_rows == "lazy":
         base_p, base_mu, base_nu, own = param, state.mu, state.nu, donate
-    else:  # every row moves with g = 0; then the present rows are overwritten
-        zero = xp.zeros((), dtype=dtype, device=_device(param))
-        base_p, base_mu, base_nu = _adam_rows(xp, dtype, cast(param), -zero if maximize else zero,
-                                              state.mu, state.nu, **kw)
-        base_p, own = back(base_p), True  # fresh arrays: safe to write into
-    p_new = put_rows(xp, base_p, idx, back(p_rows), donate=own)
-    mu = put_rows(xp, base_mu, idx, mu_rows, donate=own)
-    nu = put_rows(xp, base_nu, idx, nu_rows, donate=own)
-    return p_new, AdamState(count, mu, nu, None)
-
-
-def _device(x):
-    import array_api_compat as aac
-
-    return aac.device(x)
+    else:  # every row moves with g = 0 (dense Adam); then the present rows are overwritten
+        base_p, base = _adam(param, xp.zeros_like(param), state, *hp)
+        base_mu, base_nu, own = base.mu, base.nu, True  # fresh arrays: safe to write into
+    p_new = put_rows(xp, base_p, idx, p_rows, donate=own)
+    mu = put_rows(xp, base_mu, idx, rows.mu, donate=own)
+    nu = put_rows(xp, base_nu, idx, rows.nu, donate=own)
+    return p_new, AdamState(rows.count, mu, nu, None)
 
 
 LAZY_ADAM = OptimizerSpec(

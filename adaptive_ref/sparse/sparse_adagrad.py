@@ -12,12 +12,13 @@ accumulator is still 0, dense Adagrad writes NaN there; the sparse step leaves t
 
 from __future__ import annotations
 
-from .. import _numerics as nx
-from .._common import check_hparams, scalars
+from .._checks import is_array
+from .._common import check_hparams
 from .._spec import HParam, OptimizerSpec, Profile
-from ..optimizers.adagrad import AdagradState, adagrad_init
+from ..optimizers.adagrad import AdagradState, _adagrad_update, adagrad_init
 from ._prelude import sparse_prelude
 from ._rowops import put_rows, row_totals, take_rows
+from .rows import RowSparse, as_row_sparse
 
 __all__ = ["sparse_adagrad_init", "sparse_adagrad_step", "SPARSE_ADAGRAD",
            "SPARSE_ADAGRAD_HPARAMS"]
@@ -42,18 +43,11 @@ def sparse_adagrad_init(param, /, *, initial_accumulator_value=0.0,
                         state_dtype=state_dtype)
 
 
-def _adagrad_rows(xp, dtype, p, g, s_old, *, clr, eps, eps_placement):
-    """Adagrad on some rows; the same operations, in the same order, as ``adagrad_step``."""
-    c = lambda v: nx.to(xp, v, dtype)  # noqa: E731
-    s = s_old + g * g
-    if eps_placement == "outside":
-        p_new = p - c(clr) * (g / (xp.sqrt(s) + c(eps)))
-    else:
-        safe = xp.where(s > 0, s, xp.ones_like(s))
-        # g * 0 where s is not > 0, as adagrad_step: a NaN gradient still propagates
-        u = xp.where(s > 0, g / xp.sqrt(safe + c(eps)), g * 0.0)
-        p_new = p - c(clr) * u
-    return p_new, s
+def _adagrad(param, grad, state, lr, lr_decay, eps, eps_placement, maximize):
+    """Adagrad itself (:mod:`adaptive_ref.optimizers.adagrad`'s one update, its checks named
+    for sparse_adagrad_step) on ``param`` and the state: the whole table, or the gathered rows."""
+    return _adagrad_update("sparse_adagrad_step", param, grad, state, lr, lr_decay, eps,
+                           eps_placement, 0.0, "coupled", maximize)
 
 
 def sparse_adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_decay=0.0,
@@ -81,28 +75,18 @@ def sparse_adagrad_step(param, grad, state: AdagradState, /, *, lr=1e-2, lr_deca
     if not isinstance(donate, bool):
         msg = f"sparse_adagrad_step: donate must be True or False, got {donate!r}"
         raise TypeError(msg)
+    hp = (lr, lr_decay, eps, eps_placement, maximize)
+    grad = as_row_sparse(grad, like=param if is_array(param) else None)
+    if not isinstance(grad, RowSparse):  # a dense gradient: every row present, which is Adagrad
+        return _adagrad(param, grad, state, *hp)
     pre = sparse_prelude("sparse_adagrad_step", param, grad, state, AdagradState,
                          "sparse_adagrad_init", full_shape_moments=("sum",))
-    xp, dtype, sd = pre.xp, pre.dtype, pre.sdtype
-    lr, lr_decay, eps = scalars(xp, sd, param, lr, lr_decay, eps)
-    count, t = nx.advance(xp, state.count, sd)
-    clr = lr / (1.0 + (t - 1.0) * lr_decay)
-    cast = lambda a: a if a.dtype == dtype else xp.astype(a, dtype)  # noqa: E731
-    back = lambda a: a if a.dtype == pre.param_dtype else xp.astype(a, pre.param_dtype)  # noqa
-    kw = dict(clr=clr, eps=eps, eps_placement=eps_placement)
-    if pre.rows is None:
-        g = -cast(pre.grad) if maximize else cast(pre.grad)
-        p_new, s = _adagrad_rows(xp, dtype, cast(param), g, state.sum, **kw)
-        return back(p_new), AdagradState(count, s)
-    idx = pre.rows.indices
-    g = cast(row_totals(xp, idx, pre.rows.values))
-    if maximize:
-        g = -g
-    p_rows, s_rows = _adagrad_rows(xp, dtype, cast(take_rows(xp, param, idx)), g,
-                                   take_rows(xp, state.sum, idx), **kw)
-    p_new = put_rows(xp, param, idx, back(p_rows), donate=donate)
-    s = put_rows(xp, state.sum, idx, s_rows, donate=donate)
-    return p_new, AdagradState(count, s)
+    xp, idx = pre.xp, pre.rows.indices
+    p_rows, rows = _adagrad(take_rows(xp, param, idx), row_totals(xp, idx, pre.rows.values),
+                            AdagradState(state.count, take_rows(xp, state.sum, idx)), *hp)
+    p_new = put_rows(xp, param, idx, p_rows, donate=donate)
+    s = put_rows(xp, state.sum, idx, rows.sum, donate=donate)
+    return p_new, AdagradState(rows.count, s)
 
 
 SPARSE_ADAGRAD = OptimizerSpec(
