@@ -78,10 +78,10 @@ class _NumPyTypes:
     count_tops: (dtype, maximum) of int64 and int32; count_top: the same as a dict;
     scalar_floats: the float64 and float32 scalar types (what 0-d NumPy arithmetic returns);
     xp: NumPy's array-API namespace; bool_: the bool scalar type (what a comparison of NumPy
-    scalars returns)."""
+    scalars returns); sign: ``numpy.sign``."""
 
     _EMPTY = dict(ndarray=None, floats=(), f64=None, counts=(), count_tops=(), count_top={},
-                  scalar_floats=(), xp=None, asarray=None, bool_=None)
+                  scalar_floats=(), xp=None, asarray=None, bool_=None, sign=None)
 
     def __getattr__(self, name):
         np = sys.modules.get("numpy")
@@ -99,6 +99,7 @@ class _NumPyTypes:
         self.xp = xp
         self.asarray = np.asarray
         self.bool_ = np.bool_
+        self.sign = np.sign
         return getattr(self, name)
 
 

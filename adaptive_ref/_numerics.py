@@ -198,6 +198,15 @@ def astype(xp, x, dtype):
     return xp.astype(x, dtype)
 
 
+def sign(xp, x):
+    """``xp.sign(x)``; on a float32/float64 NumPy array, ``numpy.sign`` itself, which is what
+    NumPy's array-API ``sign`` calls for real dtypes, without the wrapper's dtype checks (about
+    1.6 µs of a small step's cost)."""
+    if xp is NP.xp and type(x) is NP.ndarray and x.dtype in NP.floats:
+        return NP.sign(x)
+    return xp.sign(x)
+
+
 def advance(xp, count, sdtype):
     """Return ``(count + 1, t)``: the new count and the float step index ``t`` (1 at step one).
 

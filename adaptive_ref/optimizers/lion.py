@@ -96,7 +96,7 @@ def lion_step(param, grad, state: LionState, /, *, lr=1e-4, beta1=0.9, beta2=0.9
             p = p * c(decay)
         mu = c(beta2) * m
         mu += c(w2) * g
-        return p - c(lr) * xp.sign(interp), mu
+        return p - c(lr) * nx.sign(xp, interp), mu
 
     p_new, mu = _blockwise.run(xp, update, (pre.p, pre.g, state.mu))
     return finish(xp, p_new, pre.param_dtype), LionState(count, mu)
