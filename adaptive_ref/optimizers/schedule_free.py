@@ -188,11 +188,12 @@ SCHEDULE_FREE_SGD_HPARAMS = (HParam("lr", 1.0, "learning rate (peak, after warm-
                                     low=0.0),) + _WRAPPER
 
 
-def _schedule_free(op, param, grad, state, direction, *, lr, beta1, weight_decay,
-                   warmup_steps, r, weight_lr_power, warmup_lag, warmup_precision, averaging,
-                   weight_decay_form, factor_precision, x_from_updated_z, adam=False):
+def _schedule_free(op, param, grad, state, direction, lr, beta1, weight_decay, warmup_steps, r,
+                   weight_lr_power, warmup_lag, warmup_precision, averaging, weight_decay_form,
+                   factor_precision, x_from_updated_z, adam):
     """The wrapper around a base direction ``direction(xp, g, nu, t, s, c) -> (u, nu)`` (``s``
-    makes a 0-d array of the scalar dtype, ``c`` casts a scalar to the compute dtype)."""
+    makes a 0-d array of the scalar dtype, ``c`` casts a scalar to the compute dtype).
+    Arguments by position (a call with 13 keywords costs about 0.7 µs more)."""
     pre = prelude(op, param, grad, state, ScheduleFreeState, op.replace("_step", "_init"))
     xp, dtype = pre.xp, pre.dtype
     if adam == (state.nu is None):
@@ -318,12 +319,9 @@ def schedule_free_adamw_step(param, grad, state: ScheduleFreeState, /, *, lr=2.5
                    factor_precision, x_from_updated_z, ema_weight_precision))
     return _schedule_free(
         "schedule_free_adamw_step", param, grad, state,
-        _adam_direction(beta2, eps, ema_weight_precision), lr=lr,
-        beta1=beta1, weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
-        weight_lr_power=weight_lr_power, warmup_lag=warmup_lag,
-        warmup_precision=warmup_precision, averaging=averaging,
-        weight_decay_form=weight_decay_form, factor_precision=factor_precision,
-        x_from_updated_z=x_from_updated_z, adam=True)
+        _adam_direction(beta2, eps, ema_weight_precision), lr, beta1, weight_decay,
+        warmup_steps, r, weight_lr_power, warmup_lag, warmup_precision, averaging,
+        weight_decay_form, factor_precision, x_from_updated_z, True)
 
 
 def schedule_free_sgd_step(param, grad, state: ScheduleFreeState, /, *, lr=1.0, beta1=0.9,
@@ -350,12 +348,9 @@ def schedule_free_sgd_step(param, grad, state: ScheduleFreeState, /, *, lr=1.0, 
                    warmup_precision, averaging, weight_decay_form, factor_precision,
                    x_from_updated_z))
     return _schedule_free(
-        "schedule_free_sgd_step", param, grad, state, _sgd_direction, lr=lr, beta1=beta1,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
-        weight_lr_power=weight_lr_power, warmup_lag=warmup_lag,
-        warmup_precision=warmup_precision, averaging=averaging,
-        weight_decay_form=weight_decay_form, factor_precision=factor_precision,
-        x_from_updated_z=x_from_updated_z)
+        "schedule_free_sgd_step", param, grad, state, _sgd_direction, lr, beta1, weight_decay,
+        warmup_steps, r, weight_lr_power, warmup_lag, warmup_precision, averaging,
+        weight_decay_form, factor_precision, x_from_updated_z, False)
 
 
 def _eval_point(param, state, **settings):
