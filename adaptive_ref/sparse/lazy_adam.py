@@ -11,6 +11,11 @@ one count per row (bias corrections with the number of times *that row* was touc
 default because no framework implements it and it changes the trajectory by O(1) (0.43 relative
 after 200 steps in the measurement of conventions.md Sec. 12); it would also need a state array
 of counts the size of the table.
+
+The update itself is Adam's one text (``adaptive_ref.optimizers.adam``): a dense gradient goes to
+it directly, and a row-sparse one runs it on the gathered rows (and, for
+``absent_rows="dense_equivalent"``, on the whole table with a zero gradient), so lazy Adam with
+every row present is ``adam_step`` by construction.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Equal to dense Adagrad by construction: an absent row has :math:`g = 0`, which a
 the accumulator and moves nothing (:math:`0/(\sqrt{s}+\epsilon) = 0`). The one exception is
 dense Adagrad's own ``0/0``: with ``eps=0``, ``eps_placement="outside"`` and a coordinate whose
 accumulator is still 0, dense Adagrad writes NaN there; the sparse step leaves the row alone.
+
+The update is Adagrad's one text (``adaptive_ref.optimizers.adagrad``), run on the whole table
+for a dense gradient and on the gathered rows for a row-sparse one.
 """
 
 from __future__ import annotations
