@@ -2,8 +2,9 @@
 
 Tolerances: the identities "every row present == dense step", "duplicates == their sum",
 "dense_equivalent == dense Adam on the zero-filled gradient" and "absent rows unchanged" are
-exact (``==``, bit for bit) on the eager backends, because the sparse steps apply the same
-elementwise operations, in the same order, to gathered rows. Under ``jax.jit`` XLA may fuse
+exact (``==``, bit for bit) on the eager backends, because the sparse steps run the dense
+step's own update (``adam``'s, ``adagrad``'s) on the gathered rows, and on a dense gradient on
+the whole table. Under ``jax.jit`` XLA may fuse
 and contract operations differently for the gathered and the full arrays, so jit results are
 compared with a bound of 16 float64 ULP relative to the parameter's movement.
 """
@@ -69,6 +70,39 @@ def test_lazy_adam_all_rows_equals_dense_adam(backend, eps_placement):
     assert np.array_equal(backend.to_numpy(p_s), backend.to_numpy(p_d))
     for a, b in zip(_np_state(backend, s_s), _np_state(backend, s_d), strict=True):
         assert (a is None and b is None) or np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("which", ["lazy_adam_hat", "lazy_adam_outside", "sparse_adagrad"])
+def test_dense_gradient_is_the_dense_step(backend, which, maximize):
+    """A dense gradient (every row present) goes to the dense update itself: the same arrays,
+    bit for bit, over every element of the parameter and the state."""
+    sparse_init, sparse_step, kw = _SPARSE_STEPS[which]
+    if which == "sparse_adagrad":
+        dense_init, dense_step = adagrad_init, adagrad_step
+    else:  # lazy Adam's default is eps-hat, Adam's is 'outside': name it for both
+        dense_init, dense_step = adam_init, adam_step
+        kw = {"eps_placement": "hat", **kw}
+    rng = np.random.default_rng(2)
+    p_s = p_d = backend.asarray(rng.standard_normal((N, D)))
+    s_s, s_d = sparse_init(p_s), dense_init(p_d)
+    for _ in range(STEPS):
+        g = backend.asarray(rng.standard_normal((N, D)))
+        p_s, s_s = sparse_step(p_s, g, s_s, maximize=maximize, **kw)
+        p_d, s_d = dense_step(p_d, g, s_d, maximize=maximize, **kw)
+    assert type(s_s) is type(s_d)
+    assert np.array_equal(backend.to_numpy(p_s), backend.to_numpy(p_d))
+    for a, b in zip(_np_state(backend, s_s), _np_state(backend, s_d), strict=True):
+        assert (a is None and b is None) or np.array_equal(a, b)
+
+
+def test_dense_gradient_errors_name_the_sparse_step():
+    p = np.zeros((N, D))
+    with pytest.raises(ValueError, match=r"lazy_adam_step: grad has shape \(7, 2\)"):
+        lazy_adam_step(p, np.zeros((N, 2)), lazy_adam_init(p))
+    with pytest.raises(TypeError, match="sparse_adagrad_step: state is a AdamState.*"
+                                        "sparse_adagrad_init"):
+        sparse_adagrad_step(p, np.zeros((N, D)), adam_init(p))
 
 
 def test_lazy_adam_default_is_torch_sparseadam_eps_hat():
