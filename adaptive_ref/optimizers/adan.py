@@ -15,7 +15,7 @@ from .. import _numerics as nx
 from .._common import (
     FACTOR_PRECISION,
     check_hparams,
-    decoupled_decay_factor,
+    decoupled_decay,
     finish,
     init_zeros,
     is_zero,
@@ -118,7 +118,7 @@ def adan_step(param, grad, state: AdanState, /, *, lr=1e-3, beta1=0.98, beta2=0.
     first = state.count == 0  # 0-d bool: the first step has no previous gradient
     decay = None if is_zero(weight_decay) or weight_decay_mode == "coupled" else (
         1 + lr * weight_decay if weight_decay_mode == "proximal"
-        else decoupled_decay_factor(weight_decay)(lr, weight_decay))
+        else decoupled_decay(lr, weight_decay))
 
     def update(p, g, m, v, n, prev):
         # in-place operators on fresh arrays round as the expressions in the docstring

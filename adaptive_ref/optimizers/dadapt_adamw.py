@@ -170,8 +170,7 @@ def dadapt_adamw_step(params, grads, state: DAdaptAdamWState, /, *, lr=1.0, beta
     d_new = xp.maximum(d, xp.minimum(d_hat, d * s0(growth_rate)))
     d_new, num_new = xp.where(moved, d_new, d), xp.where(moved, num_new, num)
     count = xp.where(moved, count, state.count)
-    decay = None if coupled or is_zero(weight_decay) \
-        else c(dlr * weight_decay)
+    decay = None if coupled or is_zero(weight_decay) else c(dlr * weight_decay)
     out = gl.step_leaves(xp, ps, live, p_in,
                          lambda i: new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(eps)),
                          decay, moved, pdtype)

@@ -13,6 +13,7 @@ from .. import _numerics as nx
 from .._common import (
     FACTOR_PRECISION,
     check_hparams,
+    decoupled_decay,
     finish,
     init_zeros,
     is_zero,
@@ -95,7 +96,7 @@ def lamb_step(param, grad, state: LambState, /, *, lr=1e-3, beta1=0.9, beta2=0.9
     p, g = pre.p, pre.g
     has_wd = not is_zero(weight_decay)
     if has_wd and decay_placement == "decoupled":
-        p = p * c(1 - lr * weight_decay)
+        p = p * c(decoupled_decay(lr, weight_decay))
     mu = c(beta1) * state.mu
     mu += c(1 - beta1) * g
     nu = c(beta2) * state.nu

@@ -204,8 +204,7 @@ def prodigy_step(params, grads, state: ProdigyState, /, *, lr=1.0, beta1=0.9, be
     d_new, d_max_new = xp.where(moved, d_new, d), xp.where(moved, d_max_new, d_max)
     num_new = xp.where(moved, num_new, num)
     count = xp.where(moved, count, state.count)
-    decay = None if coupled or is_zero(weight_decay) \
-        else c(dlr * weight_decay)
+    decay = None if coupled or is_zero(weight_decay) else c(dlr * weight_decay)
     out = gl.step_leaves(
         xp, ps, live, p_in,
         lambda i: c(dlr) * new["mu"][i] / (xp.sqrt(new["nu"][i]) + c(d_new * eps)),
